@@ -1,0 +1,87 @@
+"""Per-task warm-start cache: the last minimal sufficient level k* of every task.
+
+The policy improves slowly, so last epoch's k* is the best first guess for this epoch's search. The cache
+is part of the training state: it is saved with each checkpoint and restored on resume (a resumed run
+that forgot it would pay cold-start searches again). Values are stored with the task's L so that a
+dataset whose reference actions changed does not warm-start from a stale level.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+FORMAT_VERSION = 1
+
+
+class LevelCache:
+    """Maps task id → (L, level). A stored level of L + 1 means "even full guidance failed last time"."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[int, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._entries
+
+    def get(self, task_id: str, num_actions: int) -> int | None:
+        """Last level for the task, or None if unknown or recorded for a different L."""
+        entry = self._entries.get(task_id)
+        if entry is None or entry[0] != num_actions:
+            return None
+        return entry[1]
+
+    def put(self, task_id: str, num_actions: int, level: int) -> None:
+        if not 1 <= level <= num_actions:
+            raise ValueError(f"task {task_id!r}: cached level {level} outside [1, {num_actions}]")
+        self._entries[task_id] = (num_actions, level)
+
+    def put_full_failure(self, task_id: str, num_actions: int) -> None:
+        self._entries[task_id] = (num_actions, num_actions + 1)
+
+    def to_dict(self) -> dict:
+        return {
+            "version": FORMAT_VERSION,
+            "entries": {task: {"num_actions": n, "level": k} for task, (n, k) in sorted(self._entries.items())},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "<dict>") -> LevelCache:
+        if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
+            raise ValueError(f"{source}: not a level cache of format version {FORMAT_VERSION}")
+        cache = cls()
+        for task, entry in data.get("entries", {}).items():
+            try:
+                num_actions, level = int(entry["num_actions"]), int(entry["level"])
+            except (KeyError, TypeError, ValueError) as err:
+                raise ValueError(f"{source}: bad entry for task {task!r}: {entry!r}") from err
+            if not 1 <= level <= num_actions + 1:
+                raise ValueError(f"{source}: task {task!r} has level {level} outside [1, {num_actions + 1}]")
+            cache._entries[str(task)] = (num_actions, level)
+        return cache
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write atomically (temp file + rename): a crash never leaves a truncated cache behind."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(self.to_dict(), f, indent=0, sort_keys=True)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> LevelCache:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: level cache is not valid JSON: {err}") from err
+        return cls.from_dict(data, source=str(path))

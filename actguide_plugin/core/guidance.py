@@ -1,0 +1,93 @@
+"""Plan-style guidance G_k: the first k reference actions appended to the user message (paper §3.1).
+
+G_0 is the original prompt, unchanged. For k ≥ 1 the *last user message* gets a block: a short instruction
+that this is a possibly incomplete reference plan, then one numbered line per action,
+``i. <tool name>: <arguments as compact JSON>``. The system message (which carries the tool schemas) is
+never touched, so the tool-call format the policy learns is the one it is evaluated with.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from actguide_plugin.core.actions import Action
+
+Message = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class GuidanceTemplate:
+    """Text around the numbered plan. ``header`` precedes the list; lines follow ``line_format``."""
+
+    header: str = (
+        "\n\nReference plan (possibly incomplete): a previous successful attempt began with the tool calls "
+        "below. Use them as guidance; you may need more tool calls before giving the final answer.\n"
+    )
+    line_format: str = "{index}. {name}: {arguments}"
+
+    def render(self, actions: Sequence[Action]) -> str:
+        lines = [
+            self.line_format.format(index=i, name=a.name, arguments=a.compact_arguments())
+            for i, a in enumerate(actions, start=1)
+        ]
+        return self.header + "\n".join(lines)
+
+
+DEFAULT_TEMPLATE = GuidanceTemplate()
+
+
+def level_from_ratio(ratio: float, num_actions: int) -> int:
+    """k = ceil(r · L), clamped to [0, L]. A tiny epsilon keeps 0.3 · 10 at 3, not 4."""
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"guidance ratio must be in [0, 1], got {ratio}")
+    return min(num_actions, max(0, math.ceil(ratio * num_actions - 1e-9)))
+
+
+def guided_messages(
+    messages: Sequence[Message],
+    actions: Sequence[Action],
+    level: int,
+    template: GuidanceTemplate = DEFAULT_TEMPLATE,
+) -> list[dict[str, Any]]:
+    """Return the prompt at guidance level ``level`` (0 ≤ level ≤ len(actions)).
+
+    Level 0 returns copies equal to the input messages; the input is never mutated.
+    """
+    if not 0 <= level <= len(actions):
+        raise ValueError(f"guidance level {level} is outside [0, {len(actions)}] (number of reference actions)")
+    out = [dict(m) for m in messages]
+    if level == 0:
+        return out
+    user_idx = next((i for i in range(len(out) - 1, -1, -1) if out[i].get("role") == "user"), None)
+    if user_idx is None:
+        raise ValueError("cannot add guidance: the prompt has no user message")
+    content = out[user_idx].get("content")
+    if not isinstance(content, str):
+        raise ValueError(f"cannot add guidance: user message content must be text, got {type(content).__name__}")
+    out[user_idx]["content"] = content + template.render(actions[:level])
+    return out
+
+
+_PLAN_LINE = re.compile(r"^(\d+)\. \S")
+
+
+def level_in_text(text: str, template: GuidanceTemplate = DEFAULT_TEMPLATE) -> int:
+    """Recover the guidance level from a rendered prompt: the run of numbered lines after the header.
+
+    Used by scripted test backends and offline analysis; returns 0 when no guidance block is present.
+    """
+    header = template.header.strip()
+    start = text.rfind(header)
+    if start < 0:
+        return 0
+    level = 0
+    for line in text[start + len(header) :].lstrip("\n").split("\n"):
+        match = _PLAN_LINE.match(line)
+        if match is None or int(match.group(1)) != level + 1:
+            break
+        level += 1
+    return level

@@ -1,0 +1,103 @@
+"""Diagnostics the paper reports, computed from the search outcomes of one training batch.
+
+All metric names are relative (the verl glue prefixes ``actguide/``). Accuracies of unguided and guided
+samples are kept apart, never mixed into one "accuracy": a rising guided accuracy says nothing about the
+policy we evaluate (which is always unguided).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from actguide_plugin.core.search import GroupOutcome, GroupStatus
+
+RATIO_BINS = ((0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0))
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(sum(values) / len(values)) if values else 0.0
+
+
+def _has_signal(rewards: Sequence[float]) -> bool:
+    """A GRPO group yields gradient only if its rewards are not all equal."""
+    return len(rewards) > 1 and max(rewards) != min(rewards)
+
+
+def group_metrics(outcomes: Sequence[GroupOutcome[Any]], reward: Callable[[Any], float]) -> dict[str, float]:
+    """Batch-level diagnostics: hard/rescued counts, k* distribution, cost, signal before/after, accuracies."""
+    total = len(outcomes)
+    if total == 0:
+        return {}
+    hard = [o for o in outcomes if o.is_hard]
+    rescued = [o for o in hard if o.status is GroupStatus.RESCUED]
+    final_rewards = [[float(reward(t)) for t in o.trajectories] for o in outcomes]
+    guided_rewards = [r for o, rs in zip(outcomes, final_rewards, strict=True) if o.guided for r in rs]
+    # unguided accuracy: the first (unguided) group where one was rolled out, else the final unguided group
+    unguided_rewards = [
+        r
+        for o, rs in zip(outcomes, final_rewards, strict=True)
+        for r in (o.unguided_rewards or ([] if o.guided else rs))
+    ]
+    guided = [o for o in outcomes if o.guided and o.trajectories]
+    ratios = [o.level / o.num_actions for o in guided]
+    guidance_trajectories = sum(o.sampled - len(o.unguided_rewards) for o in hard)
+
+    metrics = {
+        "groups": float(total),
+        "hard_groups": float(len(hard)),
+        "hard_group_frac": len(hard) / total,
+        "rescued_groups": float(len(rescued)),
+        "rescued_frac": len(rescued) / len(hard) if hard else 0.0,
+        "full_failed_groups": float(sum(o.status is GroupStatus.FULL_FAILED for o in outcomes)),
+        "dropped_groups": float(sum(o.dropped for o in outcomes)),
+        "guided_groups": float(len(guided)),
+        "level_mean": _mean([o.level for o in guided]),
+        "level_ratio_mean": _mean(ratios),
+        "probes_per_hard": _mean([len(o.probes) for o in hard]),
+        "probe_trajectories_per_rescued": (sum(o.probe_trajectories for o in hard) / len(rescued)) if rescued else 0.0,
+        "guidance_trajectories_per_rescued": guidance_trajectories / len(rescued) if rescued else 0.0,
+        "reused_probe_trajectories": float(sum(o.reused for o in outcomes)),
+        "trajectories_sampled": float(sum(o.sampled for o in outcomes)),
+        "serial_rounds_mean": _mean([o.serial_rounds for o in outcomes]),
+        "serial_rounds_max": float(max(o.serial_rounds for o in outcomes)),
+        "effective_signal_frac_before": _mean(
+            [float(_has_signal(o.unguided_rewards or rs)) for o, rs in zip(outcomes, final_rewards, strict=True)]
+        ),
+        "effective_signal_frac_after": _mean([float(_has_signal(rs)) for rs in final_rewards if rs]),
+        "acc_unguided": _mean(unguided_rewards),
+        "acc_guided": _mean(guided_rewards),
+    }
+    for (low, high), count in zip(RATIO_BINS, _ratio_histogram(ratios), strict=True):
+        metrics[f"level_ratio_hist/{int(low * 100)}-{int(high * 100)}"] = float(count)
+    for level, count in sorted(Counter(o.level for o in guided).items()):
+        metrics[f"level_hist/{level}"] = float(count)
+    return metrics
+
+
+def _ratio_histogram(ratios: Sequence[float]) -> list[int]:
+    """Counts per bin of k*/L; bins are (low, high], the first also takes 0."""
+    counts = [0] * len(RATIO_BINS)
+    for ratio in ratios:
+        index = next(i for i, (_, high) in enumerate(RATIO_BINS) if ratio <= high + 1e-12)
+        counts[index] += 1
+    return counts
+
+
+def shift_metrics(shifts: Sequence[float], levels: Sequence[int]) -> dict[str, float]:
+    """Mean and variance of the off-policy shift Δ over guided samples, overall and per level."""
+    if len(shifts) != len(levels):
+        raise ValueError(f"got {len(shifts)} shifts for {len(levels)} levels")
+    metrics: dict[str, float] = {}
+    by_level: dict[int, list[float]] = {}
+    for delta, level in zip(shifts, levels, strict=True):
+        by_level.setdefault(level, []).append(float(delta))
+    groups: list[tuple[str, list[float]]] = [("", [float(d) for d in shifts])]
+    groups += [(f"/level_{k}", v) for k, v in sorted(by_level.items())]
+    for suffix, values in groups:
+        if values:
+            metrics[f"offpolicy_shift_mean{suffix}"] = statistics.fmean(values)
+            metrics[f"offpolicy_shift_var{suffix}"] = statistics.pvariance(values)
+    return metrics

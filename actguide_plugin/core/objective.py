@@ -1,0 +1,141 @@
+"""The ActGuide objective (paper §3.3): PPO-clip over a batch that mixes unguided and guided trajectories.
+
+For response token y_t of a trajectory (tool-output tokens are masked out of the loss):
+
+    unguided:  r_t = π_θ(y_t | x, y_<t) / π_old(y_t | x, y_<t)
+    guided:    r_t = π_θ(y_t | x, y_<t) / π_old(y_t | x ⊕ G_k, y_<t)
+
+The numerator is always evaluated on the unguided prompt x (the trainer swaps guided rows back to their
+unguided view before the update), so the skill shown by the plan is internalized by the unguided policy.
+The denominator is the log-prob under the prompt the trajectory was sampled with, which the trainer
+recomputes on the guided view. Hence the math here only sees ``logp_new`` (unguided view), ``logp_old``
+(sampling view) and ``is_guided``, which selects the clipping rule for guided tokens:
+
+* ``same`` — the PPO clip + dual clip used for unguided tokens (paper default);
+* ``cap`` — no trust region, the ratio is only capped at ``guided_ratio_cap``;
+* ``shaping`` — LUFFY-style policy shaping, the ratio enters as r / (r + γ).
+
+Pure torch, no verl: the verl glue (:mod:`actguide_plugin.verl_loss`) calls these functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+TokenLoss = Callable[[torch.Tensor, torch.Tensor, "ObjectiveConfig"], torch.Tensor]
+GUIDED_TOKEN_LOSSES: dict[str, TokenLoss] = {}
+
+
+def register_guided_token_loss(name: str) -> Callable[[TokenLoss], TokenLoss]:
+    def decorator(fn: TokenLoss) -> TokenLoss:
+        GUIDED_TOKEN_LOSSES[name] = fn
+        return fn
+
+    return decorator
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    """clip_low/clip_high: PPO ε; dual_clip_c: dual-clip bound for negative advantages (> 1);
+    guided_clip: ``same`` | ``cap`` | ``shaping``; guided_ratio_cap: cap for ``cap``;
+    shaping_gamma: γ for ``shaping``."""
+
+    clip_low: float = 0.2
+    clip_high: float = 0.2
+    dual_clip_c: float = 3.0
+    guided_clip: str = "same"
+    guided_ratio_cap: float = 5.0
+    shaping_gamma: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.guided_clip not in GUIDED_TOKEN_LOSSES:
+            raise ValueError(f"actguide.guided_clip={self.guided_clip!r} is not one of {sorted(GUIDED_TOKEN_LOSSES)}")
+        if self.dual_clip_c <= 1.0:
+            raise ValueError(f"actguide.dual_clip_c must be > 1, got {self.dual_clip_c}")
+        if self.clip_low < 0 or self.clip_high < 0:
+            raise ValueError(f"PPO clip ranges must be >= 0, got low={self.clip_low}, high={self.clip_high}")
+        if self.guided_ratio_cap <= 0 or self.shaping_gamma <= 0:
+            raise ValueError("actguide.guided_ratio_cap and actguide.shaping_gamma must be > 0")
+
+
+def token_ratio(logp_new: torch.Tensor, logp_old: torch.Tensor) -> torch.Tensor:
+    """exp(log π_θ − log π_old), with the log-ratio clamped to ±20 for numerical safety."""
+    return torch.exp(torch.clamp(logp_new - logp_old, min=-20.0, max=20.0))
+
+
+def ppo_clip_token_loss(ratio: torch.Tensor, advantages: torch.Tensor, cfg: ObjectiveConfig) -> torch.Tensor:
+    """max(−A·r, −A·clip(r, 1−ε_low, 1+ε_high)), and for A < 0 at most −A·c (dual clip)."""
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - cfg.clip_low, 1.0 + cfg.clip_high)
+    pessimistic = torch.maximum(unclipped, clipped)
+    dual = torch.minimum(pessimistic, -advantages * cfg.dual_clip_c)
+    return torch.where(advantages < 0, dual, pessimistic)
+
+
+register_guided_token_loss("same")(ppo_clip_token_loss)
+
+
+@register_guided_token_loss("cap")
+def capped_ratio_token_loss(ratio: torch.Tensor, advantages: torch.Tensor, cfg: ObjectiveConfig) -> torch.Tensor:
+    return -advantages * torch.clamp(ratio, max=cfg.guided_ratio_cap)
+
+
+@register_guided_token_loss("shaping")
+def shaped_ratio_token_loss(ratio: torch.Tensor, advantages: torch.Tensor, cfg: ObjectiveConfig) -> torch.Tensor:
+    return -advantages * ratio / (ratio + cfg.shaping_gamma)
+
+
+def actguide_token_losses(
+    logp_new: torch.Tensor,  # [batch, response_len], log π_θ(y_t | x, y_<t) on the unguided view
+    logp_old: torch.Tensor,  # [batch, response_len], log π_old on the view the trajectory was sampled with
+    advantages: torch.Tensor,  # [batch, response_len]
+    is_guided: torch.Tensor,  # [batch] bool
+    cfg: ObjectiveConfig,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token loss and ratio, both [batch, response_len]; aggregate with :func:`token_mean`."""
+    ratio = token_ratio(logp_new, logp_old)
+    unguided_loss = ppo_clip_token_loss(ratio, advantages, cfg)
+    if cfg.guided_clip == "same" or not bool(is_guided.any()):
+        return unguided_loss, ratio
+    guided_loss = GUIDED_TOKEN_LOSSES[cfg.guided_clip](ratio, advantages, cfg)
+    return torch.where(is_guided.bool().unsqueeze(-1), guided_loss, unguided_loss), ratio
+
+
+def token_mean(
+    loss_mat: torch.Tensor, mask: torch.Tensor, global_num_tokens: float | torch.Tensor | None = None, dp_size: int = 1
+) -> torch.Tensor:
+    """Σ loss·mask / (tokens in the global batch) · dp_size: every token weighs the same across
+    micro-batches and data-parallel ranks (gradient averaging over ranks divides by dp_size again)."""
+    if global_num_tokens is None:
+        if dp_size > 1:
+            raise ValueError("token_mean over several ranks needs the global number of tokens")
+        global_num_tokens = mask.sum().clamp(min=1)
+    return (loss_mat * mask).sum() / global_num_tokens * dp_size
+
+
+def clip_diagnostics(
+    ratio: torch.Tensor, logp_new: torch.Tensor, logp_old: torch.Tensor, mask: torch.Tensor, cfg: ObjectiveConfig
+) -> dict[str, float]:
+    """Fraction of tokens outside the trust region, mean ratio and approximate KL over ``mask``."""
+    mask = mask.bool()
+    count = int(mask.sum())
+    if count == 0:
+        return {}
+    outside = (ratio < 1.0 - cfg.clip_low) | (ratio > 1.0 + cfg.clip_high)
+    return {
+        "clipfrac": float(outside[mask].float().mean()),
+        "ratio_mean": float(ratio[mask].mean()),
+        "ppo_kl": float((logp_old - logp_new)[mask].mean()),
+        "tokens": float(count),
+    }
+
+
+def sequence_shift(logp_guided: torch.Tensor, logp_unguided: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Off-policy shift per trajectory (paper Finding 2): Δ = Σ_t [log π(y_t|x,g,y_<t) − log π(y_t|x,y_<t)].
+
+    Shapes [batch, response_len] → [batch]. Large Δ means the guided sample is unlikely without the plan.
+    """
+    return ((logp_guided - logp_unguided) * mask).sum(dim=-1)

@@ -1,0 +1,1 @@
+"""Preprocessing CLI: agent trajectories and QA data → verl parquet with reference actions."""

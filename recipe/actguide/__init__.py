@@ -1,0 +1,1 @@
+"""ActGuide-RL recipe for verl: hydra config and entry point."""

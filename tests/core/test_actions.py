@@ -1,0 +1,57 @@
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from actguide_plugin.core.actions import Action, ActionFormatError, dumps_actions, loads_actions
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=8,
+)
+actions = st.builds(
+    Action,
+    name=st.text(min_size=1, max_size=12).filter(str.strip),
+    arguments=st.dictionaries(st.text(max_size=8), json_values, max_size=4),
+)
+
+
+@given(st.lists(actions, max_size=6))
+def test_dumps_loads_round_trip(items):
+    assert loads_actions(dumps_actions(items)) == items
+
+
+def test_arguments_may_be_json_string_or_missing():
+    assert Action.from_dict({"name": "web_search", "arguments": '{"query": ["北京"]}'}).arguments == {"query": ["北京"]}
+    assert Action.from_dict({"name": "web_search"}).arguments == {}
+    assert Action.from_dict({"name": "web_search", "arguments": ""}).arguments == {}
+
+
+def test_unicode_kept_readable_in_encoding():
+    encoded = dumps_actions([Action("web_search", {"query": ["Zürich café"]})])
+    assert "Zürich café" in encoded
+    assert json.loads(encoded) == [{"name": "web_search", "arguments": {"query": ["Zürich café"]}}]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('[{"arguments": {}}]', "no 'name'"),
+        ('[{"name": "x", "arguments": "{bad"}]', "not valid JSON"),
+        ('[{"name": "x", "arguments": [1, 2]}]', "must be a JSON object"),
+        ('{"name": "x"}', "must be a list"),
+        ("not json", "not valid JSON"),
+        ('[{"name": "  ", "arguments": {}}]', "non-empty string"),
+    ],
+)
+def test_bad_reference_actions_are_rejected_with_reason(value, message):
+    with pytest.raises(ActionFormatError, match=message):
+        loads_actions(value)
+
+
+def test_empty_values_decode_to_no_actions():
+    assert loads_actions(None) == []
+    assert loads_actions("") == []
+    assert loads_actions("[]") == []

@@ -1,0 +1,58 @@
+import json
+
+import pytest
+
+from actguide_plugin.core.cache import LevelCache
+
+
+def test_save_load_round_trip(tmp_path):
+    cache = LevelCache()
+    cache.put("task-1", 10, 3)
+    cache.put_full_failure("task-2", 4)
+    path = tmp_path / "ckpt" / "actguide_level_cache.json"
+    cache.save(path)
+    restored = LevelCache.load(path)
+    assert restored.get("task-1", 10) == 3
+    assert restored.get("task-2", 4) == 5
+    assert len(restored) == 2
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left behind
+
+
+def test_entry_for_a_different_number_of_actions_is_ignored():
+    cache = LevelCache()
+    cache.put("t", 10, 3)
+    assert cache.get("t", 12) is None
+    assert cache.get("unknown", 10) is None
+
+
+def test_put_rejects_level_outside_range():
+    with pytest.raises(ValueError, match="outside"):
+        LevelCache().put("t", 3, 4)
+
+
+def test_load_reports_the_file_on_corruption(tmp_path):
+    bad = tmp_path / "cache.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match=str(bad)):
+        LevelCache.load(bad)
+    bad.write_text(json.dumps({"version": 1, "entries": {"t": {"num_actions": 2, "level": 9}}}))
+    with pytest.raises(ValueError, match="task 't'"):
+        LevelCache.load(bad)
+
+
+def test_failed_save_keeps_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "cache.json"
+    cache = LevelCache()
+    cache.put("t", 5, 2)
+    cache.save(path)
+    before = path.read_text()
+
+    def explode(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(json, "dump", explode)
+    cache.put("t", 5, 4)
+    with pytest.raises(OSError, match="disk full"):
+        cache.save(path)
+    assert path.read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["cache.json"]

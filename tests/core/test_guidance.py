@@ -1,0 +1,97 @@
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from actguide_plugin.core.actions import Action
+from actguide_plugin.core.guidance import DEFAULT_TEMPLATE, guided_messages, level_from_ratio, level_in_text
+
+SYSTEM = {"role": "system", "content": "You can call web_search and web_visit."}
+USER = {"role": "user", "content": "Who founded the company that makes the Café Racer?"}
+ACTIONS = [
+    Action("web_search", {"query": ["Café Racer maker", "創業者"]}),
+    Action("web_visit", {"url": ["https://en.wikipedia.org/wiki/Café_racer"], "goal": "find the maker"}),
+    Action("web_search", {"query": [], "filters": {"lang": {"in": ["en", "de"]}, "limit": 3}}),
+    Action("noop", {}),
+]
+
+
+def test_level_zero_is_byte_identical_and_input_untouched():
+    messages = [SYSTEM, USER]
+    before = json.dumps(messages, ensure_ascii=False)
+    out = guided_messages(messages, ACTIONS, 0)
+    assert json.dumps(out, ensure_ascii=False) == before
+    guided_messages(messages, ACTIONS, 3)
+    assert json.dumps(messages, ensure_ascii=False) == before
+
+
+def test_plan_is_appended_to_user_message_only():
+    out = guided_messages([SYSTEM, USER], ACTIONS, 2)
+    assert out[0] == SYSTEM
+    assert out[1]["content"].startswith(USER["content"])
+    tail = out[1]["content"][len(USER["content"]) :]
+    assert tail == (
+        DEFAULT_TEMPLATE.header
+        + '1. web_search: {"query":["Café Racer maker","創業者"]}\n'
+        + '2. web_visit: {"url":["https://en.wikipedia.org/wiki/Café_racer"],"goal":"find the maker"}'
+    )
+
+
+def test_nested_and_empty_arguments_render_as_compact_json():
+    content = guided_messages([USER], ACTIONS, 4)[0]["content"]
+    assert '3. web_search: {"query":[],"filters":{"lang":{"in":["en","de"]},"limit":3}}' in content
+    assert content.endswith("4. noop: {}")
+
+
+def test_guidance_goes_to_the_last_user_message():
+    messages = [SYSTEM, {"role": "user", "content": "earlier"}, {"role": "assistant", "content": "ok"}, USER]
+    out = guided_messages(messages, ACTIONS, 1)
+    assert out[1]["content"] == "earlier"
+    assert level_in_text(out[3]["content"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("messages", "level", "message"),
+    [
+        ([SYSTEM, USER], 5, "outside"),
+        ([SYSTEM, USER], -1, "outside"),
+        ([SYSTEM], 1, "no user message"),
+        ([{"role": "user", "content": [{"type": "text", "text": "q"}]}], 1, "must be text"),
+    ],
+)
+def test_invalid_requests_raise(messages, level, message):
+    with pytest.raises(ValueError, match=message):
+        guided_messages(messages, ACTIONS, level)
+
+
+@given(
+    st.lists(
+        st.builds(
+            Action,
+            name=st.from_regex(r"[a-z_]{1,10}", fullmatch=True),
+            arguments=st.dictionaries(st.text(max_size=6), st.text(max_size=20), max_size=3),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    st.data(),
+)
+def test_level_is_recoverable_from_rendered_text(actions, data):
+    level = data.draw(st.integers(0, len(actions)))
+    content = guided_messages([USER], actions, level)[0]["content"]
+    # what a chat template adds after the user turn must not be mistaken for plan lines
+    assert level_in_text(content + "<|im_end|>\n<|im_start|>assistant\n1. not a plan line") == level
+
+
+@pytest.mark.parametrize(
+    ("ratio", "num_actions", "level"),
+    [(0.0, 10, 0), (0.3, 10, 3), (0.25, 10, 3), (1.0, 7, 7), (0.5, 1, 1), (0.01, 40, 1), (0.5, 0, 0)],
+)
+def test_level_from_ratio_is_ceil(ratio, num_actions, level):
+    assert level_from_ratio(ratio, num_actions) == level
+
+
+def test_ratio_outside_unit_interval_is_rejected():
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        level_from_ratio(1.5, 4)

@@ -1,0 +1,74 @@
+import pytest
+
+from actguide_plugin.core.metrics import group_metrics, shift_metrics
+from actguide_plugin.core.search import GroupOutcome, GroupStatus, Probe
+
+
+def outcome(status, level, rewards, unguided=(), probes=(), sampled=0, num_actions=8, reused=0):
+    return GroupOutcome(
+        task_id="t",
+        num_actions=num_actions,
+        status=status,
+        level=level,
+        trajectories=list(rewards),
+        unguided_rewards=list(unguided),
+        probes=list(probes),
+        sampled=sampled,
+        serial_rounds=1 + len(probes),
+        reused=reused,
+    )
+
+
+def test_group_metrics_on_a_hand_built_batch():
+    outcomes = [
+        outcome(GroupStatus.SOLVED_UNGUIDED, 0, [1, 0, 0, 1], unguided=[1, 0, 0, 1], sampled=4),
+        outcome(
+            GroupStatus.RESCUED,
+            2,
+            [1, 1, 0, 0],
+            unguided=[0, 0, 0, 0],
+            probes=[Probe(4, (1.0, 0.0), True), Probe(2, (1.0, 1.0), True), Probe(1, (0.0, 0.0), False)],
+            sampled=4 + 6 + 2,
+            reused=2,
+        ),
+        outcome(
+            GroupStatus.FULL_FAILED,
+            0,
+            [0, 0, 0, 0],
+            unguided=[0, 0, 0, 0],
+            probes=[Probe(8, (0.0, 0.0), False)],
+            sampled=6,
+        ),
+    ]
+    m = group_metrics(outcomes, float)
+    assert m["hard_group_frac"] == pytest.approx(2 / 3)
+    assert m["rescued_frac"] == pytest.approx(1 / 2)
+    assert m["full_failed_groups"] == 1
+    assert m["level_mean"] == 2 and m["level_ratio_mean"] == pytest.approx(0.25)
+    assert m["level_hist/2"] == 1 and m["level_ratio_hist/0-25"] == 1 and m["level_ratio_hist/25-50"] == 0
+    assert m["probe_trajectories_per_rescued"] == 8  # (6 + 2) probe rollouts over 1 rescued group
+    assert m["guidance_trajectories_per_rescued"] == 8 + 2  # probes + the 2 fresh guided rollouts
+    assert m["effective_signal_frac_before"] == pytest.approx(1 / 3)
+    assert m["effective_signal_frac_after"] == pytest.approx(2 / 3)
+    assert m["acc_unguided"] == pytest.approx(2 / 12)
+    assert m["acc_guided"] == pytest.approx(0.5)
+    assert m["reused_probe_trajectories"] == 2
+
+
+def test_unguided_accuracy_uses_final_group_when_no_search_ran():
+    m = group_metrics([outcome(GroupStatus.UNGUIDED, 0, [1, 0])], float)
+    assert m["acc_unguided"] == 0.5 and m["acc_guided"] == 0.0 and m["hard_group_frac"] == 0.0
+
+
+def test_dropped_group_counts_and_is_excluded_from_signal_after():
+    m = group_metrics([outcome(GroupStatus.FULL_FAILED, 8, [], unguided=[0, 0])], float)
+    assert m["dropped_groups"] == 1 and m["effective_signal_frac_after"] == 0.0
+
+
+def test_shift_metrics_overall_and_per_level():
+    m = shift_metrics([1.0, 3.0, 10.0], [1, 1, 4])
+    assert m["offpolicy_shift_mean"] == pytest.approx(14 / 3)
+    assert m["offpolicy_shift_mean/level_1"] == 2.0 and m["offpolicy_shift_var/level_1"] == 1.0
+    assert m["offpolicy_shift_var/level_4"] == 0.0
+    with pytest.raises(ValueError, match="shifts"):
+        shift_metrics([1.0], [1, 2])

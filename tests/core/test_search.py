@@ -1,0 +1,244 @@
+import asyncio
+import math
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from actguide_plugin.core.cache import LevelCache
+from actguide_plugin.core.search import GroupStatus, SearchConfig, run_group
+
+
+class Oracle:
+    """Rollouts whose reward depends only on the level: success iff level >= threshold (monotone).
+
+    Trajectories are (level, reward) pairs so tests can see which level each one was sampled at.
+    """
+
+    def __init__(self, threshold: int, successes_per_call: int | None = None):
+        self.threshold = threshold
+        self.successes_per_call = successes_per_call  # None: every rollout at a sufficient level succeeds
+        self.calls: list[tuple[int, int]] = []
+
+    async def __call__(self, level: int, count: int):
+        self.calls.append((level, count))
+        ok = level >= self.threshold
+        wins = count if self.successes_per_call is None else min(count, self.successes_per_call)
+        return [(level, 1.0 if ok and i < wins else 0.0) for i in range(count)]
+
+
+def reward(trajectory):
+    return trajectory[1]
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 40), st.data())
+def test_cold_search_returns_minimal_sufficient_level(num_actions, data):
+    threshold = data.draw(st.integers(1, num_actions + 1))  # num_actions + 1: even full guidance fails
+    oracle = Oracle(threshold)
+    cfg = SearchConfig(n=8, probe_m=2, tau=1, on_full_failure="unguided")
+    outcome = run(run_group("t", num_actions, oracle, reward, cfg))
+    rounds_bound = math.ceil(math.log2(num_actions + 1))
+    assert len(outcome.probes) <= rounds_bound
+    if threshold <= num_actions:
+        assert outcome.status is GroupStatus.RESCUED
+        assert outcome.level == threshold
+        assert all(level == threshold for level, _ in outcome.trajectories)
+    else:
+        assert outcome.status is GroupStatus.FULL_FAILED
+        assert any(p.level == num_actions and not p.sufficient for p in outcome.probes)  # top level verified
+        assert all(level == 0 for level, _ in outcome.trajectories)  # policy "unguided"
+    assert len(outcome.trajectories) == cfg.n
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 30), st.integers(0, 2**32 - 1))
+def test_returned_level_is_always_verified_under_noisy_monotone_oracle(num_actions, seed):
+    rng = random.Random(seed)
+    success_prob = sorted(rng.random() for _ in range(num_actions + 1))  # monotone in k
+    success_prob[0] = 0.0
+
+    async def noisy(level, count):
+        return [(level, float(rng.random() < success_prob[level])) for _ in range(count)]
+
+    cfg = SearchConfig(n=6, probe_m=2, tau=1)
+    outcome = run(run_group("t", num_actions, noisy, reward, cfg))
+    if outcome.status is GroupStatus.RESCUED:
+        probed = {p.level: p.sufficient for p in outcome.probes}
+        assert probed[outcome.level] is True  # the chosen level was probed and succeeded
+        # exactness of the bracket: the level below was probed insufficient (or is the failed level 0)
+        assert outcome.level == 1 or probed.get(outcome.level - 1) is False
+    elif outcome.status is GroupStatus.FULL_FAILED:
+        assert {p.level: p.sufficient for p in outcome.probes}[num_actions] is False
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 40), st.data())
+def test_correct_warm_start_costs_one_probe_round(num_actions, data):
+    threshold = data.draw(st.integers(1, num_actions + 1))
+    cache = LevelCache()
+    cfg = SearchConfig(n=8)
+    run(run_group("t", num_actions, Oracle(threshold), reward, cfg, cache))
+    oracle = Oracle(threshold)
+    outcome = run(run_group("t", num_actions, oracle, reward, cfg, cache))
+    # one unguided round, one (concurrent) probe round, and a guided round only if something was rescued
+    assert outcome.serial_rounds == (3 if threshold <= num_actions else 2)
+    assert len({p.level for p in outcome.probes}) <= 2
+    assert outcome.level == (threshold if threshold <= num_actions else 0)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(2, 40), st.data())
+def test_stale_warm_start_still_finds_minimal_level(num_actions, data):
+    old = data.draw(st.integers(1, num_actions))
+    new = data.draw(st.integers(1, num_actions))
+    cache = LevelCache()
+    cache.put("t", num_actions, old)
+    outcome = run(run_group("t", num_actions, Oracle(new), reward, SearchConfig(), cache))
+    assert outcome.level == new
+    assert cache.get("t", num_actions) == new
+    # warm round + gallop + binary search of the last gallop step
+    assert len(outcome.probes) <= 2 + 2 * math.ceil(math.log2(num_actions + 1))
+
+
+def test_solved_group_is_not_guided_and_costs_nothing_extra():
+    oracle = Oracle(threshold=0)
+    outcome = run(run_group("t", 5, oracle, reward, SearchConfig(n=4)))
+    assert outcome.status is GroupStatus.SOLVED_UNGUIDED
+    assert oracle.calls == [(0, 4)]
+    assert outcome.sampled == 4
+
+
+@pytest.mark.parametrize(("reuse", "reused"), [("all", 2), ("successes", 1), ("none", 0)])
+def test_probe_rollouts_at_the_chosen_level_join_the_guided_group(reuse, reused):
+    oracle = Oracle(threshold=3, successes_per_call=1)  # a sufficient probe of m=2 has exactly one success
+    outcome = run(run_group("t", 4, oracle, reward, SearchConfig(n=8, probe_m=2, reuse_probes=reuse)))
+    assert outcome.level == 3
+    assert outcome.reused == reused
+    assert oracle.calls[-1] == (3, 8 - reused)  # only the remainder is sampled
+    assert outcome.sampled == 8 + outcome.probe_trajectories + 8 - reused
+    assert len(outcome.trajectories) == 8
+    assert sum(r for _, r in outcome.trajectories) == (1 if reuse == "none" else 2)
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected_level", "expected_count"),
+    [("unguided", 0, 8), ("drop", 6, 0), ("keep", 6, 8)],
+)
+def test_full_failure_policies(policy, expected_level, expected_count):
+    oracle = Oracle(threshold=99)
+    outcome = run(run_group("t", 6, oracle, reward, SearchConfig(n=8, on_full_failure=policy)))
+    assert outcome.status is GroupStatus.FULL_FAILED
+    assert outcome.level == expected_level
+    assert len(outcome.trajectories) == expected_count
+    assert all(level == expected_level for level, _ in outcome.trajectories)
+    if policy == "keep":  # the failed probes at L are valid members of the all-zero group
+        assert oracle.calls[-1] == (6, 8 - 2)
+
+
+def test_full_failure_is_remembered_so_next_epoch_probes_only_the_top():
+    cache = LevelCache()
+    run(run_group("t", 9, Oracle(99), reward, SearchConfig(), cache))
+    oracle = Oracle(99)
+    run(run_group("t", 9, oracle, reward, SearchConfig(), cache))
+    assert oracle.calls == [(0, 8), (9, 2)]
+
+
+@pytest.mark.parametrize(
+    ("mode", "extra", "expected_level"),
+    [
+        ("off", {}, 0),
+        ("fixed_k", {"fixed_k": 3}, 3),
+        ("fixed_k", {"fixed_k": 30}, 10),
+        ("fixed_ratio", {"fixed_ratio": 0.25}, 3),
+        ("always_full", {}, 10),
+    ],
+)
+def test_unconditional_modes_sample_one_group_at_their_level(mode, extra, expected_level):
+    oracle = Oracle(threshold=99)
+    outcome = run(run_group("t", 10, oracle, reward, SearchConfig(mode=mode, n=5, **extra)))
+    assert oracle.calls == [(expected_level, 5)]
+    assert outcome.level == expected_level
+    assert outcome.status is (GroupStatus.GUIDED if expected_level else GroupStatus.UNGUIDED)
+
+
+def test_task_without_reference_actions_is_never_guided():
+    oracle = Oracle(threshold=1)
+    outcome = run(run_group("t", 0, oracle, reward, SearchConfig(mode="always_full", n=3)))
+    assert oracle.calls == [(0, 3)]
+    assert outcome.status is GroupStatus.UNGUIDED
+
+
+def test_fallback_full_uses_top_level_without_probes():
+    oracle = Oracle(threshold=4)
+    outcome = run(run_group("t", 7, oracle, reward, SearchConfig(mode="fallback_full", n=4)))
+    assert oracle.calls == [(0, 4), (7, 4)]
+    assert outcome.status is GroupStatus.RESCUED and outcome.level == 7
+
+
+def test_fallback_full_that_fails_applies_the_policy():
+    outcome = run(
+        run_group("t", 7, Oracle(99), reward, SearchConfig(mode="fallback_full", n=4, on_full_failure="drop"))
+    )
+    assert outcome.status is GroupStatus.FULL_FAILED and outcome.dropped
+
+
+def test_ladder_probes_quarters_in_order():
+    oracle = Oracle(threshold=5)
+    outcome = run(run_group("t", 8, oracle, reward, SearchConfig(mode="fallback_ladder", n=4)))
+    assert [p.level for p in outcome.probes] == [2, 4, 6]
+    assert outcome.level == 6
+
+
+def test_prompts_search_concurrently_without_global_rounds():
+    """A prompt with a long search never blocks another one: the fast prompt's whole group finishes while
+    the slow prompt is still waiting on its second probe (a global-round scheme would deadlock here)."""
+
+    async def scenario():
+        fast_done = asyncio.Event()
+        fast = Oracle(threshold=1)
+
+        async def slow(level, count):
+            if level >= 3:  # the slow prompt's later probes wait until the fast prompt is completely done
+                await asyncio.wait_for(fast_done.wait(), timeout=5)
+            return [(level, float(level >= 4)) for _ in range(count)]
+
+        async def fast_then_signal():
+            outcome = await run_group("fast", 8, fast, reward, SearchConfig(n=4))
+            fast_done.set()
+            return outcome
+
+        return await asyncio.gather(run_group("slow", 8, slow, reward, SearchConfig(n=4)), fast_then_signal())
+
+    slow_outcome, fast_outcome = asyncio.run(scenario())
+    assert fast_outcome.level == 1 and slow_outcome.level == 4
+
+
+def test_rollout_returning_wrong_count_is_an_error():
+    async def broken(level, count):
+        return [(level, 0.0)] * (count - 1)
+
+    with pytest.raises(RuntimeError, match="returned"):
+        run(run_group("t", 3, broken, reward, SearchConfig(n=4)))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"mode": "sometimes"}, "actguide.mode"),
+        ({"tau": 3, "probe_m": 2}, "actguide.tau"),
+        ({"on_full_failure": "retry"}, "actguide.on_full_failure"),
+        ({"fixed_ratio": 1.5}, "actguide.fixed_ratio"),
+        ({"ladder": (0.5, 0.0)}, "actguide.ladder"),
+        ({"n": 0}, "actguide.n"),
+        ({"reuse_probes": True}, "actguide.reuse_probes"),
+    ],
+)
+def test_config_validation_names_the_key(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SearchConfig(**kwargs)
