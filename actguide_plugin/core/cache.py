@@ -43,6 +43,15 @@ class LevelCache:
     def put_full_failure(self, task_id: str, num_actions: int) -> None:
         self._entries[task_id] = (num_actions, num_actions + 1)
 
+    def subset(self, task_ids: list[str]) -> LevelCache:
+        """The entries of some tasks (what one rollout worker needs from the shared cache)."""
+        part = LevelCache()
+        part._entries = {t: self._entries[t] for t in task_ids if t in self._entries}
+        return part
+
+    def update(self, other: LevelCache) -> None:
+        self._entries.update(other._entries)
+
     def to_dict(self) -> dict:
         return {
             "version": FORMAT_VERSION,

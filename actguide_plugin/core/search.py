@@ -23,10 +23,11 @@ so the same code runs inside verl's agent-loop worker and inside the benchmark s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from actguide_plugin.core.cache import LevelCache
 from actguide_plugin.core.guidance import level_from_ratio
@@ -147,6 +148,22 @@ class GroupOutcome(Generic[T]):
     @property
     def probe_trajectories(self) -> int:
         return sum(len(p.rewards) for p in self.probes)
+
+    def summary(self, reward: RewardFn) -> dict[str, Any]:
+        """JSON-able record of the outcome with trajectories replaced by their rewards (for metrics)."""
+        record = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        record["status"] = self.status.value
+        record["trajectories"] = [float(reward(t)) for t in self.trajectories]
+        record["probes"] = [dataclasses.asdict(p) for p in self.probes]
+        return record
+
+    @classmethod
+    def from_summary(cls, record: dict[str, Any]) -> GroupOutcome[float]:
+        """Inverse of :meth:`summary`; the trajectories are the rewards."""
+        fields = dict(record)
+        fields["status"] = GroupStatus(fields["status"])
+        fields["probes"] = [Probe(p["level"], tuple(p["rewards"]), p["sufficient"]) for p in fields["probes"]]
+        return cls(**fields)
 
 
 class _Group(Generic[T]):

@@ -242,3 +242,13 @@ def test_rollout_returning_wrong_count_is_an_error():
 def test_config_validation_names_the_key(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SearchConfig(**kwargs)
+
+
+def test_outcome_summary_round_trips_through_json():
+    import json
+
+    outcome = run(run_group("t", 6, Oracle(threshold=4), reward, SearchConfig(n=3)))
+    restored = type(outcome).from_summary(json.loads(json.dumps(outcome.summary(reward))))
+    assert restored.trajectories == [r for _, r in outcome.trajectories]
+    assert restored.probes == outcome.probes and restored.status is outcome.status
+    assert (restored.level, restored.sampled, restored.reused) == (outcome.level, outcome.sampled, outcome.reused)

@@ -1,0 +1,61 @@
+"""The ``actguide_tool_agent`` agent loop: verl's tool agent that can run at a guidance level.
+
+verl 0.9.1 APIs relied on: ``verl.experimental.agent_loop.tool_agent_loop.ToolAgentLoop`` (hermes tool
+calls, ``run(sampling_params, **dataset_fields)``, ``_handle_pending_state`` building the initial prompt
+ids with ``ct_build_initial_tokens(messages, tools=schemas)``) and the agent-loop registry ``@register``.
+
+At level k the user message carries the plan G_k (:func:`actguide_plugin.core.guidance.guided_messages`),
+rendered from ``extra_info.reference_actions``. Besides the guided prompt ids it samples with, the loop
+keeps the *unguided* prompt ids, built by the same builder from the original messages with the same tool
+schemas, so the trainer can splice the unchanged response ids after them: the response is never
+re-rendered from text.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from verl.experimental.agent_loop.agent_loop import AgentLoopOutput, register
+from verl.experimental.agent_loop.tool_agent_loop import ToolAgentLoop
+
+from actguide_plugin.core.actions import loads_actions
+from actguide_plugin.core.guidance import guided_messages
+
+AGENT_NAME = "actguide_tool_agent"
+LEVEL_FIELD = "actguide_level"  # extra_fields: guidance level the trajectory was sampled at
+NUM_ACTIONS_FIELD = "actguide_num_actions"  # extra_fields: L, the number of reference actions
+UNGUIDED_PROMPT_FIELD = "actguide_unguided_prompt_ids"  # extra_fields: prompt ids of G_0
+
+
+@register(AGENT_NAME)
+class ActGuideToolAgentLoop(ToolAgentLoop):
+    """``ToolAgentLoop`` whose prompt is G_k; ``actguide_level`` (default 0) comes from the rollout manager."""
+
+    async def run(self, sampling_params: dict[str, Any], actguide_level: int = 0, **kwargs) -> AgentLoopOutput:
+        extra_info = kwargs.get("extra_info") or {}
+        try:
+            actions = loads_actions(extra_info.get("reference_actions"))
+        except ValueError as err:
+            raise ValueError(
+                f"sample index={extra_info.get('index')}: bad extra_info.reference_actions: {err}"
+            ) from err
+        self._unguided_messages = list(kwargs["raw_prompt"])
+        self._guided = actguide_level > 0
+        kwargs["raw_prompt"] = guided_messages(self._unguided_messages, actions, actguide_level)
+        output = await super().run(sampling_params, **kwargs)
+        output.extra_fields.update(
+            {
+                LEVEL_FIELD: actguide_level,
+                NUM_ACTIONS_FIELD: len(actions),
+                UNGUIDED_PROMPT_FIELD: self._unguided_prompt_ids if self._guided else list(output.prompt_ids),
+            }
+        )
+        return output
+
+    async def _handle_pending_state(self, agent_data, sampling_params: dict[str, Any]):
+        state = await super()._handle_pending_state(agent_data, sampling_params)
+        if self._guided:
+            # same builder and the same (per-sample selected) tool schemas as the guided prompt above
+            schemas = getattr(agent_data, "_active_tool_schemas", self.tool_schemas)
+            self._unguided_prompt_ids = await self.ct_build_initial_tokens(self._unguided_messages, tools=schemas)
+        return state
