@@ -29,6 +29,7 @@ setup(
         "uvicorn",
         "fastapi",
         "aiohttp",
+        "httpx",
         "pyarrow>=19.0.0",
         "pandas",
         "tqdm",

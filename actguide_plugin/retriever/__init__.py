@@ -1,0 +1,1 @@
+"""``actguide-retriever``: the corpus retriever as an HTTP service (see :mod:`.server`)."""

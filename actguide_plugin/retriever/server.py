@@ -1,0 +1,224 @@
+"""``actguide-retriever``: one BM25 retriever over ``corpus.jsonl`` served over HTTP (FastAPI + uvicorn).
+
+Why a server: a multi-node training job should load the index once and let every rollout worker query it
+(tool yaml ``search_retrieval_server.yaml``), instead of holding one copy per worker process.
+
+Endpoints (all JSON; a bad request gets HTTP 400 with ``{"error": message}``):
+
+- ``POST /retrieve`` — the Search-R1 protocol: ``{"queries": [...], "topk": k, "return_scores": true}`` ->
+  ``{"result": [[{"document": {...}, "score": s}, ...], ...]}`` (bare documents when ``return_scores`` is
+  false). Documents carry ``id``, ``title``, ``url``, ``text`` and Search-R1's ``contents``
+  (``"Title"\\ntext``), so Search-R1 clients work unchanged.
+- ``POST /search`` — ``{"queries": [...], "topk": k}`` -> ``{"result": [[{"title", "url", "snippet",
+  "score"}]]}``, snippets shortened for display.
+- ``POST /visit`` — ``{"urls": [...]}`` (urls or titles) -> ``{"result": [{"request", "title", "url",
+  "text"} | {"request", "error"}]}``.
+- ``GET /health`` — ``{"status": "ok", "documents": n}``.
+
+It binds 127.0.0.1 unless ``--host`` says otherwise: the corpus is not a public service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from actguide_plugin.tools.bm25_index import LocalIndex, ScoredDocument, get_local_index
+from actguide_plugin.tools.formatting import shorten
+
+logger = logging.getLogger(__name__)
+logger.setLevel(os.getenv("ACTGUIDE_LOGGING_LEVEL", "WARNING"))
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """Request limits; anything beyond them is refused with HTTP 400 rather than served slowly.
+
+    Fields:
+        max_queries: items per request in ``queries`` / ``urls``.
+        max_query_chars: length of one query or url.
+        default_topk: ``topk`` when a request leaves it out.
+        max_topk: largest ``topk`` accepted.
+        snippet_chars: snippet length in ``/search`` results.
+    """
+
+    max_queries: int = 512
+    max_query_chars: int = 2048
+    default_topk: int = 3
+    max_topk: int = 100
+    snippet_chars: int = 300
+
+
+class BadRequest(ValueError):
+    """The request body is malformed; the message says what to fix."""
+
+
+def _parse_body(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BadRequest(f"request body is not valid JSON: {err}") from err
+    if not isinstance(body, dict):
+        raise BadRequest(f"request body must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+def _string_list(body: dict[str, Any], key: str, limits: ServerLimits) -> list[str]:
+    items = body.get(key)
+    if not isinstance(items, list):
+        raise BadRequest(f"'{key}' is required: a non-empty list of strings")
+    if not items:
+        raise BadRequest(f"'{key}' is empty")
+    if len(items) > limits.max_queries:
+        raise BadRequest(f"'{key}' has {len(items)} items; at most {limits.max_queries} per request")
+    for position, item in enumerate(items):
+        if not isinstance(item, str):
+            raise BadRequest(f"{key}[{position}] must be a string, got {type(item).__name__}")
+        if len(item) > limits.max_query_chars:
+            raise BadRequest(f"{key}[{position}] has {len(item)} characters; at most {limits.max_query_chars}")
+    return items
+
+
+def _topk(body: dict[str, Any], limits: ServerLimits) -> int:
+    topk = body.get("topk", limits.default_topk)
+    if not isinstance(topk, int) or isinstance(topk, bool) or not 1 <= topk <= limits.max_topk:
+        raise BadRequest(f"'topk' must be an integer in [1, {limits.max_topk}], got {topk!r}")
+    return topk
+
+
+def _search_r1_document(hit: ScoredDocument) -> dict[str, str]:
+    doc = hit.document
+    return {
+        "id": doc.id,
+        "title": doc.title,
+        "url": doc.url,
+        "text": doc.text,
+        "contents": f'"{doc.title}"\n{doc.text}',
+    }
+
+
+def create_app(index: LocalIndex, limits: ServerLimits | None = None) -> FastAPI:
+    """The FastAPI application over an opened index (tests and ``main`` both build it here)."""
+    limits = limits or ServerLimits()
+    app = FastAPI(title="actguide-retriever")
+
+    @app.exception_handler(BadRequest)
+    async def bad_request(_: Request, err: BadRequest) -> JSONResponse:
+        return JSONResponse(status_code=400, content={"error": str(err)})
+
+    def run_queries(queries: Sequence[str], topk: int) -> list[list[ScoredDocument]]:
+        return [index.search(query, topk) for query in queries]
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "documents": len(index.corpus)}
+
+    @app.post("/retrieve")
+    async def retrieve(request: Request) -> dict[str, Any]:
+        body = _parse_body(await request.body())
+        queries, topk = _string_list(body, "queries", limits), _topk(body, limits)
+        return_scores = body.get("return_scores", False)
+        if not isinstance(return_scores, bool):
+            raise BadRequest(f"'return_scores' must be true or false, got {return_scores!r}")
+        result = [
+            [
+                {"document": _search_r1_document(hit), "score": hit.score}
+                if return_scores
+                else _search_r1_document(hit)
+                for hit in hits
+            ]
+            for hits in run_queries(queries, topk)
+        ]
+        return {"result": result}
+
+    @app.post("/search")
+    async def search(request: Request) -> dict[str, Any]:
+        body = _parse_body(await request.body())
+        queries, topk = _string_list(body, "queries", limits), _topk(body, limits)
+        result = [
+            [
+                {
+                    "title": hit.document.title,
+                    "url": hit.document.url,
+                    "snippet": shorten(hit.document.text, limits.snippet_chars),
+                    "score": hit.score,
+                }
+                for hit in hits
+            ]
+            for hits in run_queries(queries, topk)
+        ]
+        return {"result": result}
+
+    @app.post("/visit")
+    async def visit(request: Request) -> dict[str, Any]:
+        body = _parse_body(await request.body())
+        result = []
+        for requested in _string_list(body, "urls", limits):
+            doc = index.corpus.lookup(requested)
+            if doc is None:
+                result.append({"request": requested, "error": f"page not found: {requested}"})
+            else:
+                result.append({"request": requested, "title": doc.title, "url": doc.url, "text": doc.text})
+        return {"result": result}
+
+    return app
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="actguide-retriever",
+        description="Serve BM25 search over corpus.jsonl with the Search-R1 /retrieve protocol (+ /search, /visit).",
+    )
+    parser.add_argument(
+        "--corpus",
+        default=os.environ.get("ACTGUIDE_CORPUS"),
+        help="corpus.jsonl with {id, title, url, text} lines (default: $ACTGUIDE_CORPUS)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: local only)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--k1", type=float, default=1.5, help="BM25 k1")
+    parser.add_argument("--b", type=float, default=0.75, help="BM25 b")
+    defaults = ServerLimits()
+    parser.add_argument("--max-queries", type=int, default=defaults.max_queries, help="items per request")
+    parser.add_argument("--max-query-chars", type=int, default=defaults.max_query_chars)
+    parser.add_argument("--default-topk", type=int, default=defaults.default_topk)
+    parser.add_argument("--max-topk", type=int, default=defaults.max_topk)
+    parser.add_argument("--snippet-chars", type=int, default=defaults.snippet_chars)
+    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console script ``actguide-retriever``."""
+    import uvicorn
+
+    args = _parser().parse_args(argv)
+    if not args.corpus:
+        _parser().error("--corpus is required (or set ACTGUIDE_CORPUS)")
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    limits = ServerLimits(
+        max_queries=args.max_queries,
+        max_query_chars=args.max_query_chars,
+        default_topk=args.default_topk,
+        max_topk=args.max_topk,
+        snippet_chars=args.snippet_chars,
+    )
+    logger.setLevel(args.log_level.upper())
+    started = time.perf_counter()
+    index = get_local_index(args.corpus, k1=args.k1, b=args.b)
+    logger.info("index ready in %.2fs", time.perf_counter() - started)
+    logger.info("serving %d documents from %s on %s:%d", len(index.corpus), args.corpus, args.host, args.port)
+    uvicorn.run(create_app(index, limits), host=args.host, port=args.port, log_level=args.log_level)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""The final answer of a trajectory, and rule-based matching against the gold answers.
+
+Where the answer comes from: verl's reward loop decodes the whole response (``skip_special_tokens=True``),
+so ``solution_str`` holds the assistant turns *and* the tool outputs the loop spliced in between them. For
+Qwen's hermes template a tool turn renders as ``<|im_start|>user\\n<tool_response>...</tool_response><|im_end|>``;
+after decoding, the ChatML markers are gone (special tokens) but ``<tool_response>`` survives (a non-special
+added token). A retrieved page may well contain ``<answer>...</answer>``, so the answer must be read from
+the assistant's own text only:
+
+1. when ChatML markers are present (decoding kept special tokens), keep only assistant turns;
+2. remove every ``<tool_response>...</tool_response>`` block (an unclosed one runs to the end: the response
+   was cut inside a tool output) and every ``<tool_call>...</tool_call>`` block (arguments, not prose);
+3. take the last ``<answer>...</answer>`` of what remains.
+
+Matching (``rule`` mode): SQuAD-style normalization (lowercase, no punctuation, no articles, single spaces),
+then exact match against any gold answer, or token F1 with any gold answer at or above a threshold.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+_CHATML_TURN = re.compile(r"<\|im_start\|>([^\n<]*)\n(.*?)(?:<\|im_end\|>|(?=<\|im_start\|>)|\Z)", re.S)
+_TOOL_RESPONSE = re.compile(r"<tool_response>.*?(?:</tool_response>|\Z)", re.S)
+_TOOL_CALL = re.compile(r"<tool_call>.*?(?:</tool_call>|\Z)", re.S)
+_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = str.maketrans("", "", string.punctuation + "‘’“”–—")
+
+
+def assistant_text(solution_str: str) -> str:
+    """The parts of a decoded response the assistant wrote (tool outputs and tool-call blocks removed)."""
+    text = solution_str
+    if "<|im_start|>" in text:
+        # The response starts inside the assistant turn opened by the generation prompt.
+        head, _, rest = text.partition("<|im_start|>")
+        kept = [head.split("<|im_end|>", 1)[0]]
+        kept += [body for role, body in _CHATML_TURN.findall("<|im_start|>" + rest) if role.strip() == "assistant"]
+        text = "\n".join(kept)
+    text = _TOOL_RESPONSE.sub(" ", text)
+    return _TOOL_CALL.sub(" ", text)
+
+
+def extract_answer(solution_str: str) -> str | None:
+    """The content of the assistant's last ``<answer>...</answer>``, stripped; ``None`` when there is none."""
+    matches = _ANSWER.findall(assistant_text(solution_str))
+    return matches[-1].strip() if matches else None
+
+
+def normalize_answer(text: str) -> str:
+    """Lowercase, drop punctuation and English articles, collapse whitespace."""
+    text = text.lower().translate(_PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def token_f1(prediction: str, gold: str) -> float:
+    """Token-level F1 of the normalized strings."""
+    pred_tokens, gold_tokens = normalize_answer(prediction).split(), normalize_answer(gold).split()
+    common = sum((Counter(pred_tokens) & Counter(gold_tokens)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred_tokens), common / len(gold_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def parse_gold_answers(ground_truth: Any) -> list[str]:
+    """Gold answers from a string, a list/array of strings, a JSON string of a list, or ``{"target": ...}``."""
+    value = ground_truth
+    if isinstance(value, dict) and "target" in value:  # Search-R1 style ground_truth
+        value = value["target"]
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped.startswith("["):
+            try:
+                decoded = json.loads(stripped)
+            except json.JSONDecodeError:
+                decoded = None
+            if isinstance(decoded, list):
+                value = decoded
+    if isinstance(value, str):
+        answers = [value]
+    elif isinstance(value, Sequence) or hasattr(value, "tolist"):  # list, tuple, numpy array (parquet)
+        answers = list(value.tolist() if hasattr(value, "tolist") else value)
+    else:
+        raise ValueError(f"ground_truth must be a string or a list of strings, got {type(ground_truth).__name__}")
+    if not answers or not all(isinstance(answer, str) for answer in answers):
+        raise ValueError(f"ground_truth must hold at least one string answer, got {ground_truth!r}")
+    return answers
+
+
+@dataclass(frozen=True)
+class RuleMatch:
+    """Exact match and best token F1 over the gold answers, and the verdict at the F1 threshold."""
+
+    exact: bool
+    f1: float
+    correct: bool
+
+
+def rule_match(prediction: str, gold_answers: Sequence[str], f1_threshold: float) -> RuleMatch:
+    """Correct when the normalized prediction equals a gold answer or reaches ``f1_threshold`` token F1."""
+    normalized = normalize_answer(prediction)
+    exact = any(normalized == normalize_answer(gold) for gold in gold_answers)
+    f1 = max(token_f1(prediction, gold) for gold in gold_answers)
+    return RuleMatch(exact=exact, f1=f1, correct=exact or f1 >= f1_threshold)

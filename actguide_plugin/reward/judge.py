@@ -1,0 +1,113 @@
+"""LLM judge over an OpenAI-compatible ``/v1/chat/completions`` endpoint (``judge`` reward mode).
+
+Free-form answers ("Barack Obama" vs "Obama, the 44th president") defeat string matching, so the paper's
+reward asks a model whether the predicted answer means the same as the reference. The judge gets the
+question, the reference and the prediction, at temperature 0, and must reply with a single letter:
+``A`` (correct) or ``B`` (incorrect). Anything else is a parse failure, never guessed at.
+
+The HTTP call goes through the shared retrying client (:mod:`actguide_plugin.tools.httpclient`): 429, 5xx
+and timeouts are retried with backoff. A parse failure is not retried: at temperature 0 the same request
+gives the same text. The caller falls back to rule matching on any :class:`JudgeError`.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+
+from actguide_plugin.tools.httpclient import HttpCallError, JsonHttpClient, RetryPolicy
+
+JUDGE_PROMPT = """You grade answers to questions. Decide whether the predicted answer says the same thing as \
+the reference answer for this question. Wording, word order, abbreviations and extra detail that does not \
+contradict the reference are fine. A predicted answer that is vaguer than the reference, names something \
+else, hedges between several options, or is missing is not.
+
+When several reference answers are listed, matching any one of them is enough.
+
+Question: {question}
+Reference answer: {reference}
+Predicted answer: {prediction}
+
+Reply with one letter and nothing else: A if the predicted answer is correct, B if it is not."""
+
+_VERDICT = re.compile(r"^\s*\(?([AB])\)?\.?\s*$")
+_THINK = re.compile(r"<think>.*?</think>", re.S)
+
+
+class JudgeError(RuntimeError):
+    """The judge gave no usable verdict (unreachable, retries exhausted, or an unparseable reply)."""
+
+
+def parse_verdict(reply: str) -> bool:
+    """``True`` for ``A``, ``False`` for ``B`` (a closed ``<think>`` block before it is ignored)."""
+    match = _VERDICT.match(_THINK.sub("", reply))
+    if match is None:
+        raise JudgeError(f"judge reply is not a single verdict letter: {reply[:100]!r}")
+    return match.group(1) == "A"
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """Where the judge lives and how hard to try.
+
+    Fields:
+        base_url: server root, e.g. ``http://127.0.0.1:8001`` (``/v1/chat/completions`` is appended; a base
+            ending in ``/v1`` is accepted too).
+        model: model name sent in the request.
+        api_key: bearer token (read from the environment by the caller; never logged).
+        retry: timeouts, attempts, backoff and concurrency of the HTTP calls.
+        max_tokens: reply budget; raise it for judges that think before answering.
+    """
+
+    base_url: str
+    model: str
+    api_key: str | None = field(repr=False)  # kept out of any log line or traceback that prints the config
+    retry: RetryPolicy
+    max_tokens: int = 8
+
+    @property
+    def endpoint(self) -> str:
+        root = self.base_url.rstrip("/")
+        return f"{root}/chat/completions" if root.endswith("/v1") else f"{root}/v1/chat/completions"
+
+
+_clients: dict[RetryPolicy, JsonHttpClient] = {}
+_clients_lock = threading.Lock()
+
+
+def _client(policy: RetryPolicy) -> JsonHttpClient:
+    """One client per retry policy per process, so concurrent reward calls share connections and the limit."""
+    with _clients_lock:
+        client = _clients.get(policy)
+        if client is None:
+            client = _clients[policy] = JsonHttpClient(policy)
+        return client
+
+
+async def judge_answer(config: JudgeConfig, question: str, references: list[str], prediction: str) -> bool:
+    """Ask the judge; ``True`` when it says the prediction is correct. Raises :class:`JudgeError`."""
+    reference = " OR ".join(references)
+    payload = {
+        "model": config.model,
+        "messages": [
+            {
+                "role": "user",
+                "content": JUDGE_PROMPT.format(question=question, reference=reference, prediction=prediction),
+            }
+        ],
+        "temperature": 0,
+        "max_tokens": config.max_tokens,
+    }
+    headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else None
+    try:
+        body = await _client(config.retry).post_json(config.endpoint, payload, headers)
+    except HttpCallError as err:
+        raise JudgeError(str(err)) from err
+    try:
+        reply = body["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError) as err:
+        raise JudgeError(f"judge response has no choices[0].message.content: {str(body)[:200]}") from err
+    if not isinstance(reply, str):
+        raise JudgeError(f"judge message content is not text: {reply!r}")
+    return parse_verdict(reply)

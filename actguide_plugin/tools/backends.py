@@ -1,0 +1,351 @@
+"""Search backends behind ``web_search`` / ``web_visit``, selected by ``backend.name`` in the tool yaml.
+
+- ``local``: in-process BM25 over ``corpus.jsonl`` (no network; the default).
+- ``retrieval_server``: a Search-R1 ``/retrieve`` server, e.g. ``actguide-retriever`` shared by many nodes.
+- ``web_api``: Serper-style search and page-fetch HTTP APIs (key from an environment variable).
+
+Every backend answers a batch of queries or urls with one result per item, where a single item may fail
+(:class:`Failed`) without failing the others. Network backends share one retrying HTTP client
+(:mod:`actguide_plugin.tools.httpclient`) and a persistent SQLite cache (:mod:`actguide_plugin.tools.cache`);
+only successful results are cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from actguide_plugin.tools.bm25_index import LocalIndex, get_local_index
+from actguide_plugin.tools.cache import SQLiteCache
+from actguide_plugin.tools.config import (
+    ConfigError,
+    HttpBackendConfig,
+    LocalBackendConfig,
+    RetrievalServerBackendConfig,
+    WebApiBackendConfig,
+    parse_config,
+)
+from actguide_plugin.tools.httpclient import HttpCallError, JsonHttpClient
+
+logger = logging.getLogger(__name__)
+logger.setLevel(os.getenv("ACTGUIDE_LOGGING_LEVEL", "WARNING"))
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One search result as shown to the model (``url`` may be empty for corpora without urls)."""
+
+    title: str
+    url: str
+    snippet: str
+
+
+@dataclass(frozen=True)
+class Page:
+    """The text of one visited page."""
+
+    title: str
+    url: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    """One item of a batch that could not be served; ``message`` is shown to the model."""
+
+    message: str
+
+
+class BackendError(RuntimeError):
+    """The backend cannot serve at all (misconfiguration, missing key, unreachable service)."""
+
+
+class SearchBackend(ABC):
+    """Answers batches of search queries and page visits."""
+
+    @abstractmethod
+    async def search(self, queries: Sequence[str], topk: int) -> list[list[SearchHit] | Failed]:
+        """Up to ``topk`` hits per query, in query order."""
+
+    @abstractmethod
+    async def visit(self, urls: Sequence[str]) -> list[Page | Failed]:
+        """The page for each url (or title), in order."""
+
+
+_BACKENDS: dict[str, tuple[type[SearchBackend], type]] = {}
+
+
+def register_backend(name: str, config_type: type) -> Callable[[type[SearchBackend]], type[SearchBackend]]:
+    """Make a backend class selectable as ``backend.name: <name>``; it is built as ``cls(config_type(**block))``."""
+
+    def decorator(cls: type[SearchBackend]) -> type[SearchBackend]:
+        _BACKENDS[name] = (cls, config_type)
+        return cls
+
+    return decorator
+
+
+def parse_backend_config(raw: Mapping[str, Any]) -> Any:
+    """Validate a ``backend:`` block without opening anything (tools call this in their constructor)."""
+    if not isinstance(raw, Mapping) or "name" not in raw:
+        raise ConfigError(f"backend: a mapping with a 'name' is required, got {raw!r}")
+    if raw["name"] not in _BACKENDS:
+        raise ConfigError(f"backend: unknown name {raw['name']!r}; registered: {sorted(_BACKENDS)}")
+    return parse_config(_BACKENDS[raw["name"]][1], raw, f"backend ({raw['name']})")
+
+
+_process_backends: dict[str, SearchBackend] = {}
+_process_lock = threading.Lock()
+
+
+def get_backend(raw: Mapping[str, Any]) -> SearchBackend:
+    """The process-wide backend for this config block: tools with the same block share one instance."""
+    config = parse_backend_config(raw)
+    key = json.dumps(dict(raw), sort_keys=True, default=str)
+    with _process_lock:
+        backend = _process_backends.get(key)
+        if backend is None:
+            backend = _BACKENDS[raw["name"]][0](config)
+            _process_backends[key] = backend
+        return backend
+
+
+@register_backend("local", LocalBackendConfig)
+class LocalBackend(SearchBackend):
+    """BM25 over ``corpus.jsonl`` in this process; the index is loaded on first use, off the event loop."""
+
+    def __init__(self, config: LocalBackendConfig) -> None:
+        self.config = config
+        self._index: LocalIndex | None = None
+
+    async def index(self) -> LocalIndex:
+        if self._index is None:
+            self._index = await asyncio.to_thread(
+                get_local_index, self.config.corpus_path, self.config.k1, self.config.b
+            )
+        return self._index
+
+    async def search(self, queries: Sequence[str], topk: int) -> list[list[SearchHit] | Failed]:
+        index = await self.index()
+        return [
+            [SearchHit(hit.document.title, hit.document.url, hit.document.text) for hit in index.search(query, topk)]
+            for query in queries
+        ]
+
+    async def visit(self, urls: Sequence[str]) -> list[Page | Failed]:
+        index = await self.index()
+        results: list[Page | Failed] = []
+        for url in urls:
+            doc = index.corpus.lookup(url)
+            results.append(Failed(f"page not found: {url}") if doc is None else Page(doc.title, doc.url, doc.text))
+        return results
+
+
+class CachedHttpBackend(SearchBackend):
+    """Shared plumbing of the network backends: the retrying client and the per-item SQLite cache."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, config: HttpBackendConfig) -> None:
+        self.client = JsonHttpClient(config.retry_policy)
+        self.ttl_s = {"search": config.search_ttl_s, "visit": config.visit_ttl_s}
+        cache_path = config.resolved_cache_path
+        self.cache = SQLiteCache(cache_path) if cache_path else None
+
+    async def cached_batch(
+        self,
+        operation: str,
+        items: Sequence[str],
+        params: Mapping[str, Any],
+        fetch: Callable[[list[str]], Awaitable[list[T | Failed]]],
+        to_json: Callable[[T], Any],
+        from_json: Callable[[Any], T],
+    ) -> list[T | Failed]:
+        """Serve ``items`` from the cache where possible and ``fetch`` the rest in one call; cache successes.
+
+        A cache that cannot be read or written (disk full, locked past the busy timeout) only costs a miss.
+        """
+        namespace = f"{self.kind}:{operation}"
+        keys = [_cache_key(item, params) for item in items]
+        results: list[T | Failed | None] = [None] * len(items)
+        if self.cache is not None:
+            for position, key in enumerate(keys):
+                try:
+                    cached = await self.cache.aget(namespace, key)
+                except Exception as err:  # sqlite3 errors and json errors alike: the cache is an optimization
+                    logger.warning("cache read failed (%s); treating as a miss", err)
+                    cached = None
+                if cached is not None:
+                    results[position] = from_json(cached)
+        missing = [position for position, value in enumerate(results) if value is None]
+        if missing:
+            fetched = await fetch([items[position] for position in missing])
+            for position, value in zip(missing, fetched, strict=True):
+                results[position] = value
+                if self.cache is not None and not isinstance(value, Failed):
+                    try:
+                        await self.cache.aset(namespace, keys[position], to_json(value), self.ttl_s[operation])
+                    except Exception as err:
+                        logger.warning("cache write failed (%s); result not cached", err)
+        return results  # type: ignore[return-value]
+
+
+def _cache_key(item: str, params: Mapping[str, Any]) -> str:
+    payload = json.dumps([item, dict(params)], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _hits_to_json(hits: list[SearchHit]) -> list[dict[str, str]]:
+    return [dataclasses.asdict(hit) for hit in hits]
+
+
+def _hits_from_json(data: list[dict[str, str]]) -> list[SearchHit]:
+    return [SearchHit(**hit) for hit in data]
+
+
+def _page_from_json(data: dict[str, str]) -> Page:
+    return Page(**data)
+
+
+@register_backend("retrieval_server", RetrievalServerBackendConfig)
+class RetrievalServerBackend(CachedHttpBackend):
+    """Client of the Search-R1 protocol: ``POST /retrieve {"queries", "topk", "return_scores"}``.
+
+    Documents may carry ``title``/``url``/``text`` (``actguide-retriever``) or only Search-R1's
+    ``contents`` (``"Title"\\ntext``). Visit uses ``POST /visit``, which only ``actguide-retriever`` has.
+    """
+
+    kind = "retrieval_server"
+
+    def __init__(self, config: RetrievalServerBackendConfig) -> None:
+        super().__init__(config)
+        self.base_url = config.base_url.rstrip("/")
+
+    async def search(self, queries: Sequence[str], topk: int) -> list[list[SearchHit] | Failed]:
+        url = f"{self.base_url}/retrieve"
+
+        async def fetch(batch: list[str]) -> list[list[SearchHit] | Failed]:
+            body = await self.client.post_json(url, {"queries": batch, "topk": topk, "return_scores": True})
+            result = body.get("result") if isinstance(body, dict) else None
+            if not isinstance(result, list) or len(result) != len(batch):
+                raise HttpCallError(f"POST {url}: expected 'result' with {len(batch)} lists, got {str(body)[:200]}")
+            return [[_hit_from_search_r1(item) for item in per_query] for per_query in result]
+
+        return await self.cached_batch(
+            "search", queries, {"url": url, "topk": topk}, fetch, _hits_to_json, _hits_from_json
+        )
+
+    async def visit(self, urls: Sequence[str]) -> list[Page | Failed]:
+        url = f"{self.base_url}/visit"
+
+        async def fetch(batch: list[str]) -> list[Page | Failed]:
+            body = await self.client.post_json(url, {"urls": batch})
+            result = body.get("result") if isinstance(body, dict) else None
+            if not isinstance(result, list) or len(result) != len(batch):
+                raise HttpCallError(f"POST {url}: expected 'result' with {len(batch)} pages, got {str(body)[:200]}")
+            return [_page_from_server(page) for page in result]
+
+        return await self.cached_batch("visit", urls, {"url": url}, fetch, dataclasses.asdict, _page_from_json)
+
+
+def _page_from_server(page: Any) -> Page | Failed:
+    """One ``/visit`` result: ``{"url", "title", "text"}`` or ``{"url", "error"}``."""
+    if isinstance(page, dict) and page.get("error"):
+        return Failed(str(page["error"]))
+    if not isinstance(page, dict) or not all(isinstance(page.get(key), str) for key in ("title", "url", "text")):
+        raise HttpCallError(f"retrieval server returned a malformed page: {str(page)[:200]}")
+    return Page(page["title"], page["url"], page["text"])
+
+
+def _hit_from_search_r1(item: Any) -> SearchHit:
+    """One ``{"document": {...}, "score": s}`` entry (or a bare document) as a hit."""
+    document = item.get("document", item) if isinstance(item, dict) else None
+    if not isinstance(document, dict):
+        raise HttpCallError(f"retrieval server returned a malformed document: {str(item)[:200]}")
+    title, text = document.get("title"), document.get("text")
+    if title is None or text is None:
+        # Search-R1 corpora store '"Title"\ntext' in one 'contents' field.
+        first, _, rest = str(document.get("contents", "")).partition("\n")
+        title = title if title is not None else first.strip().strip('"')
+        text = text if text is not None else rest.strip()
+    return SearchHit(str(title), str(document.get("url", "")), str(text))
+
+
+@register_backend("web_api", WebApiBackendConfig)
+class WebApiBackend(CachedHttpBackend):
+    """Serper-style APIs: one POST per query (``search_url``) and per page (``visit_url``)."""
+
+    kind = "web_api"
+
+    def __init__(self, config: WebApiBackendConfig) -> None:
+        super().__init__(config)
+        self.config = config
+
+    def _headers(self) -> dict[str, str]:
+        key = os.environ.get(self.config.api_key_env)
+        if not key:
+            raise BackendError(f"web_api backend: environment variable {self.config.api_key_env} is not set")
+        return {self.config.api_key_header: key}
+
+    async def _each(self, batch: list[str], call: Callable[[str], Awaitable[T]]) -> list[T | Failed]:
+        """Run ``call`` per item concurrently (the client bounds concurrency); a failed item stays local."""
+        outcomes = await asyncio.gather(*(call(item) for item in batch), return_exceptions=True)
+        results: list[T | Failed] = []
+        for item, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, HttpCallError):
+                logger.warning("web_api request for %r failed: %s", item, outcome)
+                results.append(Failed(str(outcome)))
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                results.append(outcome)
+        return results
+
+    async def search(self, queries: Sequence[str], topk: int) -> list[list[SearchHit] | Failed]:
+        headers = self._headers()
+
+        async def one(query: str) -> list[SearchHit]:
+            body = await self.client.post_json(self.config.search_url, {"q": query, "num": topk}, headers)
+            organic = body.get("organic", []) if isinstance(body, dict) else None
+            if not isinstance(organic, list):
+                raise HttpCallError(f"search API returned no 'organic' list: {str(body)[:200]}")
+            return [
+                SearchHit(str(hit.get("title", "")), str(hit.get("link", "")), str(hit.get("snippet", "")))
+                for hit in organic[:topk]
+                if isinstance(hit, dict)
+            ]
+
+        async def fetch(batch: list[str]) -> list[list[SearchHit] | Failed]:
+            return await self._each(batch, one)
+
+        params = {"url": self.config.search_url, "topk": topk}
+        return await self.cached_batch("search", queries, params, fetch, _hits_to_json, _hits_from_json)
+
+    async def visit(self, urls: Sequence[str]) -> list[Page | Failed]:
+        headers = self._headers()
+
+        async def one(url: str) -> Page:
+            body = await self.client.post_json(self.config.visit_url, {"url": url}, headers)
+            text = body.get("text") if isinstance(body, dict) else None
+            if not isinstance(text, str):
+                raise HttpCallError(f"page API returned no 'text' for {url}: {str(body)[:200]}")
+            metadata = body.get("metadata")
+            title = metadata.get("title", "") if isinstance(metadata, dict) else ""
+            return Page(str(title), url, text)
+
+        async def fetch(batch: list[str]) -> list[Page | Failed]:
+            return await self._each(batch, one)
+
+        params = {"url": self.config.visit_url}
+        return await self.cached_batch("visit", urls, params, fetch, dataclasses.asdict, _page_from_json)

@@ -1,0 +1,193 @@
+"""Typed configs for the tools and backends, read from the ``config:`` blocks of the tool yaml files.
+
+Each config is a dataclass; :func:`parse_config` rejects unknown keys and wrong types with a message that
+names the yaml section, the key and what is allowed, so a typo in a yaml fails at the first tool call
+instead of silently falling back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from actguide_plugin.tools.httpclient import RetryPolicy
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A tool or backend config has an unknown key or a bad value."""
+
+
+def parse_config(config_type: type[T], raw: Mapping[str, Any], where: str) -> T:
+    """Build ``config_type`` from ``raw``; ``where`` names the yaml section in error messages."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    allowed = {f.name for f in dataclasses.fields(config_type)}  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+    try:
+        return config_type(**raw)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: {err}") from err
+
+
+def _require_positive(where: str, **values: float) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{name} must be a positive number, got {value!r} ({where})")
+
+
+@dataclass(frozen=True)
+class LocalBackendConfig:
+    """``backend.name: local`` — in-process BM25 over ``corpus.jsonl``, no network.
+
+    Fields:
+        name: always ``local``.
+        corpus_path: path of ``corpus.jsonl`` (absolute is safest: Ray workers may run in another directory).
+        k1, b: BM25 parameters.
+    """
+
+    name: str
+    corpus_path: str
+    k1: float = 1.5
+    b: float = 0.75
+
+    def __post_init__(self) -> None:
+        if not self.corpus_path:
+            raise ValueError("corpus_path is required for the local backend")
+        _require_positive("local backend", k1=self.k1)
+        if not 0.0 <= self.b <= 1.0:
+            raise ValueError(f"b must be in [0, 1], got {self.b}")
+
+
+@dataclass(frozen=True)
+class HttpBackendConfig:
+    """Settings every network backend shares: retries, concurrency and the SQLite cache.
+
+    Fields:
+        timeout_s, max_attempts, backoff_base_s, backoff_max_s, max_concurrency: see
+            :class:`actguide_plugin.tools.httpclient.RetryPolicy`.
+        cache_path: SQLite file for cached responses (``~`` expanded); empty or null disables the cache.
+        search_ttl_s, visit_ttl_s: how long cached search results / page texts stay valid, seconds.
+    """
+
+    timeout_s: float = 30.0
+    max_attempts: int = 4
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 8.0
+    max_concurrency: int = 16
+    cache_path: str | None = None
+    search_ttl_s: float = 86_400.0
+    visit_ttl_s: float = 604_800.0
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            timeout_s=self.timeout_s,
+            max_attempts=self.max_attempts,
+            backoff_base_s=self.backoff_base_s,
+            backoff_max_s=self.backoff_max_s,
+            max_concurrency=self.max_concurrency,
+        )
+
+    @property
+    def resolved_cache_path(self) -> str | None:
+        return os.path.expanduser(self.cache_path) if self.cache_path else None
+
+    def __post_init__(self) -> None:
+        _ = self.retry_policy  # validates the retry fields now, not at the first request
+        _require_positive("cache", search_ttl_s=self.search_ttl_s, visit_ttl_s=self.visit_ttl_s)
+
+
+@dataclass(frozen=True)
+class RetrievalServerBackendConfig(HttpBackendConfig):
+    """``backend.name: retrieval_server`` — a Search-R1 ``/retrieve`` server (``actguide-retriever`` or theirs).
+
+    Fields:
+        name: always ``retrieval_server``.
+        base_url: e.g. ``http://127.0.0.1:8000``; search posts to ``/retrieve``, visit to ``/visit`` (ours only).
+    """
+
+    name: str = "retrieval_server"
+    base_url: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must be an http(s) URL, got {self.base_url!r}")
+
+
+@dataclass(frozen=True)
+class WebApiBackendConfig(HttpBackendConfig):
+    """``backend.name: web_api`` — Serper-style search and page-fetch APIs.
+
+    Fields:
+        name: always ``web_api``.
+        search_url: POST ``{"q": query, "num": k}`` -> ``{"organic": [{"title", "link", "snippet"}]}``.
+        visit_url: POST ``{"url": url}`` -> ``{"text": ..., "metadata": {"title": ...}}``.
+        api_key_env: name of the environment variable holding the key (the key itself is never in a config).
+        api_key_header: HTTP header that carries the key.
+    """
+
+    name: str = "web_api"
+    search_url: str = "https://google.serper.dev/search"
+    visit_url: str = "https://scrape.serper.dev"
+    api_key_env: str = "SERPER_API_KEY"
+    api_key_header: str = "X-API-KEY"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in ("search_url", "visit_url"):
+            if not getattr(self, key).startswith(("http://", "https://")):
+                raise ValueError(f"{key} must be an http(s) URL, got {getattr(self, key)!r}")
+        if not self.api_key_env:
+            raise ValueError("api_key_env must name an environment variable")
+
+
+@dataclass(frozen=True)
+class SearchToolConfig:
+    """``config:`` of the ``web_search`` tool.
+
+    Fields:
+        type: verl tool type, always ``native``.
+        backend: the backend block (``name`` selects local / retrieval_server / web_api).
+        topk: hits per query.
+        snippet_chars: longest snippet shown per hit (cut at a word boundary).
+        max_queries_per_call: queries beyond this are not run (the response says so).
+    """
+
+    backend: dict[str, Any]
+    type: str = "native"
+    topk: int = 5
+    snippet_chars: int = 300
+    max_queries_per_call: int = 5
+
+    def __post_init__(self) -> None:
+        _require_positive(
+            "web_search", topk=self.topk, snippet_chars=self.snippet_chars, max_queries=self.max_queries_per_call
+        )
+
+
+@dataclass(frozen=True)
+class VisitToolConfig:
+    """``config:`` of the ``web_visit`` tool.
+
+    Fields:
+        type: verl tool type, always ``native``.
+        backend: the backend block (usually the same yaml anchor as ``web_search``'s).
+        max_page_chars: page text budget per url; the head is kept and the cut is marked.
+        max_urls_per_call: urls beyond this are not visited (the response says so).
+    """
+
+    backend: dict[str, Any]
+    type: str = "native"
+    max_page_chars: int = 5000
+    max_urls_per_call: int = 3
+
+    def __post_init__(self) -> None:
+        _require_positive("web_visit", max_page_chars=self.max_page_chars, max_urls=self.max_urls_per_call)

@@ -1,0 +1,197 @@
+"""actguide-retriever over real HTTP on 127.0.0.1: Search-R1 /retrieve, /search, /visit, /health, validation."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+
+from actguide_plugin.retriever.server import ServerLimits, _parser, create_app
+from actguide_plugin.tools.bm25_index import open_local_index
+from actguide_plugin.tools.search_tools import WebSearchTool, WebVisitTool
+
+DOCUMENTS = [
+    {
+        "id": "a",
+        "title": "Paris",
+        "url": "https://en.wikipedia.org/wiki/Paris",
+        "text": "Paris is the capital of France.",
+    },
+    {
+        "id": "b",
+        "title": "Berlin",
+        "url": "https://en.wikipedia.org/wiki/Berlin",
+        "text": "Berlin is the capital of Germany.",
+    },
+    {
+        "id": "c",
+        "title": "Mount Everest",
+        "url": "https://en.wikipedia.org/wiki/Mount_Everest",
+        "text": "The highest mountain.",
+    },
+]
+LIMITS = ServerLimits(max_queries=4, max_query_chars=60, default_topk=2, max_topk=5, snippet_chars=15)
+
+
+@pytest.fixture(scope="module")
+def corpus_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("retriever") / "corpus.jsonl"
+    path.write_text("".join(json.dumps(doc) + "\n" for doc in DOCUMENTS), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def base_url(corpus_file):
+    """The app served by uvicorn in a background thread on a free loopback port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(open_local_index(corpus_file), LIMITS), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "retriever server did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+def post(base_url: str, path: str, body) -> httpx.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return httpx.post(base_url + path, content=content, headers={"content-type": "application/json"}, timeout=10)
+
+
+def test_health(base_url):
+    assert httpx.get(base_url + "/health").json() == {"status": "ok", "documents": 3}
+
+
+def test_retrieve_speaks_search_r1(base_url):
+    response = post(
+        base_url, "/retrieve", {"queries": ["capital of Germany", "highest mountain"], "topk": 1, "return_scores": True}
+    )
+    assert response.status_code == 200
+    result = response.json()["result"]
+    assert len(result) == 2 and len(result[0]) == 1
+    berlin = result[0][0]
+    assert berlin["score"] > 0
+    assert berlin["document"] == {
+        "id": "b",
+        "title": "Berlin",
+        "url": "https://en.wikipedia.org/wiki/Berlin",
+        "text": "Berlin is the capital of Germany.",
+        "contents": '"Berlin"\nBerlin is the capital of Germany.',
+    }
+    assert result[1][0]["document"]["title"] == "Mount Everest"
+
+
+def test_retrieve_without_scores_returns_bare_documents_and_default_topk(base_url):
+    result = post(base_url, "/retrieve", {"queries": ["capital"]}).json()["result"]
+    assert len(result[0]) == 2  # default_topk
+    assert {doc["title"] for doc in result[0]} == {"Paris", "Berlin"} and "score" not in result[0][0]
+
+
+def test_search_and_visit(base_url):
+    hits = post(base_url, "/search", {"queries": ["Paris France"], "topk": 1}).json()["result"][0]
+    assert hits[0]["title"] == "Paris" and hits[0]["snippet"] == "Paris is the …"
+    pages = post(base_url, "/visit", {"urls": ["https://en.wikipedia.org/wiki/Berlin", "mount_everest", "Rome"]}).json()
+    assert [page.get("title") for page in pages["result"]] == ["Berlin", "Mount Everest", None]
+    assert pages["result"][2] == {"request": "Rome", "error": "page not found: Rome"}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("/retrieve", b"{not json", "request body is not valid JSON"),
+        ("/retrieve", [1, 2], "request body must be a JSON object"),
+        ("/retrieve", {"topk": 1}, "'queries' is required"),
+        ("/retrieve", {"queries": []}, "'queries' is empty"),
+        ("/retrieve", {"queries": ["q"] * 5}, "'queries' has 5 items; at most 4 per request"),
+        ("/retrieve", {"queries": ["ok", 3]}, "queries[1] must be a string"),
+        ("/retrieve", {"queries": ["x" * 61]}, "queries[0] has 61 characters; at most 60"),
+        ("/retrieve", {"queries": ["q"], "topk": 0}, "'topk' must be an integer in [1, 5]"),
+        ("/retrieve", {"queries": ["q"], "topk": True}, "'topk' must be an integer"),
+        ("/retrieve", {"queries": ["q"], "return_scores": "yes"}, "'return_scores' must be true or false"),
+        ("/search", {"queries": "just a string"}, "'queries' is required"),
+        ("/visit", {"queries": ["Paris"]}, "'urls' is required"),
+    ],
+)
+def test_bad_requests_get_400_with_a_message(base_url, path, body, message):
+    response = post(base_url, path, body)
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+
+
+async def test_tools_through_the_retrieval_server_backend(base_url, tmp_path):
+    backend = {"name": "retrieval_server", "base_url": base_url, "cache_path": str(tmp_path / "c.sqlite")}
+    search = WebSearchTool({"type": "native", "backend": backend, "topk": 1}, None)
+    visit = WebVisitTool({"type": "native", "backend": backend}, None)
+    instance_id, _ = await search.create(create_kwargs={})
+    response, _, metrics = await search.execute(instance_id, {"query": ["capital of Germany"]}, agent_data=None)
+    await search.release(instance_id)
+    assert metrics["errors"] == 0
+    assert response.text.startswith(
+        'Results for "capital of Germany":\n1. Berlin — https://en.wikipedia.org/wiki/Berlin'
+    )
+    instance_id, _ = await visit.create(create_kwargs={})
+    response, _, metrics = await visit.execute(instance_id, {"url": ["Paris", "Rome"]}, agent_data=None)
+    await visit.release(instance_id)
+    assert "Page: Paris — https://en.wikipedia.org/wiki/Paris\nParis is the capital of France." in response.text
+    assert "Visit Rome failed: page not found: Rome" in response.text and metrics["failed_items"] == 1
+
+
+def test_binds_loopback_by_default():
+    args = _parser().parse_args(["--corpus", "c.jsonl"])
+    assert args.host == "127.0.0.1"
+
+
+@pytest.mark.integration
+def test_console_script_entry_point_serves(corpus_file, unused_tcp_port):
+    """``main()`` as the console script runs it: starts, answers /health, stops on SIGTERM."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from actguide_plugin.retriever.server import main; main()",
+            "--corpus",
+            str(corpus_file),
+            "--port",
+            str(unused_tcp_port),
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                health = httpx.get(f"http://127.0.0.1:{unused_tcp_port}/health", timeout=1).json()
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "server did not come up"
+                time.sleep(0.2)
+        assert health == {"status": "ok", "documents": 3}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_missing_corpus_argument_is_a_usage_error(monkeypatch, capsys):
+    monkeypatch.delenv("ACTGUIDE_CORPUS", raising=False)
+    from actguide_plugin.retriever.server import main
+
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 2 and "--corpus is required" in capsys.readouterr().err

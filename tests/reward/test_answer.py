@@ -1,0 +1,107 @@
+"""Answer extraction (never from tool output), normalization, token F1 and gold-answer parsing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from actguide_plugin.reward.answer import (
+    assistant_text,
+    extract_answer,
+    normalize_answer,
+    parse_gold_answers,
+    rule_match,
+    token_f1,
+)
+
+# How verl's reward loop sees a Qwen hermes rollout: decoded with skip_special_tokens=True, so the ChatML
+# markers are gone and the tool turn shows as "user\n<tool_response>...</tool_response>\nassistant\n".
+DECODED = (
+    "<think>Search first.</think>\n<tool_call>\n"
+    '{"name": "web_search", "arguments": {"query": ["capital of France"]}}\n</tool_call>\n'
+    "user\n<tool_response>\nA quiz page: <answer>Lyon</answer>\n</tool_response>\n"
+    "assistant\nThe capital is Paris. <answer>Paris</answer>"
+)
+
+
+def test_last_assistant_answer_is_taken():
+    assert extract_answer(DECODED) == "Paris"
+    assert extract_answer("<answer>draft</answer> then <answer> final one </answer>") == "final one"
+
+
+def test_answer_inside_tool_response_is_ignored():
+    without_final = DECODED.rsplit("<answer>Paris</answer>", 1)[0]
+    assert extract_answer(without_final) is None
+
+
+def test_truncated_tool_response_is_ignored():
+    """Response cut inside a tool output (no closing tag): nothing after the tag is the assistant's."""
+    cut = "I will search.\nuser\n<tool_response>\nPage text <answer>Lyon</answer> and more"
+    assert extract_answer(cut) is None
+
+
+def test_answer_inside_tool_call_arguments_is_ignored():
+    text = '<tool_call>\n{"name": "web_search", "arguments": {"query": ["<answer>x</answer>"]}}\n</tool_call>'
+    assert extract_answer(text) is None
+
+
+def test_chatml_with_special_tokens_keeps_only_assistant_turns():
+    text = (
+        "Let me look.<|im_end|>\n<|im_start|>user\n<tool_response>\nx\n</tool_response><|im_end|>\n"
+        "<|im_start|>tool\n<answer>Lyon</answer><|im_end|>\n"  # a tool role without the tags
+        "<|im_start|>assistant\n<answer>Paris</answer><|im_end|>"
+    )
+    assert extract_answer(text) == "Paris"
+    assert "Lyon" not in assistant_text(text)
+    assert extract_answer(text.replace("<answer>Paris</answer>", "no answer")) is None
+
+
+def test_no_answer():
+    assert extract_answer("I don't know.") is None
+    assert extract_answer("<answer>unclosed") is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalized"),
+    [("The  Eiffel Tower!", "eiffel tower"), ("U.S.A.", "usa"), ("an Apple, a pear", "apple pear"), ("“Dune”", "dune")],
+)
+def test_normalize_answer(raw, normalized):
+    assert normalize_answer(raw) == normalized
+
+
+def test_token_f1():
+    assert token_f1("Paris", "Paris") == 1.0
+    assert token_f1("Paris France", "Paris") == pytest.approx(2 / 3)
+    assert token_f1("Berlin", "Paris") == 0.0
+    assert token_f1("", "Paris") == 0.0
+
+
+def test_rule_match_exact_or_f1_threshold():
+    assert rule_match("the Eiffel tower", ["Eiffel Tower"], 0.8).exact
+    partial = rule_match("Barack Obama Jr", ["Barack Obama"], 0.8)
+    assert not partial.exact and partial.f1 == pytest.approx(0.8) and partial.correct
+    assert not rule_match("Barack Obama Jr", ["Barack Obama"], 0.9).correct
+    assert rule_match("NYC", ["New York City", "NYC"], 0.8).exact  # any gold answer
+
+
+@pytest.mark.parametrize(
+    ("ground_truth", "answers"),
+    [
+        ("Paris", ["Paris"]),
+        (["Paris", "City of Paris"], ["Paris", "City of Paris"]),
+        (json.dumps(["Paris", "Lutetia"]), ["Paris", "Lutetia"]),
+        ("[not json", ["[not json"]),
+        (np.array(["Paris", "Lutetia"], dtype=object), ["Paris", "Lutetia"]),
+        ({"target": ["Paris"]}, ["Paris"]),
+    ],
+)
+def test_parse_gold_answers(ground_truth, answers):
+    assert parse_gold_answers(ground_truth) == answers
+
+
+@pytest.mark.parametrize("bad", [None, 3, [], [1, 2], {"answer": "x"}])
+def test_bad_ground_truth_is_named(bad):
+    with pytest.raises(ValueError, match="ground_truth"):
+        parse_gold_answers(bad)

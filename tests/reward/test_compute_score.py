@@ -1,0 +1,223 @@
+"""compute_score: rule mode, judge mode against a loopback fake judge, and loading through verl's reward hook."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from omegaconf import OmegaConf
+
+from actguide_plugin.reward import compute_score
+
+JUDGE_KEY = "judge-secret-8d1e0b"  # must never appear in logs
+FAST_RETRY = {"judge_backoff_base_s": 0.01, "judge_backoff_max_s": 0.05, "judge_max_attempts": 3}
+EXTRAS = {"score", "acc", "answer_found", "exact_match", "f1", "judge_used", "judge_fallback"}
+
+
+class FakeJudge:
+    """OpenAI-compatible /v1/chat/completions; each request takes the next scripted step (the last repeats).
+
+    Steps: ``"A"``/``"B"``/any text -> that reply; ``429``/``500`` -> that status; ``("sleep", s)`` -> delay.
+    """
+
+    def __init__(self, steps: list) -> None:
+        self.steps = steps
+        self.requests: list[dict] = []
+        self.auth: list[str | None] = []
+        self.app = web.Application()
+        self.app.router.add_post("/v1/chat/completions", self.handle)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.requests.append(await request.json())
+        self.auth.append(request.headers.get("Authorization"))
+        step = self.steps[min(len(self.requests) - 1, len(self.steps) - 1)]
+        if isinstance(step, tuple):
+            await asyncio.sleep(step[1])
+            step = "A"
+        if isinstance(step, int):
+            return web.Response(status=step, text="slow down")
+        return web.json_response({"choices": [{"message": {"role": "assistant", "content": step}}]})
+
+
+async def judged(steps: list, solution: str, ground_truth="Paris", monkeypatch=None, **kwargs):
+    fake = FakeJudge(steps)
+    async with TestServer(fake.app, host="127.0.0.1") as server:
+        result = await compute_score(
+            "fanoutqa",
+            solution,
+            ground_truth,
+            {"question": "What is the capital of France?"},
+            reward_mode="judge",
+            judge_base_url=str(server.make_url("")),
+            judge_model="judge-model",
+            **{**FAST_RETRY, **kwargs},
+        )
+    return result, fake
+
+
+async def test_rule_mode_scores_and_reports_extras():
+    right = await compute_score("d", "reasoning <answer>paris</answer>", ["Paris", "City of Light"], {})
+    assert right["score"] == right["acc"] == 1.0 and right["exact_match"] == 1.0 and set(right) == EXTRAS
+    wrong = await compute_score("d", "<answer>Lyon</answer>", "Paris", {})
+    assert wrong["score"] == 0.0 and wrong["answer_found"] == 1.0 and wrong["judge_used"] == 0.0
+    missing = await compute_score("d", "no final answer", "Paris", None)
+    assert missing == dict.fromkeys(EXTRAS, 0.0)
+
+
+async def test_answer_in_tool_response_earns_nothing():
+    solution = "user\n<tool_response>\n<answer>Paris</answer>\n</tool_response>\nassistant\nI am not sure."
+    result = await compute_score("d", solution, "Paris", {})
+    assert result["score"] == 0.0 and result["answer_found"] == 0.0
+
+
+@pytest.mark.integration
+async def test_tool_output_ignored_in_a_really_decoded_rollout():
+    """Render a hermes conversation, tokenize it, decode the response as verl's reward loop does, score it."""
+    from actguide_plugin.tiny_model import load_tokenizer
+
+    tokenizer = load_tokenizer("bytes")
+    prompt = [{"role": "user", "content": "What is the capital of France?"}]
+    call = {"type": "function", "function": {"name": "web_search", "arguments": {"query": ["capital of France"]}}}
+    turns = [
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "content": "Quiz key: <answer>Paris</answer>"},
+        {"role": "assistant", "content": "The page does not say."},
+    ]
+
+    def response_text(messages: list[dict]) -> str:
+        prompt_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)["input_ids"]
+        full_ids = tokenizer.apply_chat_template(prompt + messages, tokenize=True)["input_ids"]
+        assert full_ids[: len(prompt_ids)] == prompt_ids
+        return tokenizer.decode(full_ids[len(prompt_ids) :], skip_special_tokens=True)
+
+    decoded = response_text(turns)
+    assert "<answer>Paris</answer>" in decoded  # the gold answer is in the decoded text ...
+    assert (await compute_score("d", decoded, "Paris", {}))["score"] == 0.0  # ... but only in tool output
+    turns[-1]["content"] = "<answer>Paris</answer>"
+    assert (await compute_score("d", response_text(turns), "Paris", {}))["score"] == 1.0
+
+
+async def test_judge_verdicts(monkeypatch):
+    monkeypatch.setenv("ACTGUIDE_JUDGE_API_KEY", JUDGE_KEY)
+    yes, fake = await judged(["A"], "<answer>the French capital city</answer>")
+    assert yes["score"] == 1.0 and yes["judge_used"] == 1.0 and yes["judge_fallback"] == 0.0
+    request = fake.requests[0]
+    assert request["model"] == "judge-model" and request["temperature"] == 0
+    prompt = request["messages"][0]["content"]
+    assert "What is the capital of France?" in prompt and "Paris" in prompt and "the French capital city" in prompt
+    assert fake.auth == [f"Bearer {JUDGE_KEY}"]
+    # The rule alone would score this 1 (token F1 0.5 >= 0.5); the judge's B decides.
+    no, _ = await judged(["B"], "<answer>Paris France capital</answer>", f1_threshold=0.5)
+    assert no["score"] == 0.0 and no["judge_used"] == 1.0
+
+
+async def test_exact_match_skips_the_judge():
+    result, fake = await judged(["B"], "<answer>Paris.</answer>")
+    assert result["score"] == 1.0 and result["judge_used"] == 0.0 and fake.requests == []
+
+
+@pytest.mark.parametrize("reply", ["A", " (A). ", "<think>hmm</think>A"])
+async def test_strict_parser_accepts_only_a_single_letter(reply):
+    result, _ = await judged([reply], "<answer>capital of France</answer>")
+    assert result["judge_used"] == 1.0 and result["score"] == 1.0
+
+
+@pytest.mark.parametrize("reply", ["The answer is A", "A or B", "Correct", "", "AB"])
+async def test_garbage_verdict_falls_back_to_rule(reply, caplog):
+    result, fake = await judged([reply], "<answer>Paris the city</answer>", f1_threshold=0.6)
+    assert result["judge_fallback"] == 1.0 and result["judge_used"] == 0.0
+    assert result["score"] == 1.0  # the rule verdict: F1("paris city", "paris") = 0.67 >= 0.6
+    assert len(fake.requests) == 1  # temperature 0: a garbage reply is not asked again
+    assert "judge failed" in caplog.text
+
+
+async def test_429_is_retried_then_judged():
+    result, fake = await judged([429, 500, "A"], "<answer>capital of France</answer>")
+    assert result["judge_used"] == 1.0 and result["score"] == 1.0 and len(fake.requests) == 3
+
+
+async def test_exhausted_retries_fall_back(monkeypatch, caplog):
+    monkeypatch.setenv("ACTGUIDE_JUDGE_API_KEY", JUDGE_KEY)
+    caplog.set_level(logging.DEBUG)
+    result, fake = await judged([429], "<answer>Lyon</answer>")
+    assert result["judge_fallback"] == 1.0 and result["score"] == 0.0 and len(fake.requests) == 3
+    assert JUDGE_KEY not in caplog.text
+
+
+async def test_slow_judge_times_out_and_falls_back():
+    result, fake = await judged([("sleep", 1.0)], "<answer>Lyon</answer>", judge_timeout_s=0.1, judge_max_attempts=2)
+    assert result["judge_fallback"] == 1.0 and result["score"] == 0.0 and len(fake.requests) == 2
+
+
+async def test_concurrent_calls_share_the_judge():
+    fake = FakeJudge([("sleep", 0.05)])
+    async with TestServer(fake.app, host="127.0.0.1") as server:
+        results = await asyncio.gather(
+            *(
+                compute_score(
+                    "d",
+                    f"<answer>guess {i}</answer>",
+                    "Paris",
+                    {"question": "q"},
+                    reward_mode="judge",
+                    judge_base_url=str(server.make_url("/v1")),  # a base ending in /v1 works too
+                    judge_model="m",
+                )
+                for i in range(20)
+            )
+        )
+    assert all(r["judge_used"] == 1.0 and r["score"] == 1.0 for r in results) and len(fake.requests) == 20
+
+
+async def test_mode_and_endpoint_from_environment(monkeypatch):
+    fake = FakeJudge(["A"])
+    async with TestServer(fake.app, host="127.0.0.1") as server:
+        monkeypatch.setenv("ACTGUIDE_REWARD_MODE", "judge")
+        monkeypatch.setenv("ACTGUIDE_JUDGE_BASE_URL", str(server.make_url("")))
+        monkeypatch.setenv("ACTGUIDE_JUDGE_MODEL", "env-model")
+        result = await compute_score("d", "<answer>x</answer>", "Paris", {})
+    assert result["judge_used"] == 1.0 and fake.requests[0]["model"] == "env-model"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"reward_mode": "llm"}, "reward_mode must be one of"),
+        ({"judge_api_key": "x"}, "read from ACTGUIDE_JUDGE_API_KEY only"),
+        ({"f1_threshhold": 0.5}, "unknown reward_kwargs"),
+        ({"f1_threshold": 0}, "f1_threshold must be in"),
+        ({"reward_mode": "judge"}, "judge mode needs judge_base_url and judge_model"),
+    ],
+)
+async def test_config_errors_are_named(kwargs, message, monkeypatch):
+    for name in ("ACTGUIDE_REWARD_MODE", "ACTGUIDE_JUDGE_BASE_URL", "ACTGUIDE_JUDGE_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ValueError, match=message):
+        await compute_score("d", "<answer>x</answer>", "x", {}, **kwargs)
+
+
+async def test_loaded_through_verls_custom_reward_hook():
+    """verl resolves pkg:// paths, sees a coroutine function and merges reward_kwargs into each call."""
+    from verl.trainer.ppo.reward import get_custom_reward_fn
+
+    config = OmegaConf.create(
+        {
+            "reward": {
+                "custom_reward_function": {
+                    "path": "pkg://actguide_plugin.reward",
+                    "name": "compute_score",
+                    "reward_kwargs": {"reward_mode": "rule", "f1_threshold": 0.5},
+                }
+            }
+        }
+    )
+    fn = get_custom_reward_fn(config)
+    assert inspect.iscoroutinefunction(fn)  # verl's reward managers await it instead of using a thread
+    result = await fn(
+        data_source="d", solution_str="<answer>Paris France</answer>", ground_truth="Paris", extra_info={}
+    )
+    assert result["score"] == 1.0 and result["exact_match"] == 0.0

@@ -1,0 +1,109 @@
+"""The shared retrying JSON client against real loopback servers: retries, give-ups, timeouts, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from actguide_plugin.tools.httpclient import HttpCallError, JsonHttpClient, RetryPolicy
+
+FAST = {"backoff_base_s": 0.01, "backoff_max_s": 0.05}
+
+
+def scripted_app(statuses: list[int], calls: list[dict], delay_s: float = 0.0, retry_after: str | None = None):
+    """Answer the n-th POST with statuses[n] (the last one repeats); 200 bodies echo the request."""
+
+    async def handler(request: web.Request) -> web.Response:
+        calls.append(await request.json())
+        status = statuses[min(len(calls) - 1, len(statuses) - 1)]
+        if delay_s:
+            await asyncio.sleep(delay_s)
+        if status == 200:
+            return web.json_response({"echo": calls[-1]})
+        headers = {"Retry-After": retry_after} if retry_after else None
+        return web.Response(status=status, text=f"status {status}", headers=headers)
+
+    app = web.Application()
+    app.router.add_post("/api", handler)
+    return app
+
+
+@pytest.mark.parametrize("failure", [429, 500, 502, 503])
+async def test_retries_retryable_statuses_then_succeeds(failure):
+    calls: list[dict] = []
+    async with TestServer(scripted_app([failure, failure, 200], calls), host="127.0.0.1") as server:
+        client = JsonHttpClient(RetryPolicy(max_attempts=4, **FAST))
+        assert await client.post_json(str(server.make_url("/api")), {"q": 1}) == {"echo": {"q": 1}}
+    assert len(calls) == 3
+
+
+async def test_gives_up_after_max_attempts():
+    calls: list[dict] = []
+    async with TestServer(scripted_app([503], calls), host="127.0.0.1") as server:
+        client = JsonHttpClient(RetryPolicy(max_attempts=3, **FAST))
+        with pytest.raises(HttpCallError, match="after 3 attempts: HTTP 503") as info:
+            await client.post_json(str(server.make_url("/api")), {})
+    assert info.value.status == 503 and len(calls) == 3
+
+
+async def test_client_errors_are_not_retried():
+    calls: list[dict] = []
+    async with TestServer(scripted_app([400, 200], calls), host="127.0.0.1") as server:
+        client = JsonHttpClient(RetryPolicy(max_attempts=4, **FAST))
+        with pytest.raises(HttpCallError, match="HTTP 400"):
+            await client.post_json(str(server.make_url("/api")), {})
+    assert len(calls) == 1
+
+
+async def test_timeouts_are_retried_and_reported():
+    calls: list[dict] = []
+    async with TestServer(scripted_app([200], calls, delay_s=0.5), host="127.0.0.1") as server:
+        client = JsonHttpClient(RetryPolicy(timeout_s=0.1, max_attempts=2, **FAST))
+        with pytest.raises(HttpCallError, match="timeout") as info:
+            await client.post_json(str(server.make_url("/api")), {})
+    assert info.value.status is None and len(calls) == 2
+
+
+async def test_connection_refused_is_an_error_not_a_hang(unused_tcp_port):
+    client = JsonHttpClient(RetryPolicy(max_attempts=2, **FAST))
+    with pytest.raises(HttpCallError, match="connection error"):
+        await client.post_json(f"http://127.0.0.1:{unused_tcp_port}/api", {})
+
+
+async def test_concurrency_is_bounded():
+    in_flight, peak = 0, 0
+
+    async def handler(request: web.Request) -> web.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.05)
+        in_flight -= 1
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/api", handler)
+    async with TestServer(app, host="127.0.0.1") as server:
+        client = JsonHttpClient(RetryPolicy(max_concurrency=2))
+        await asyncio.gather(*(client.post_json(str(server.make_url("/api")), {}) for _ in range(8)))
+    assert peak == 2
+
+
+def test_retry_after_is_honoured_and_capped():
+    policy = RetryPolicy(backoff_base_s=1.0, backoff_max_s=5.0)
+    assert policy.delay_s(0, "2") == 2.0
+    assert policy.delay_s(0, "120") == 5.0
+    assert 0.5 <= policy.delay_s(0, "Wed, 21 Oct 2015 07:28:00 GMT") <= 1.0  # date form: own schedule
+    assert 2.0 <= policy.delay_s(2) <= 4.0
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"timeout_s": 0}, {"max_attempts": 0}, {"max_attempts": 2.5}, {"max_concurrency": 0}, {"backoff_base_s": -1}],
+)
+def test_bad_policies_are_rejected(bad):
+    with pytest.raises(ValueError):
+        RetryPolicy(**bad)

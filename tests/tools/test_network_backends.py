@@ -1,0 +1,212 @@
+"""web_api (Serper-style) and retrieval_server backends against loopback fakes, through the verl tool interface.
+
+Covered failure modes: 429/5xx retried, timeouts, failures become error text plus metrics, the SQLite cache
+(hits skip the network, failures are not cached), the API key sent only as a header and never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from actguide_plugin.tools.search_tools import WebSearchTool, WebVisitTool
+
+API_KEY = "sk-test-4f9c2a7be1d0"  # must never appear in any output
+RETRY = {"max_attempts": 3, "backoff_base_s": 0.01, "backoff_max_s": 0.05, "timeout_s": 2.0}
+
+
+class FakeSerper:
+    """Serper-like search (/search) and scrape (/scrape).
+
+    ``fail_next`` statuses are served first; queries in ``broken_queries`` always get HTTP 500.
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict, str | None]] = []
+        self.fail_next: list[int] = []
+        self.broken_queries: set[str] = set()
+        self.delay_s = 0.0
+        self.app = web.Application()
+        self.app.router.add_post("/search", self.search)
+        self.app.router.add_post("/scrape", self.scrape)
+
+    async def _record(self, request: web.Request) -> web.Response | dict:
+        body = await request.json()
+        self.requests.append((request.path, body, request.headers.get("X-API-KEY")))
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if self.fail_next:
+            return web.Response(status=self.fail_next.pop(0), text="try later")
+        if body.get("q") in self.broken_queries:
+            return web.Response(status=500, text="internal error")
+        return body
+
+    async def search(self, request: web.Request) -> web.Response:
+        body = await self._record(request)
+        if isinstance(body, web.Response):
+            return body
+        organic = [
+            {"title": f"{body['q']} result {i}", "link": f"https://example.org/{i}", "snippet": f"snippet {i}"}
+            for i in range(10)
+        ]
+        return web.json_response({"organic": organic})
+
+    async def scrape(self, request: web.Request) -> web.Response:
+        body = await self._record(request)
+        if isinstance(body, web.Response):
+            return body
+        return web.json_response({"text": f"Full text of {body['url']}", "metadata": {"title": "A page"}})
+
+
+@pytest.fixture
+async def serper():
+    fake = FakeSerper()
+    async with TestServer(fake.app, host="127.0.0.1") as server:
+        fake.base = str(server.make_url("")).rstrip("/")
+        yield fake
+
+
+def web_api_config(fake: FakeSerper, tmp_path, **backend) -> dict:
+    return {
+        "type": "native",
+        "backend": {
+            "name": "web_api",
+            "search_url": f"{fake.base}/search",
+            "visit_url": f"{fake.base}/scrape",
+            "api_key_env": "TEST_SEARCH_KEY",
+            "cache_path": str(tmp_path / "cache.sqlite"),
+            **RETRY,
+            **backend,
+        },
+    }
+
+
+async def call(tool, arguments: dict):
+    instance_id, _ = await tool.create(create_kwargs={})
+    try:
+        return await tool.execute(instance_id, arguments, agent_data=None)
+    finally:
+        await tool.release(instance_id)
+
+
+@pytest.fixture(autouse=True)
+def api_key(monkeypatch):
+    monkeypatch.setenv("TEST_SEARCH_KEY", API_KEY)
+
+
+async def test_web_api_search_and_visit(serper, tmp_path):
+    config = web_api_config(serper, tmp_path)
+    search = WebSearchTool({**config, "topk": 2}, None)
+    response, _, metrics = await call(search, {"query": ["alpha"]})
+    assert metrics["errors"] == 0
+    assert response.text == (
+        'Results for "alpha":\n1. alpha result 0 — https://example.org/0\n   snippet 0\n'
+        "2. alpha result 1 — https://example.org/1\n   snippet 1"
+    )
+    assert serper.requests == [("/search", {"q": "alpha", "num": 2}, API_KEY)]
+    visit = WebVisitTool(config, None)
+    response, _, _ = await call(visit, {"url": ["https://example.org/0"]})
+    assert response.text == "Page: A page — https://example.org/0\nFull text of https://example.org/0"
+
+
+async def test_429_and_5xx_are_retried(serper, tmp_path):
+    serper.fail_next = [429, 503]
+    response, _, metrics = await call(WebSearchTool(web_api_config(serper, tmp_path), None), {"query": ["beta"]})
+    assert metrics["errors"] == 0 and metrics["failed_items"] == 0
+    assert "beta result 0" in response.text
+    assert len(serper.requests) == 3
+
+
+async def test_persistent_failure_is_error_text_and_metric(serper, tmp_path, caplog):
+    serper.broken_queries = {"gamma"}
+    caplog.set_level(logging.DEBUG)
+    tool = WebSearchTool({**web_api_config(serper, tmp_path), "topk": 1}, None)
+    response, reward, metrics = await call(tool, {"query": ["gamma", "delta"]})
+    assert reward == 0.0 and metrics["failed_items"] == 1 and metrics["errors"] == 0
+    assert 'Search for "gamma" failed: POST ' in response.text and "after 3 attempts: HTTP 500" in response.text
+    assert 'Results for "delta"' in response.text
+    assert API_KEY not in response.text and API_KEY not in caplog.text
+
+
+async def test_timeout_becomes_error_text(serper, tmp_path):
+    serper.delay_s = 0.5
+    tool = WebVisitTool(web_api_config(serper, tmp_path, timeout_s=0.1, max_attempts=2), None)
+    response, _, metrics = await call(tool, {"url": ["https://example.org/slow"]})
+    assert "Visit https://example.org/slow failed" in response.text and "timeout" in response.text
+    assert metrics["failed_items"] == 1 and len(serper.requests) == 2
+
+
+async def test_cache_hits_skip_the_network_and_failures_are_not_cached(serper, tmp_path):
+    config = web_api_config(serper, tmp_path)
+    search = WebSearchTool(config, None)
+    serper.fail_next = [500] * 3
+    first, _, _ = await call(search, {"query": ["epsilon"]})
+    assert "failed" in first.text and len(serper.requests) == 3
+    second, _, _ = await call(search, {"query": ["epsilon"]})  # the failure was not cached: asks again
+    assert "epsilon result 0" in second.text and len(serper.requests) == 4
+    third, _, _ = await call(search, {"query": ["epsilon", "zeta"]})  # epsilon from the cache, zeta fetched
+    assert third.text.startswith(second.text) and len(serper.requests) == 5
+    other_topk = WebSearchTool({**config, "topk": 3}, None)
+    await call(other_topk, {"query": ["epsilon"]})  # another topk is another cache entry
+    assert len(serper.requests) == 6
+
+
+async def test_cache_is_shared_across_processes_via_its_file(serper, tmp_path):
+    """A second backend instance on the same file (as in another worker process) is served from disk."""
+    await call(WebVisitTool(web_api_config(serper, tmp_path), None), {"url": ["https://example.org/1"]})
+    fresh = WebVisitTool(web_api_config(serper, tmp_path, max_concurrency=3), None)  # another config -> new backend
+    response, _, _ = await call(fresh, {"url": ["https://example.org/1"]})
+    assert "Full text of https://example.org/1" in response.text and len(serper.requests) == 1
+
+
+async def test_missing_key_is_reported_by_variable_name(serper, tmp_path, monkeypatch):
+    monkeypatch.delenv("TEST_SEARCH_KEY")
+    response, _, metrics = await call(WebSearchTool(web_api_config(serper, tmp_path), None), {"query": ["x"]})
+    assert "environment variable TEST_SEARCH_KEY is not set" in response.text
+    assert metrics["errors"] == 1 and serper.requests == []
+
+
+async def test_unreachable_service_is_error_text(tmp_path, unused_tcp_port):
+    config = {
+        "type": "native",
+        "backend": {"name": "retrieval_server", "base_url": f"http://127.0.0.1:{unused_tcp_port}", **RETRY},
+    }
+    response, _, metrics = await call(WebSearchTool(config, None), {"query": ["x"]})
+    assert response.text.startswith("Error: web_search failed: POST") and "connection error" in response.text
+    assert metrics["errors"] == 1
+
+
+async def test_retrieval_server_backend_speaks_search_r1():
+    """A Search-R1 server (documents with only 'contents'), one 503 first: retried, parsed, batched."""
+    requests: list[dict] = []
+
+    async def retrieve(request: web.Request) -> web.Response:
+        requests.append(await request.json())
+        if len(requests) == 1:
+            return web.Response(status=503)
+        body = requests[-1]
+        result = [
+            [{"document": {"id": "7", "contents": f'"Title {q}"\nText about {q}.'}, "score": 3.5}]
+            for q in body["queries"]
+        ]
+        return web.json_response({"result": result})
+
+    app = web.Application()
+    app.router.add_post("/retrieve", retrieve)
+    async with TestServer(app, host="127.0.0.1") as server:
+        config = {
+            "type": "native",
+            "backend": {"name": "retrieval_server", "base_url": str(server.make_url("")), **RETRY},
+        }
+        response, _, metrics = await call(WebSearchTool({**config, "topk": 2}, None), {"query": ["q1", "q2"]})
+    assert metrics["errors"] == 0
+    assert (
+        response.text
+        == 'Results for "q1":\n1. Title q1\n   Text about q1.\n\nResults for "q2":\n1. Title q2\n   Text about q2.'
+    )
+    assert requests[-1] == {"queries": ["q1", "q2"], "topk": 2, "return_scores": True}
+    assert len(requests) == 2
