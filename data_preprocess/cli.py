@@ -1,0 +1,178 @@
+"""``actguide-preprocess`` (also ``python -m data_preprocess``): convert, build-offline, inspect.
+
+This module only wires flags to :mod:`data_preprocess.convert`, :mod:`data_preprocess.offline` and
+:mod:`data_preprocess.stats`. Exit status: 0 on success, 1 when records were rejected in ``fail`` mode or an
+input cannot be used (nothing is written then), 2 for bad flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from data_preprocess.convert import ON_ERROR, ConvertOptions, ConvertResult, convert
+from data_preprocess.formats import FORMATS, FieldMap
+from data_preprocess.offline import CORPUS_FILE, OfflineDataError, build_offline
+from data_preprocess.postprocess import (
+    DEFAULT_TOOLS,
+    UNKNOWN_TOOL_POLICIES,
+    ActionPolicy,
+    parse_drop_args,
+    parse_tool_map,
+)
+from data_preprocess.records import InputFileError, RecordError
+from data_preprocess.stats import format_report, inspect_parquet
+
+LOG_LEVEL_ENV = "ACTGUIDE_LOG_LEVEL"
+MAX_ERRORS_SHOWN = 20
+
+
+def _comma_list(value: str) -> tuple[str, ...]:
+    items = tuple(item.strip() for item in value.split(",") if item.strip())
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list")
+    return items
+
+
+def _ratio(value: str) -> float:
+    ratio = float(value)
+    if not 0.0 <= ratio < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
+    return ratio
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="actguide-preprocess", description="Build ActGuide-RL parquet datasets with reference actions."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    conv = commands.add_parser("convert", help="agent trajectories / QA records → train/val parquet")
+    conv.add_argument("inputs", nargs="+", type=Path, help="input files: .jsonl, .json (array) or .parquet")
+    conv.add_argument("-o", "--output-dir", type=Path, required=True)
+    conv.add_argument("--format", default="auto", choices=["auto", *FORMATS], help="input format (default: auto)")
+    defaults = FieldMap()
+    conv.add_argument("--question-field", default=defaults.question, help="dotted path (default: %(default)s)")
+    conv.add_argument("--answer-field", default=defaults.answer, help="dotted path (default: %(default)s)")
+    conv.add_argument("--messages-field", default=defaults.messages, help="chat messages (default: %(default)s)")
+    conv.add_argument("--id-field", default=defaults.id, help="task id; missing → hash of the question")
+    conv.add_argument("--actions-field", default=defaults.actions, help="for --format actions")
+    conv.add_argument("--tool-map", action="append", default=[], metavar="SRC=DST[,...]", help="rename tools")
+    conv.add_argument("--drop-arg", action="append", default=[], metavar="TOOL.ARG[,...]", help="drop arguments")
+    conv.add_argument("--tools", type=_comma_list, default=DEFAULT_TOOLS, help="the agent's tools (comma-separated)")
+    conv.add_argument("--unknown-tool", choices=UNKNOWN_TOOL_POLICIES, default="reject",
+                      help="a call to a tool outside --tools: reject the record or drop the call")  # fmt: skip
+    conv.add_argument("--require-correct", action="store_true", help="keep only trajectories whose answer matches")
+    conv.add_argument("--data-source", help="data_source column (default: each input file's stem)")
+    _add_split_and_prompt(conv, val_ratio=0.1)
+    conv.add_argument("--on-error", choices=ON_ERROR, default="fail",
+                      help="fail: any bad record → exit 1, nothing written; skip: write rejects.jsonl")  # fmt: skip
+    conv.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                      help="progress bar on stderr (default: for >1000 records on a terminal)")  # fmt: skip
+
+    off = commands.add_parser("build-offline", help="embedded FanOutQA + offline Wikipedia dataset, no network")
+    off.add_argument("-o", "--output-dir", type=Path, required=True)
+    _add_split_and_prompt(off, val_ratio=0.25)
+
+    ins = commands.add_parser("inspect", help="stats of a produced parquet")
+    ins.add_argument("parquet", type=Path)
+    ins.add_argument("--tokenizer", help="local tokenizer directory (AutoTokenizer) for prompt token lengths")
+    ins.add_argument("--max-prompt-length", type=int, help="report rows over this many tokens with full guidance")
+    ins.add_argument("--json", action="store_true", help="print the report as JSON")
+    return parser
+
+
+def _add_split_and_prompt(parser: argparse.ArgumentParser, val_ratio: float) -> None:
+    parser.add_argument("--val-ratio", type=_ratio, default=val_ratio, help="share of tasks for val (%(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="split seed (default: %(default)s)")
+    parser.add_argument("--system-prompt-file", type=Path,
+                        help="system prompt template; {tools} → tool names (default: the recipe's)")  # fmt: skip
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    options = ConvertOptions(
+        inputs=args.inputs,
+        output_dir=args.output_dir,
+        format=args.format,
+        fields=FieldMap(args.question_field, args.answer_field, args.messages_field, args.id_field, args.actions_field),
+        policy=ActionPolicy(
+            tools=args.tools,
+            tool_map=parse_tool_map(args.tool_map),
+            drop_args=parse_drop_args(args.drop_arg),
+            unknown_tool=args.unknown_tool,
+        ),
+        require_correct=args.require_correct,
+        val_ratio=args.val_ratio,
+        seed=args.seed,
+        data_source=args.data_source,
+        system_prompt_file=args.system_prompt_file,
+        on_error=args.on_error,
+        progress=args.progress,
+    )
+    result = convert(options, notify=lambda line: print(line, file=sys.stderr))
+    _print_convert_summary(result, options)
+    return 0 if result.ok else 1
+
+
+def _print_convert_summary(result: ConvertResult, options: ConvertOptions) -> None:
+    stats = result.stats
+    if not result.ok:
+        for rejection in result.rejections[:MAX_ERRORS_SHOWN]:
+            print(f"error: {rejection.where()}: {rejection.reason}", file=sys.stderr)
+        if len(result.rejections) > MAX_ERRORS_SHOWN:
+            print(f"error: ... and {len(result.rejections) - MAX_ERRORS_SHOWN} more", file=sys.stderr)
+        why = "no record was accepted" if not stats["accepted"] else f"{stats['rejected']} record(s) rejected"
+        print(f"error: {why}; nothing written (use --on-error skip to keep the good records)", file=sys.stderr)
+        return
+    reasons = ", ".join(f"{k}: {v}" for k, v in stats["reject_reasons"].items())
+    print(f"accepted {stats['accepted']}, rejected {stats['rejected']}" + (f" ({reasons})" if reasons else ""))
+    print(f"train {stats['train']['rows']} rows, val {stats['val']['rows']} rows")
+    for path in result.written:
+        print(f"wrote {path}")
+
+
+def _run_build_offline(args: argparse.Namespace) -> int:
+    stats = build_offline(
+        args.output_dir, val_ratio=args.val_ratio, seed=args.seed, system_prompt_file=args.system_prompt_file
+    )
+    print(
+        f"{stats['covered_questions']} of {stats['questions']} FanOutQA dev questions fully covered by "
+        f"{stats['corpus_documents']} offline pages: train {stats['train']['rows']}, val {stats['val']['rows']}"
+    )
+    for name in ("train.parquet", "val.parquet", CORPUS_FILE, "stats.json"):
+        print(f"wrote {args.output_dir / name}")
+    return 0
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    tokenizer = None
+    if args.tokenizer:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    report = inspect_parquet(args.parquet, tokenizer, args.max_prompt_length)
+    print(json.dumps(report, ensure_ascii=False, indent=2) if args.json else format_report(report))
+    return 0
+
+
+_COMMANDS = {"convert": _run_convert, "build-offline": _run_build_offline, "inspect": _run_inspect}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        level=os.environ.get(LOG_LEVEL_ENV, "WARNING").upper(), format="%(levelname)s %(name)s: %(message)s"
+    )
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "inspect" and args.max_prompt_length is not None and not args.tokenizer:
+        parser.error("--max-prompt-length needs --tokenizer")
+    try:
+        return _COMMANDS[args.command](args)
+    except (InputFileError, RecordError, OfflineDataError, OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1

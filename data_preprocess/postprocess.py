@@ -1,0 +1,111 @@
+"""Format-independent clean-up of parsed actions, and the answer check behind ``--require-correct``.
+
+Order of operations on a task's actions (each step sees the previous step's output):
+
+1. ``--drop-arg tool.arg`` removes an argument; ``tool`` may be the source name, the mapped name or ``*``.
+2. ``--tool-map src=dst`` renames tools (e.g. ASearcher's ``search``/``visit`` → ``web_search``/``web_visit``).
+3. Tools outside ``--tools`` (the tools the agent has) are rejected, or dropped with ``--unknown-tool drop``.
+4. The product tools take lists: a bare string ``query`` / ``url`` becomes a one-element list, so the plan the
+   policy is shown uses the same argument shape as the tool schema it must call.
+5. A task left with no actions is rejected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from actguide_plugin.core.actions import Action
+from actguide_plugin.reward.answer import normalize_answer, parse_gold_answers
+from data_preprocess.formats import SEARCH_TOOL, VISIT_TOOL, answer_text
+from data_preprocess.records import RecordError
+
+DEFAULT_TOOLS = (SEARCH_TOOL, VISIT_TOOL)
+LIST_ARGUMENTS = {SEARCH_TOOL: "query", VISIT_TOOL: "url"}
+UNKNOWN_TOOL_POLICIES = ("reject", "drop")
+
+
+def parse_tool_map(specs: Iterable[str]) -> dict[str, str]:
+    """``["search=web_search,visit=web_visit"]`` → ``{"search": "web_search", "visit": "web_visit"}``."""
+    mapping: dict[str, str] = {}
+    for spec in specs:
+        for item in filter(None, (part.strip() for part in spec.split(","))):
+            source, sep, target = item.partition("=")
+            if not sep or not source.strip() or not target.strip():
+                raise ValueError(f"--tool-map entry {item!r} must look like source=target")
+            mapping[source.strip()] = target.strip()
+    return mapping
+
+
+def parse_drop_args(specs: Iterable[str]) -> list[tuple[str, str]]:
+    """``["visit.goal,*.timeout"]`` → ``[("visit", "goal"), ("*", "timeout")]``."""
+    drops = []
+    for spec in specs:
+        for item in filter(None, (part.strip() for part in spec.split(","))):
+            tool, sep, argument = item.partition(".")
+            if not sep or not tool or not argument:
+                raise ValueError(f"--drop-arg entry {item!r} must look like tool.argument (tool may be '*')")
+            drops.append((tool, argument))
+    return drops
+
+
+@dataclass(frozen=True)
+class ActionPolicy:
+    """What the agent can do with reference actions; ``apply`` raises :class:`RecordError` on rejection."""
+
+    tools: tuple[str, ...] = DEFAULT_TOOLS
+    tool_map: Mapping[str, str] = field(default_factory=dict)
+    drop_args: Sequence[tuple[str, str]] = ()
+    unknown_tool: str = "reject"
+
+    def __post_init__(self) -> None:
+        if self.unknown_tool not in UNKNOWN_TOOL_POLICIES:
+            raise ValueError(f"unknown_tool must be one of {UNKNOWN_TOOL_POLICIES}, got {self.unknown_tool!r}")
+        if not self.tools:
+            raise ValueError("the agent needs at least one tool (--tools)")
+
+    def apply(self, actions: Sequence[Action]) -> tuple[Action, ...]:
+        kept = []
+        for position, action in enumerate(actions):
+            name = self.tool_map.get(action.name, action.name)
+            if name not in self.tools:
+                if self.unknown_tool == "drop":
+                    continue
+                raise RecordError(
+                    f"unknown tool: {action.name!r} in action {position} (agent tools: {', '.join(self.tools)}; "
+                    "rename it with --tool-map or drop it with --unknown-tool drop)"
+                )
+            arguments = {
+                key: value
+                for key, value in action.arguments.items()
+                if not any(tool in ("*", action.name, name) and arg == key for tool, arg in self.drop_args)
+            }
+            list_arg = LIST_ARGUMENTS.get(name)
+            if list_arg is not None:
+                arguments[list_arg] = _string_list(arguments.get(list_arg), name, list_arg, position)
+            kept.append(Action(name, arguments))
+        if not kept:
+            raise RecordError("no actions left: none of the tool calls uses one of the agent's tools (--tools)")
+        return tuple(kept)
+
+
+def _string_list(value: Any, tool: str, argument: str, position: int) -> list[str]:
+    if isinstance(value, str) and value.strip():
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(v, str) and v.strip() for v in value):
+        return value
+    raise RecordError(
+        f"unparseable tool call: {tool} action {position} needs {argument!r} as a non-empty string list, got {value!r}"
+    )
+
+
+def answer_matches(prediction: str, gold: Any) -> bool:
+    """Exact match after the reward's normalization, against any of the gold answers as the reward reads them
+    (a list, or a JSON list string, holds alternatives), so ``--require-correct`` agrees with the reward."""
+    try:
+        golds = parse_gold_answers(gold)
+    except ValueError:
+        golds = [answer_text(gold)]
+    predicted = normalize_answer(prediction)
+    return any(predicted == normalize_answer(candidate) for candidate in golds)

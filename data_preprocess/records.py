@@ -1,0 +1,128 @@
+"""Reading input records from JSONL, JSON (array) and parquet files, each tagged with where it came from.
+
+Every record carries its file and a human location (``line 12`` for JSONL, 1-based like an editor;
+``index 3`` for a JSON array and ``row 3`` for parquet, 0-based like Python and pandas) so that a rejected
+record can always be found again. A JSONL line that is not valid JSON is not an exception here: it comes
+back as a record with ``error`` set, so the caller decides between ``--on-error fail`` and ``skip``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterator, Sized
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+JSON_SUFFIXES = (".json",)
+PARQUET_SUFFIXES = (".parquet", ".pq")
+_PARQUET_BATCH_ROWS = 4096
+
+
+class InputFileError(ValueError):
+    """A whole input file cannot be read (missing, unknown suffix, not a JSON array, corrupt parquet)."""
+
+
+class RecordError(ValueError):
+    """One record is rejected. The message starts with its category, ended by ``:`` or `` (``.
+
+    E.g. ``missing answer (field 'answer')`` or ``unparseable tool call (message 3, tool call 0): ...``;
+    summaries count rejections per category (:func:`reason_category`).
+    """
+
+
+def reason_category(reason: str) -> str:
+    """``"unknown tool: 'python' in action 2"`` → ``"unknown tool"``."""
+    return re.split(r"[:(]", reason, maxsplit=1)[0].strip()
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """One input record: decoded ``data`` or, when it could not be decoded, ``error`` and the ``raw`` text."""
+
+    file: str
+    location: str
+    data: Any = None
+    error: str | None = None
+    raw: str | None = None
+
+    def where(self) -> str:
+        return f"{self.file}:{self.location}"
+
+
+class RecordReader(Sized):
+    """Iterates the records of one file; ``len()`` is known up front (for the progress bar)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise InputFileError(f"{self.path}: no such file")
+        suffix = self.path.suffix.lower()
+        if suffix in JSONL_SUFFIXES:
+            # split on "\n" only: splitlines() would also break at U+2028 / U+0085 inside JSON strings
+            self._lines = self.path.read_text(encoding="utf-8").split("\n")
+            self._length = sum(1 for line in self._lines if line.strip())
+        elif suffix in JSON_SUFFIXES:
+            self._items = self._load_json_array()
+            self._length = len(self._items)
+        elif suffix in PARQUET_SUFFIXES:
+            import pyarrow.parquet as pq
+
+            try:
+                self._parquet = pq.ParquetFile(self.path)
+            except Exception as err:  # pyarrow raises several types for a corrupt file
+                raise InputFileError(f"{self.path}: cannot read parquet: {err}") from err
+            self._length = self._parquet.metadata.num_rows
+        else:
+            raise InputFileError(
+                f"{self.path}: unknown input suffix {suffix!r} "
+                f"(expected one of {', '.join(JSONL_SUFFIXES + JSON_SUFFIXES + PARQUET_SUFFIXES)})"
+            )
+        self._suffix = suffix
+
+    def _load_json_array(self) -> list[Any]:
+        text = self.path.read_text(encoding="utf-8")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise InputFileError(
+                f"{self.path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}"
+            ) from err
+        if isinstance(data, dict) and isinstance(data.get("data"), list):
+            return data["data"]
+        if not isinstance(data, list):
+            raise InputFileError(
+                f"{self.path}: a .json input must hold an array of records (or {{'data': [...]}}), "
+                f"got {type(data).__name__}"
+            )
+        return data
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __iter__(self) -> Iterator[SourceRecord]:
+        name = str(self.path)
+        if self._suffix in JSONL_SUFFIXES:
+            for lineno, line in enumerate(self._lines, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    yield SourceRecord(name, f"line {lineno}", data=json.loads(line))
+                except json.JSONDecodeError as err:
+                    yield SourceRecord(
+                        name, f"line {lineno}", error=f"invalid JSON: column {err.colno}: {err.msg}", raw=line
+                    )
+        elif self._suffix in JSON_SUFFIXES:
+            for index, item in enumerate(self._items):
+                yield SourceRecord(name, f"index {index}", data=item)
+        else:
+            row = 0
+            for batch in self._parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS):
+                for item in batch.to_pylist():
+                    yield SourceRecord(name, f"row {row}", data=item)
+                    row += 1

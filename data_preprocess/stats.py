@@ -1,0 +1,127 @@
+"""Dataset statistics: the summary ``convert``/``build-offline`` write, and the ``inspect`` report.
+
+``inspect`` answers the questions that matter before a run: how many reference actions rows have, which
+tools they use, and — given a tokenizer — how long the prompts are and which rows would exceed
+``--max-prompt-length`` once the *full* guidance block (all L actions, paper §3.1) is appended. Those rows
+can still train unguided, but the fallback could never show them their whole plan. Prompt lengths are
+the chat-templated messages with the generation prompt, without tool schemas (which add the same amount
+to every row).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow.parquet as pq
+
+from actguide_plugin.core.actions import loads_actions
+from actguide_plugin.core.guidance import guided_messages
+
+
+class ChatTokenizer(Protocol):
+    """The part of a Hugging Face tokenizer that ``inspect`` uses."""
+
+    def apply_chat_template(self, conversation: Any, **kwargs: Any) -> Any: ...
+
+    def __call__(self, text: str, **kwargs: Any) -> Any: ...
+
+
+def dataset_stats(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Row count, reference actions per row (histogram), tool calls per tool, rows per data source."""
+    per_row: Counter[int] = Counter()
+    tools: Counter[str] = Counter()
+    sources: Counter[str] = Counter()
+    for row in rows:
+        actions = loads_actions(row["extra_info"]["reference_actions"])
+        per_row[len(actions)] += 1
+        tools.update(a.name for a in actions)
+        sources[row["data_source"]] += 1
+    return {
+        "rows": sum(per_row.values()),
+        "actions_per_row": {str(k): per_row[k] for k in sorted(per_row)},
+        "tool_calls": dict(sorted(tools.items())),
+        "data_sources": dict(sorted(sources.items())),
+    }
+
+
+def prompt_tokens(tokenizer: ChatTokenizer, messages: Sequence[Mapping[str, Any]]) -> int:
+    text = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _summary(values: Sequence[int]) -> dict[str, float]:
+    ordered = sorted(values)
+    if not ordered:
+        return {}
+
+    def pct(q: float) -> int:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    return {
+        "min": ordered[0],
+        "p50": pct(0.5),
+        "p90": pct(0.9),
+        "max": ordered[-1],
+        "mean": round(statistics.fmean(ordered), 1),
+    }
+
+
+def inspect_parquet(
+    path: str | Path, tokenizer: ChatTokenizer | None = None, max_prompt_length: int | None = None
+) -> dict[str, Any]:
+    """Stats for one produced parquet; token lengths and overflow need ``tokenizer``."""
+    rows = pq.read_table(path).to_pylist()
+    report: dict[str, Any] = {"file": str(path), **dataset_stats(rows)}
+    report["splits"] = dict(sorted(Counter(row["extra_info"]["split"] for row in rows).items()))
+    if tokenizer is None:
+        return report
+    plain, guided, overflow = [], [], []
+    for row in rows:
+        actions = loads_actions(row["extra_info"]["reference_actions"])
+        plain.append(prompt_tokens(tokenizer, row["prompt"]))
+        guided.append(prompt_tokens(tokenizer, guided_messages(row["prompt"], actions, len(actions))))
+        if max_prompt_length is not None and guided[-1] > max_prompt_length:
+            overflow.append({"index": row["extra_info"]["index"], "task_id": row["extra_info"]["task_id"],
+                             "prompt_tokens": plain[-1], "full_guidance_tokens": guided[-1]})  # fmt: skip
+    report["prompt_tokens"] = _summary(plain)
+    report["full_guidance_prompt_tokens"] = _summary(guided)
+    if max_prompt_length is not None:
+        report["max_prompt_length"] = max_prompt_length
+        report["overflow_with_full_guidance"] = len(overflow)
+        report["overflow_unguided"] = sum(n > max_prompt_length for n in plain)
+        report["overflow_rows"] = overflow
+    return report
+
+
+def format_report(report: Mapping[str, Any], max_listed: int = 20) -> str:
+    """The ``inspect`` report as aligned text (``--json`` prints the dict instead)."""
+    lines = [f"file: {report['file']}", f"rows: {report['rows']}"]
+    lines.append("splits: " + ", ".join(f"{k}={v}" for k, v in report["splits"].items()))
+    lines.append("data sources: " + ", ".join(f"{k}={v}" for k, v in report["data_sources"].items()))
+    lines.append("reference actions per row:")
+    hist = report["actions_per_row"]
+    width = max(1, *(v for v in hist.values())) if hist else 1
+    for count, n in hist.items():
+        lines.append(f"  {count:>4} | {n:>7} {'#' * max(1, round(40 * n / width))}")
+    lines.append("tool calls:")
+    lines += [f"  {tool:<20} {n:>9}" for tool, n in report["tool_calls"].items()] or ["  (none)"]
+    for key, label in (("prompt_tokens", "prompt tokens"), ("full_guidance_prompt_tokens", "with full guidance")):
+        if key in report:
+            lines.append(f"{label}: " + ", ".join(f"{k}={v}" for k, v in report[key].items()))
+    if "max_prompt_length" in report:
+        lines.append(
+            f"rows over max_prompt_length={report['max_prompt_length']}: "
+            f"{report['overflow_with_full_guidance']} with full guidance, {report['overflow_unguided']} unguided"
+        )
+        for item in report["overflow_rows"][:max_listed]:
+            lines.append(
+                f"  index {item['index']} (task {item['task_id']}): "
+                f"{item['prompt_tokens']} → {item['full_guidance_tokens']} tokens"
+            )
+        if len(report["overflow_rows"]) > max_listed:
+            lines.append(f"  ... and {len(report['overflow_rows']) - max_listed} more")
+    return "\n".join(lines)

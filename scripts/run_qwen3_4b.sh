@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# ActGuide-RL in the paper's setting: Qwen3-4B-Instruct-2507, 1 node x 8 GPUs, 32 prompts x n=8, lr 1e-6,
+# up to 30 assistant turns, long responses, LLM-judge reward, the search agent on the local retriever.
+#
+# Every path and endpoint comes from the environment (defaults in brackets):
+#   MODEL_PATH      local HF model directory                       [$HOME/models/Qwen3-4B-Instruct-2507]
+#   DATA_DIR        train.parquet, val.parquet, corpus.jsonl        [./data/actguide]  (actguide-preprocess)
+#   TOOL_CONFIG     tool yaml (local / retrieval_server / web_api)  [recipe/actguide/config/tools/search_local.yaml]
+#   REWARD_MODE     judge | rule                                    [judge]
+#   ACTGUIDE_JUDGE_BASE_URL, ACTGUIDE_JUDGE_MODEL (ACTGUIDE_JUDGE_API_KEY optional): the judge endpoint
+#   MODE            actguide.mode                                   [fallback_adaptive]
+#   NGPUS, NNODES   [8, 1]    ROLLOUT_NAME [vllm]    TP [1]
+#   PROMPT_LEN [4096]  RESPONSE_LEN [28672]  EPOCHS [10]  SAVE_FREQ [20]  TEST_FREQ [20]
+#   CKPT_DIR        [./checkpoints/<experiment>]   EXPERIMENT [actguide_qwen3_4b_<MODE>]
+# Extra hydra overrides can be appended: bash scripts/run_qwen3_4b.sh trainer.total_training_steps=100
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MODEL_PATH=${MODEL_PATH:-$HOME/models/Qwen3-4B-Instruct-2507}
+DATA_DIR=${DATA_DIR:-./data/actguide}
+TOOL_CONFIG=${TOOL_CONFIG:-recipe/actguide/config/tools/search_local.yaml}
+REWARD_MODE=${REWARD_MODE:-judge}
+MODE=${MODE:-fallback_adaptive}
+NGPUS=${NGPUS:-8}
+NNODES=${NNODES:-1}
+ROLLOUT_NAME=${ROLLOUT_NAME:-vllm}
+TP=${TP:-1}
+PROMPT_LEN=${PROMPT_LEN:-4096}
+RESPONSE_LEN=${RESPONSE_LEN:-28672}
+EPOCHS=${EPOCHS:-10}
+SAVE_FREQ=${SAVE_FREQ:-20}
+TEST_FREQ=${TEST_FREQ:-20}
+EXPERIMENT=${EXPERIMENT:-actguide_qwen3_4b_${MODE}}
+CKPT_DIR=${CKPT_DIR:-./checkpoints/${EXPERIMENT}}
+
+missing=()
+[[ -f "$MODEL_PATH/config.json" ]] || missing+=("model: no config.json in MODEL_PATH=$MODEL_PATH (a local HF model directory)")
+for f in train.parquet val.parquet; do
+  [[ -f "$DATA_DIR/$f" ]] || missing+=("data: $DATA_DIR/$f not found (DATA_DIR; build it with: actguide-preprocess build-offline -o $DATA_DIR, or convert your trajectories)")
+done
+[[ -f "$TOOL_CONFIG" ]] || missing+=("tools: TOOL_CONFIG=$TOOL_CONFIG not found")
+if [[ "$TOOL_CONFIG" == *search_local.yaml ]]; then
+  [[ -f "$DATA_DIR/corpus.jsonl" ]] || missing+=("corpus: $DATA_DIR/corpus.jsonl not found (the local retriever's corpus)")
+fi
+case "$REWARD_MODE" in
+  judge)
+    [[ -n "${ACTGUIDE_JUDGE_BASE_URL:-}" ]] || missing+=("judge: set ACTGUIDE_JUDGE_BASE_URL (an OpenAI-compatible server) or REWARD_MODE=rule")
+    [[ -n "${ACTGUIDE_JUDGE_MODEL:-}" ]] || missing+=("judge: set ACTGUIDE_JUDGE_MODEL (the judge model name) or REWARD_MODE=rule")
+    ;;
+  rule) ;;
+  *) missing+=("REWARD_MODE=$REWARD_MODE is not judge or rule") ;;
+esac
+if (( ${#missing[@]} )); then
+  echo "run_qwen3_4b.sh: cannot start:" >&2
+  printf '  - %s\n' "${missing[@]}" >&2
+  exit 2
+fi
+
+export ACTGUIDE_CORPUS=$(realpath "$DATA_DIR/corpus.jsonl" 2>/dev/null || echo "")
+export ACTGUIDE_REWARD_MODE=$REWARD_MODE
+
+python3 -m recipe.actguide.main_actguide \
+  actguide.mode="$MODE" \
+  data.train_files="$(realpath "$DATA_DIR/train.parquet")" \
+  data.val_files="$(realpath "$DATA_DIR/val.parquet")" \
+  data.train_batch_size=32 \
+  data.max_prompt_length="$PROMPT_LEN" \
+  data.max_response_length="$RESPONSE_LEN" \
+  data.filter_overlong_prompts=True \
+  actor_rollout_ref.model.path="$MODEL_PATH" \
+  actor_rollout_ref.model.use_remove_padding=True \
+  actor_rollout_ref.model.enable_gradient_checkpointing=True \
+  actor_rollout_ref.actor.strategy=fsdp2 \
+  actor_rollout_ref.actor.optim.lr=1e-6 \
+  actor_rollout_ref.actor.ppo_mini_batch_size=32 \
+  actor_rollout_ref.actor.use_dynamic_bsz=True \
+  actor_rollout_ref.actor.ppo_max_token_len_per_gpu=$((PROMPT_LEN + RESPONSE_LEN)) \
+  actor_rollout_ref.ref.log_prob_max_token_len_per_gpu=$((PROMPT_LEN + RESPONSE_LEN)) \
+  actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu=$((PROMPT_LEN + RESPONSE_LEN)) \
+  actor_rollout_ref.rollout.name="$ROLLOUT_NAME" \
+  actor_rollout_ref.rollout.n=8 \
+  actor_rollout_ref.rollout.tensor_model_parallel_size="$TP" \
+  actor_rollout_ref.rollout.gpu_memory_utilization=0.6 \
+  actor_rollout_ref.rollout.multi_turn.max_assistant_turns=30 \
+  actor_rollout_ref.rollout.multi_turn.tool_config_path="$(realpath "$TOOL_CONFIG")" \
+  trainer.n_gpus_per_node="$NGPUS" \
+  trainer.nnodes="$NNODES" \
+  trainer.total_epochs="$EPOCHS" \
+  trainer.save_freq="$SAVE_FREQ" \
+  trainer.test_freq="$TEST_FREQ" \
+  trainer.experiment_name="$EXPERIMENT" \
+  trainer.default_local_dir="$CKPT_DIR" \
+  trainer.logger='["console","tensorboard"]' \
+  "$@"

@@ -1,0 +1,82 @@
+"""The CLI as users run it: ``python -m data_preprocess`` and the ``actguide-preprocess`` console script."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from data_preprocess.cli import main
+
+sys.path.insert(0, str(Path(__file__).parent))
+from preprocess_samples import ACTIONS, openai_record
+
+
+def test_python_dash_m_runs_convert(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps(openai_record([list(ACTIONS[:2])]), ensure_ascii=False) + "\n", encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "data_preprocess", "convert", str(src), "-o", str(tmp_path / "out")],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "format openai (auto-detected)" in proc.stderr
+    assert "accepted 1, rejected 0" in proc.stdout
+    assert (tmp_path / "out" / "train.parquet").is_file()
+
+
+CONSOLE_SCRIPT = Path(sys.executable).parent / "actguide-preprocess"
+
+
+@pytest.mark.skipif(not CONSOLE_SCRIPT.is_file(), reason="package not pip-installed into this interpreter's env")
+def test_console_script_reports_bad_input_with_exit_1(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text("{not json\n", encoding="utf-8")
+    proc = subprocess.run(
+        [str(CONSOLE_SCRIPT), "convert", str(src), "-o", str(tmp_path / "out"), "--format", "openai"],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert f"error: {src}:line 1: invalid JSON" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_input_file_is_exit_1(tmp_path, capsys):
+    assert main(["convert", str(tmp_path / "absent.jsonl"), "-o", str(tmp_path / "out")]) == 1
+    assert "absent.jsonl: no such file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["convert", "x.jsonl"], "the following arguments are required: -o/--output-dir"),
+        (["convert", "x.jsonl", "-o", "o", "--val-ratio", "1"], "must be in [0, 1)"),
+        (["convert", "x.jsonl", "-o", "o", "--format", "csv"], "invalid choice: 'csv'"),
+        (["convert", "x.jsonl", "-o", "o", "--tools", ","], "expected a comma-separated list"),
+    ],
+)
+def test_bad_flags_exit_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_tool_map_is_reported(tmp_path, capsys):
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps(openai_record([[ACTIONS[0]]])) + "\n", encoding="utf-8")
+    assert main(["convert", str(src), "-o", str(tmp_path / "o"), "--tool-map", "search"]) == 1
+    assert "--tool-map entry 'search' must look like source=target" in capsys.readouterr().err
+
+
+def test_missing_system_prompt_file_fails_before_parsing(tmp_path, capsys):
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps(openai_record([[ACTIONS[0]]])) + "\n", encoding="utf-8")
+    argv = ["convert", str(src), "-o", str(tmp_path / "o"), "--system-prompt-file", str(tmp_path / "none.txt")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "none.txt" in err and "format openai" not in err
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,214 @@
+"""``convert`` end to end through ``main(argv)``: real files in, parquet out, errors named by file and line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from actguide_plugin.core.actions import Action, loads_actions
+from data_preprocess.cli import main
+
+sys.path.insert(0, str(Path(__file__).parent))
+from preprocess_samples import ACTIONS, FANOUT, actions_record, hermes_record, openai_record, react_record
+
+TRAJECTORY = [list(ACTIONS[:2]), [ACTIONS[2]]]
+# The product tools take list arguments; ACTIONS[2] uses the third-party argument shape of a real dataset.
+PRODUCT_ACTIONS = [ACTIONS[0], ACTIONS[1], ACTIONS[2]]
+
+
+def write_jsonl(path: Path, records) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def with_id(record, i):
+    return {**record, "id": f"t{i}", "question": f"{record['question']} #{i}"}
+
+
+def read_rows(path: Path):
+    return pq.read_table(path).to_pylist()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "record"),
+    [
+        ("openai", openai_record(TRAJECTORY)),
+        ("hermes", hermes_record(TRAJECTORY)),
+        ("react", react_record(TRAJECTORY)),
+        ("actions", actions_record(PRODUCT_ACTIONS)),
+    ],
+)
+@pytest.mark.parametrize("detect", [True, False])
+def test_each_format_round_trips_to_parquet(tmp_path, capsys, fmt, record, detect):
+    src = write_jsonl(tmp_path / "in.jsonl", [with_id(record, i) for i in range(4)])
+    argv = ["convert", str(src), "-o", str(tmp_path / "out"), "--val-ratio", "0"]
+    assert main(argv if detect else [*argv, "--format", fmt]) == 0
+    rows = read_rows(tmp_path / "out" / "train.parquet")
+    assert len(rows) == 4
+    for i, row in enumerate(rows):
+        assert loads_actions(row["extra_info"]["reference_actions"]) == PRODUCT_ACTIONS
+        assert row["extra_info"]["task_id"] == f"t{i}"
+        assert row["prompt"][-1] == {"role": "user", "content": f"How high is the Zugspitze? #{i}"}
+        assert row["data_source"] == "in"
+    assert not (tmp_path / "out" / "val.parquet").exists()
+    err = capsys.readouterr().err
+    assert f"format {fmt} ({'auto-detected' if detect else 'given'})" in err
+
+
+def test_json_array_and_parquet_inputs(tmp_path):
+    records = [with_id(actions_record(PRODUCT_ACTIONS), i) for i in range(3)]
+    (tmp_path / "a.json").write_text(json.dumps(records[:1]), encoding="utf-8")
+    pq.write_table(pa.Table.from_pylist(records[1:]), tmp_path / "b.parquet")
+    out = tmp_path / "out"
+    assert main(["convert", str(tmp_path / "a.json"), str(tmp_path / "b.parquet"), "-o", str(out)]) == 0
+    rows = read_rows(out / "train.parquet") + read_rows(out / "val.parquet")
+    assert sorted(r["extra_info"]["task_id"] for r in rows) == ["t0", "t1", "t2"]
+    assert sorted(r["data_source"] for r in rows) == ["a", "b", "b"]
+
+
+def test_fanoutqa_input(tmp_path):
+    src = tmp_path / "fanout.json"
+    src.write_text(json.dumps([FANOUT]), encoding="utf-8")
+    assert main(["convert", str(src), "-o", str(tmp_path / "out"), "--val-ratio", "0"]) == 0
+    (row,) = read_rows(tmp_path / "out" / "train.parquet")
+    assert row["extra_info"]["num_reference_actions"] == 6
+    assert row["reward_model"]["ground_truth"] == "Parthenon: Ictinus; Eiffel Tower: Gustave Eiffel"
+
+
+def asearcher_style(i: int):
+    return {
+        "qid": f"a{i}",
+        "prompt_question": f"Wer baute den Eiffelturm? {i}",
+        "gold": {"target": "Gustave Eiffel"},
+        "traj": [
+            {"role": "user", "content": "Wer baute den Eiffelturm?"},
+            {
+                "role": "assistant",
+                "content": '<tool_call>{"name": "search", "arguments": {"query": "Eiffelturm"}}</tool_call>'
+                '<tool_call>{"name": "python", "arguments": {"code": "1+1"}}</tool_call>',
+            },
+            {"role": "user", "content": "<tool_response>...</tool_response>"},
+            {
+                "role": "assistant",
+                "content": '<tool_call>{"name": "visit", "arguments": {"url": "https://x.org/e", "goal": "who"}}'
+                "</tool_call>",
+            },
+            {"role": "assistant", "content": f"<answer>{'Gustave Eiffel' if i % 2 == 0 else 'Napoleon'}</answer>"},
+        ],
+    }
+
+
+def test_field_mapping_tool_mapping_and_require_correct(tmp_path, capsys):
+    src = write_jsonl(tmp_path / "asearcher.jsonl", [asearcher_style(i) for i in range(6)])
+    out = tmp_path / "out"
+    argv = [
+        "convert", str(src), "-o", str(out), "--val-ratio", "0", "--question-field", "prompt_question",
+        "--answer-field", "gold.target", "--messages-field", "traj", "--id-field", "qid",
+        "--tool-map", "search=web_search,visit=web_visit", "--drop-arg", "visit.goal",
+        "--tools", "web_search,web_visit", "--unknown-tool", "drop", "--require-correct", "--on-error", "skip",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    rows = read_rows(out / "train.parquet")
+    assert [r["extra_info"]["task_id"] for r in rows] == ["a0", "a2", "a4"]
+    assert loads_actions(rows[0]["extra_info"]["reference_actions"]) == [
+        Action("web_search", {"query": ["Eiffelturm"]}),
+        Action("web_visit", {"url": ["https://x.org/e"]}),
+    ]
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["location"] for r in rejects] == ["line 2", "line 4", "line 6"]
+    assert all(r["reason"].startswith("wrong answer: the trajectory answered 'Napoleon'") for r in rejects)
+    assert rejects[0]["record"]["qid"] == "a1"
+    stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))
+    assert (stats["accepted"], stats["rejected"], stats["reject_reasons"]) == (3, 3, {"wrong answer": 3})
+    assert "accepted 3, rejected 3 (wrong answer: 3)" in capsys.readouterr().out
+
+
+def bad_input(tmp_path: Path) -> Path:
+    good = [with_id(hermes_record(TRAJECTORY), i) for i in range(3)]
+    malformed = with_id(hermes_record([[ACTIONS[0]]]), 9)
+    malformed["messages"][1]["content"] = '<tool_call>{"name": "web_search", "arguments": {"query": </tool_call>'
+    lines = [
+        json.dumps(good[0]),
+        '{"question": "broken json", ',
+        json.dumps({**good[1], "answer": None}),
+        json.dumps(malformed),
+        json.dumps(with_id(hermes_record([]), 5)),
+        json.dumps({**with_id(hermes_record([[Action("python", {"code": "1"})]]), 6)}),
+        json.dumps(good[2]),
+        json.dumps(good[2]),
+    ]
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+EXPECTED_ERRORS = [
+    ("line 2", "invalid JSON: column"),
+    ("line 3", "missing answer (field 'answer')"),
+    ("line 4", "unparseable tool call (message 1, tool call 0): invalid JSON"),
+    ("line 5", "no actions: the trajectory has no tool calls"),
+    ("line 6", "unknown tool: 'python' in action 0"),
+    ("line 8", "duplicate id: 't2' (first seen at "),
+]
+
+
+def test_fail_mode_names_every_bad_record_and_writes_nothing(tmp_path, capsys):
+    src = bad_input(tmp_path)
+    out = tmp_path / "out"
+    assert main(["convert", str(src), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    for location, reason in EXPECTED_ERRORS:
+        assert f"error: {src}:{location}: {reason}" in err
+    assert "6 record(s) rejected; nothing written" in err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_skip_mode_writes_rejects_and_counts(tmp_path, capsys):
+    src = bad_input(tmp_path)
+    out = tmp_path / "out"
+    assert main(["convert", str(src), "-o", str(out), "--on-error", "skip", "--val-ratio", "0"]) == 0
+    assert [r["extra_info"]["task_id"] for r in read_rows(out / "train.parquet")] == ["t0", "t2"]
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [(r["file"], r["location"]) for r in rejects] == [(str(src), loc) for loc, _ in EXPECTED_ERRORS]
+    for rejection, (_, reason) in zip(rejects, EXPECTED_ERRORS, strict=True):
+        assert rejection["reason"].startswith(reason)
+    assert rejects[0]["record"] == '{"question": "broken json", '
+    summary = capsys.readouterr().out
+    assert "accepted 2, rejected 6 (duplicate id: 1, invalid JSON: 1, missing answer: 1, no actions: 1, " in summary
+    assert sorted(p.name for p in out.iterdir()) == ["rejects.jsonl", "stats.json", "train.parquet"]
+
+
+def test_skip_mode_with_nothing_accepted_fails(tmp_path, capsys):
+    src = write_jsonl(tmp_path / "in.jsonl", [hermes_record([])])
+    assert main(["convert", str(src), "-o", str(tmp_path / "out"), "--on-error", "skip", "--format", "hermes"]) == 1
+    assert "no record was accepted; nothing written" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "train.parquet").exists()
+
+
+def test_same_input_and_seed_give_byte_identical_outputs(tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", [with_id(openai_record(TRAJECTORY), i) for i in range(40)])
+    blobs = []
+    for run in ("a", "b", "c"):
+        seed = "1" if run == "c" else "0"
+        assert main(["convert", str(src), "-o", str(tmp_path / run), "--val-ratio", "0.25", "--seed", seed]) == 0
+        blobs.append({n: (tmp_path / run / n).read_bytes() for n in ("train.parquet", "val.parquet", "stats.json")})
+    assert blobs[0] == blobs[1]
+    assert blobs[0]["train.parquet"] != blobs[2]["train.parquet"]
+    assert len(read_rows(tmp_path / "a" / "val.parquet")) == 10
+
+
+def test_undetectable_input_is_an_error(tmp_path, capsys):
+    src = write_jsonl(tmp_path / "in.jsonl", [{"question": "q", "answer": "a"}])
+    assert main(["convert", str(src), "-o", str(tmp_path / "out")]) == 1
+    assert "cannot detect the input format" in capsys.readouterr().err
+
+
+def test_progress_bar_on_request(tmp_path, capsys):
+    src = write_jsonl(tmp_path / "in.jsonl", [with_id(actions_record(PRODUCT_ACTIONS), i) for i in range(5)])
+    assert main(["convert", str(src), "-o", str(tmp_path / "out"), "--progress"]) == 0
+    assert "5/5" in capsys.readouterr().err
