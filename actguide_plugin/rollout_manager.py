@@ -82,7 +82,11 @@ class ActGuideState:
 
 
 def state_actor() -> ray.actor.ActorHandle:
-    """The named state actor, created by whoever asks first (trainer or rollout worker)."""
+    """The named state actor, created by whoever asks first (trainer or rollout worker).
+
+    Not detached on purpose: it lives while a handle does (the trainer's and the workers'), so a new run on
+    the same Ray cluster never warm-starts from a previous run's cache; resume restores it from the checkpoint.
+    """
     return (
         ray.remote(ActGuideState)
         .options(name=STATE_ACTOR_NAME, get_if_exists=True, num_cpus=0, max_concurrency=64)
