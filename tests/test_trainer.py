@@ -48,7 +48,7 @@ def test_unknown_actguide_key_is_rejected():
 
     with pytest.raises(ValueError, match="unknown key"):
         actguide_config(config("+actguide.probes=3"))
-    with pytest.raises(ValueError, match="actguide.mode"):
+    with pytest.raises(ValueError, match=r"actguide\.mode"):
         actguide_config(config("actguide.mode=sometimes"))
 
 
