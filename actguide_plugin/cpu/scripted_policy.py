@@ -1,0 +1,79 @@
+"""A deterministic stand-in policy whose success depends on the guidance level in the prompt.
+
+End-to-end tests of the guidance fallback need a rollout whose reward responds to guidance the way the paper
+assumes (success is monotone in the level k), without a real model learning anything. The scripted rollout
+server (``rollout.name=scripted``) decodes each prompt and asks this module what to "say":
+
+- turn 1 (no tool result yet): a hermes tool call, ``web_search`` with the question as query;
+- turn 2 (the prompt holds a ``<tool_response>``): ``<answer>X</answer>``, correct only if the guidance
+  level in the prompt is at least the task's threshold.
+
+The task tells the script its threshold and answer through a marker in the question text,
+``[[scripted level>=K answer=X]]`` (see :func:`task_marker`). The level is read by a pluggable function;
+the default, :func:`level_from_prompt`, reads the plan block of the last (non-tool) user turn with
+:func:`actguide_plugin.core.guidance.level_in_text`, the inverse of how G_k is rendered.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from actguide_plugin.core.guidance import level_in_text
+
+LevelFn = Callable[[str], int]
+
+_MARKER = re.compile(r"\[\[scripted level>=(\d+) answer=([^\]]*)\]\]")
+_USER_TURN = "<|im_start|>user\n"
+_TOOL_RESPONSE = "<tool_response>"
+WRONG_ANSWER = "I do not know"
+
+
+def task_marker(min_level: int, answer: str) -> str:
+    """The text to put in a question so the scripted policy knows its threshold and correct answer."""
+    if min_level < 0 or "]" in answer:
+        raise ValueError(f"bad scripted task: min_level={min_level}, answer={answer!r}")
+    return f"[[scripted level>={min_level} answer={answer}]]"
+
+
+def _last_user_turn_with_text(prompt_text: str) -> str:
+    """The last user turn that is not a tool-result turn (the one guidance is appended to)."""
+    turns = prompt_text.split(_USER_TURN)
+    for turn in reversed(turns[1:]):
+        if not turn.lstrip().startswith(_TOOL_RESPONSE):
+            return turn
+    return prompt_text
+
+
+def level_from_prompt(prompt_text: str) -> int:
+    """Guidance level k of the question turn, read with the same template that rendered it."""
+    return level_in_text(_last_user_turn_with_text(prompt_text))
+
+
+@dataclass(frozen=True)
+class ScriptedTask:
+    """What the marker in a question says: the minimal sufficient level and the correct answer."""
+
+    min_level: int
+    answer: str
+
+
+def parse_task(prompt_text: str) -> ScriptedTask:
+    """Read the task marker from the prompt; a prompt without one is an error (the script cannot answer)."""
+    match = _MARKER.search(prompt_text)
+    if match is None:
+        raise ValueError(f"prompt has no scripted task marker like {task_marker(1, 'X')!r}: {prompt_text[-300:]!r}")
+    return ScriptedTask(min_level=int(match.group(1)), answer=match.group(2))
+
+
+def scripted_response(prompt_text: str, level_fn: LevelFn = level_from_prompt) -> str:
+    """The response text (ending with ``<|im_end|>``) the scripted policy gives for this prompt."""
+    task = parse_task(prompt_text)
+    if _TOOL_RESPONSE not in prompt_text:
+        question = _MARKER.sub("", _last_user_turn_with_text(prompt_text).split("<|im_end|>")[0]).strip()
+        call = json.dumps({"name": "web_search", "arguments": {"query": [question[:200]]}}, ensure_ascii=False)
+        return f"<tool_call>\n{call}\n</tool_call><|im_end|>"
+    answer = task.answer if level_fn(prompt_text) >= task.min_level else WRONG_ANSWER
+    return f"<answer>{answer}</answer><|im_end|>"

@@ -1,0 +1,54 @@
+"""The scripted stand-in policy: level detection and level-dependent answers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from actguide_plugin.core.actions import Action
+from actguide_plugin.core.guidance import DEFAULT_TEMPLATE
+from actguide_plugin.cpu.scripted_policy import (
+    WRONG_ANSWER,
+    level_from_prompt,
+    parse_task,
+    scripted_response,
+    task_marker,
+)
+
+ACTIONS = [Action("web_search", {"query": ["a"]}), Action("web_visit", {"url": ["b"]}), Action("web_search", {})]
+PLAN = DEFAULT_TEMPLATE.render(ACTIONS)  # the plan exactly as guidance G_3 appends it
+
+
+def _prompt(user: str, tool_result: bool) -> str:
+    text = f"<|im_start|>system\ntools<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n"
+    if tool_result:
+        text += "<|im_start|>assistant\n<tool_call>\n{}\n</tool_call><|im_end|>\n"
+        text += '<|im_start|>user\n<tool_response>\n1. web_search: {"x": 1}\n</tool_response><|im_end|>\n'
+    return text + "<|im_start|>assistant\n"
+
+
+@pytest.mark.parametrize(("plan_lines", "level"), [(0, 0), (1, 1), (2, 2), (3, 3)])
+def test_level_counts_consecutive_plan_lines_of_the_question_turn(plan_lines, level):
+    plan = DEFAULT_TEMPLATE.render(ACTIONS[:plan_lines]) if plan_lines else ""
+    # A numbered line inside a tool response must not count as guidance.
+    assert level_from_prompt(_prompt("Q?" + plan, tool_result=True)) == level
+
+
+def test_first_turn_is_a_tool_call_then_answer_depends_on_level():
+    question = f"Who? {task_marker(2, 'Ada')}"
+    first = scripted_response(_prompt(question, tool_result=False))
+    call = json.loads(first.split("<tool_call>\n")[1].split("\n</tool_call>")[0])
+    assert call == {"name": "web_search", "arguments": {"query": ["Who?"]}}
+    assert scripted_response(_prompt(question + PLAN, tool_result=True)) == "<answer>Ada</answer><|im_end|>"
+    low = DEFAULT_TEMPLATE.render(ACTIONS[:1])  # level 1
+    assert scripted_response(_prompt(question + low, tool_result=True)) == f"<answer>{WRONG_ANSWER}</answer><|im_end|>"
+    assert scripted_response(_prompt(question, tool_result=True), level_fn=lambda _: 5).startswith("<answer>Ada")
+
+
+def test_marker_is_required_and_validated():
+    assert parse_task(_prompt(task_marker(0, "x y"), False)).answer == "x y"
+    with pytest.raises(ValueError, match="marker"):
+        scripted_response(_prompt("no marker", False))
+    with pytest.raises(ValueError):
+        task_marker(1, "bad]answer")

@@ -1,0 +1,89 @@
+"""Shared pieces for integration tests with real verl classes: config, Qwen tokenizer, tools, scripted LLM."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import verl  # noqa: F401  (loads our plugin: the actguide_path resolver, registrations)
+from hydra import compose, initialize_config_dir
+from verl.workers.rollout.replica import TokenOutput
+
+from actguide_plugin.cpu.scripted_policy import scripted_response
+from actguide_plugin.tiny_model import load_tokenizer
+
+RECIPE_CONFIG = Path(__file__).resolve().parents[2] / "recipe" / "actguide" / "config"
+CORPUS = [
+    {
+        "id": "1",
+        "title": "Ada Lovelace",
+        "url": "https://en.wikipedia.org/wiki/Ada_Lovelace",
+        "text": "Ada Lovelace wrote the first program.",
+    },
+    {
+        "id": "2",
+        "title": "Charles Babbage",
+        "url": "https://en.wikipedia.org/wiki/Charles_Babbage",
+        "text": "Babbage designed the Analytical Engine.",
+    },
+]
+
+
+def _recipe_config(*overrides: str):
+    with initialize_config_dir(config_dir=str(RECIPE_CONFIG), version_base=None):
+        return compose(
+            config_name="actguide_trainer",
+            overrides=[
+                "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
+                "actor_rollout_ref.rollout.prompt_length=2048",
+                "actor_rollout_ref.rollout.response_length=1024",
+                "actor_rollout_ref.rollout.multi_turn.max_assistant_turns=4",
+                *overrides,
+            ],
+        )
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizer():
+    return load_tokenizer("qwen")
+
+
+@pytest.fixture()
+def corpus_env(tmp_path, monkeypatch):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(doc) + "\n" for doc in CORPUS), encoding="utf-8")
+    monkeypatch.setenv("ACTGUIDE_CORPUS", str(corpus))
+    return corpus
+
+
+class ScriptedServer:
+    """Stands in for the LLM server (outside the unit): answers by the scripted policy, whose answer is correct
+    only at a sufficient guidance level. Records every prompt it was asked to continue."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.prompts: list[list[int]] = []
+        self.responses: list[list[int]] = []
+
+    async def generate(self, request_id, *, prompt_ids, sampling_params, **kwargs) -> TokenOutput:
+        self.prompts.append(list(prompt_ids))
+        text = scripted_response(self.tokenizer.decode(prompt_ids))
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        self.responses.append(ids)
+        return TokenOutput(token_ids=ids, log_probs=[-0.5] * len(ids))
+
+
+@pytest.fixture(scope="session")
+def recipe_config():
+    """Compose the recipe config (real hydra + verl schema) with test-size overrides."""
+    return _recipe_config
+
+
+@pytest.fixture(scope="session")
+def scripted_server():
+    return ScriptedServer
+
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")

@@ -1,0 +1,118 @@
+"""``actguide_tool_agent`` with verl's real ToolAgentLoop machinery, Qwen tokenizer, local tools and reward."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from verl.experimental.agent_loop.agent_loop import DictConfigWrap, ToolListWrap, _agent_loop_registry
+from verl.tools.tool_registry import load_all_tools
+from verl.utils.dataset.rl_dataset import RLHFDataset
+
+from actguide_plugin.agent_loop import AGENT_NAME, LEVEL_FIELD, UNGUIDED_PROMPT_FIELD, ActGuideToolAgentLoop
+from actguide_plugin.core.actions import Action, dumps_actions
+from actguide_plugin.core.guidance import level_in_text
+from actguide_plugin.cpu.scripted_policy import task_marker
+from actguide_plugin.reward import compute_score
+
+pytestmark = pytest.mark.integration
+
+ACTIONS = [
+    Action("web_search", {"query": ["first programmer"]}),
+    Action("web_visit", {"url": ["https://en.wikipedia.org/wiki/Ada_Lovelace"]}),
+    Action("web_search", {"query": ["Analytical Engine designer"]}),
+]
+
+
+def sample(min_level: int) -> dict:
+    question = f"Who wrote the first program? {task_marker(min_level, 'Ada Lovelace')}"
+    return {
+        "raw_prompt": [
+            {"role": "system", "content": "Use the tools, then answer in <answer></answer>."},
+            {"role": "user", "content": question},
+        ],
+        "extra_info": {"index": 7, "reference_actions": dumps_actions(ACTIONS)},
+        "tools_kwargs": {},
+    }
+
+
+@pytest.fixture()
+def make_loop(qwen_tokenizer, corpus_env, recipe_config, scripted_server):
+    def make():
+        return _make_loop(qwen_tokenizer, recipe_config(), scripted_server)
+
+    return make
+
+
+def _make_loop(tokenizer, config, scripted_server):
+    tools = load_all_tools(config.actor_rollout_ref.rollout.multi_turn.tool_config_path, None)
+    server = scripted_server(tokenizer)
+    loop = ActGuideToolAgentLoop(
+        trainer_config=DictConfigWrap(config),
+        server_manager=server,
+        tokenizer=tokenizer,
+        processor=None,
+        dataset_cls=RLHFDataset,
+        data_config=DictConfigWrap(config.data),
+        hf_model_type="qwen3",
+        tools=ToolListWrap(tools),
+    )
+    return loop, server
+
+
+def run_loop(make_loop, level, min_level=2, data=None):
+    """Build the loop inside the event loop that runs it (verl's agent loop binds to the running loop)."""
+
+    async def go():
+        loop, server = make_loop()
+        output = await loop.run({"temperature": 1.0, "top_p": 1.0}, actguide_level=level, **(data or sample(min_level)))
+        return output, server, loop
+
+    return asyncio.run(go())
+
+
+def test_registered_under_its_agent_name():
+    assert _agent_loop_registry[AGENT_NAME]["_target_"].endswith("ActGuideToolAgentLoop")
+
+
+def test_level_zero_prompt_is_the_chat_template_of_the_original_messages(qwen_tokenizer, make_loop):
+    output, _, loop = run_loop(make_loop, level=0)
+    expected = qwen_tokenizer.apply_chat_template(
+        sample(2)["raw_prompt"], tools=loop.tool_schemas, add_generation_prompt=True, tokenize=True, return_dict=True
+    )["input_ids"]
+    assert output.prompt_ids == expected
+    assert output.extra_fields[UNGUIDED_PROMPT_FIELD] == output.prompt_ids
+    assert output.extra_fields[LEVEL_FIELD] == 0
+
+
+def test_guided_run_keeps_unguided_prompt_ids_and_unchanged_response_ids(qwen_tokenizer, make_loop):
+    unguided_output, _, _ = run_loop(make_loop, level=0)
+    output, server, _ = run_loop(make_loop, level=2)
+    guided_text = qwen_tokenizer.decode(output.prompt_ids)
+    assert level_in_text(guided_text) == 2 and server.prompts[0] == output.prompt_ids  # sampled on G_2
+    # unguided view = re-tokenized original messages (same template and tool schemas) ...
+    assert output.extra_fields[UNGUIDED_PROMPT_FIELD] == unguided_output.prompt_ids
+    # ... followed by exactly the response tokens produced: model tokens where mask=1, tool output where 0
+    model_tokens = [t for t, m in zip(output.response_ids, output.response_mask, strict=True) if m == 1]
+    assert model_tokens == [t for ids in server.responses for t in ids]
+    assert 0 in output.response_mask  # a tool response is part of the trajectory, masked out of the loss
+    assert "<tool_response>" in qwen_tokenizer.decode(output.response_ids)
+
+
+@pytest.mark.parametrize(("level", "expected_score"), [(0, 0.0), (1, 0.0), (2, 1.0), (3, 1.0)])
+def test_reward_depends_on_guidance_level_through_real_tools_and_reward(
+    qwen_tokenizer, make_loop, level, expected_score
+):
+    output, _, _ = run_loop(make_loop, level=level, min_level=2)
+    solution = qwen_tokenizer.decode(output.response_ids)
+    result = asyncio.run(compute_score("actguide", solution, json.dumps(["Ada Lovelace"]), {}))
+    assert result["score"] == expected_score
+    assert result["answer_found"] == 1.0
+
+
+def test_bad_reference_actions_name_the_sample(make_loop):
+    bad = sample(1)
+    bad["extra_info"]["reference_actions"] = "[{not json"
+    with pytest.raises(ValueError, match="index=7"):
+        run_loop(make_loop, level=1, data=bad)

@@ -1,0 +1,121 @@
+"""The ActGuide rollout worker with real Ray, TransferQueue and verl's reward-loop worker.
+
+The LLM server is scripted (its answer is right only at a sufficient guidance level); the agent loop, tools,
+reward function, reward worker, TransferQueue and the level search are the real ones. Three prompts search
+concurrently: one solved unguided, one that needs level 2 of 3, one that no level rescues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+import ray
+import transfer_queue as tq
+from omegaconf import OmegaConf
+from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
+
+from actguide_plugin.core.actions import Action, dumps_actions
+from actguide_plugin.cpu.scripted_policy import task_marker
+from actguide_plugin.rollout_manager import (
+    IS_GUIDED_FIELD,
+    LEVEL_FIELD,
+    UNGUIDED_PROMPTS_FIELD,
+    ActGuideAgentLoopWorkerImpl,
+    state_actor,
+)
+from actguide_plugin.tiny_model import build_tiny_model
+
+pytestmark = pytest.mark.integration
+
+N = 4
+ACTIONS = [
+    Action("web_search", {"query": ["first programmer"]}),
+    Action("web_visit", {"url": ["https://en.wikipedia.org/wiki/Ada_Lovelace"]}),
+    Action("web_search", {"query": ["Analytical Engine"]}),
+]
+TASKS = {"easy": 0, "barrier": 2, "impossible": 9}  # minimal level at which the scripted answer is right
+
+
+@pytest.fixture(scope="module")
+def ray_and_tq(tmp_path_factory):
+    ray.init(num_cpus=4, include_dashboard=False, _temp_dir=str(tmp_path_factory.mktemp("ray")))
+    tq.init(OmegaConf.create({"backend": {"SimpleStorage": {"num_data_storage_units": 1}}}))
+    yield
+    tq.close()
+    ray.shutdown()
+
+
+def prompt_for(name: str, min_level: int) -> dict:
+    return {
+        "uid": uuid.uuid4().hex,
+        "index": min_level,
+        "global_steps": 1,
+        "agent_name": "actguide_tool_agent",
+        "data_source": "unit",
+        "raw_prompt": [
+            {"role": "system", "content": "Use the tools, then answer in <answer></answer>."},
+            {"role": "user", "content": f"Who wrote the first program? {task_marker(min_level, 'Ada Lovelace')}"},
+        ],
+        "reward_model": {"style": "rule", "ground_truth": json.dumps(["Ada Lovelace"])},
+        "extra_info": {"task_id": name, "index": min_level, "reference_actions": dumps_actions(ACTIONS)},
+        "tools_kwargs": {},
+    }
+
+
+def test_worker_searches_each_group_and_publishes_exactly_n(
+    ray_and_tq, tmp_path, corpus_env, recipe_config, scripted_server, qwen_tokenizer
+):
+    model = build_tiny_model(tmp_path / "model", vocab="qwen")
+    config = recipe_config(
+        f"actor_rollout_ref.model.path={model}",
+        f"actor_rollout_ref.rollout.n={N}",
+        "actor_rollout_ref.rollout.agent.num_workers=1",
+        "actguide.probe_m=2",
+        "actor_rollout_ref.rollout.name=vllm",  # only named; the scripted server stands in for it
+    )
+    reward_worker = ray.remote(RewardLoopWorker).options(num_cpus=0).remote(config)
+    prompts = {name: prompt_for(name, level) for name, level in TASKS.items()}
+
+    async def run():
+        worker = ActGuideAgentLoopWorkerImpl(config, scripted_server(qwen_tokenizer), None, [reward_worker])
+        trajectory = {"step": 1, "sample_index": 0, "rollout_n": 0, "validate": False}
+        await asyncio.gather(
+            *(worker._run_prompt(dict(p), {"temperature": 1.0}, dict(trajectory)) for p in prompts.values())
+        )
+        return worker
+
+    worker = asyncio.run(run())  # keep it alive: the shared state actor lives as long as its handles do
+
+    listing = tq.kv_list("train")["train"]
+    for name, prompt in prompts.items():
+        uid = prompt["uid"]
+        assert listing[uid]["status"] == "finished", name
+        keys = sorted(k for k in listing if k.startswith(uid + "_"))
+        assert keys == [f"{uid}_{i}_0" for i in range(N)], name  # exactly n trajectories, session ids 0..n-1
+        fields = [IS_GUIDED_FIELD, LEVEL_FIELD, UNGUIDED_PROMPTS_FIELD, "prompts", "rm_scores"]
+        data = tq.kv_batch_get(keys=keys, partition_id="train", select_fields=fields)
+        levels = data[LEVEL_FIELD].reshape(-1).tolist()
+        # impossible: on_full_failure=unguided keeps the original group
+        expected_level = 2 if name == "barrier" else 0
+        assert levels == [expected_level] * N, name
+        assert data[IS_GUIDED_FIELD].reshape(-1).tolist() == [float(expected_level > 0)] * N
+        scores = [float(row.sum()) for row in data["rm_scores"].unbind(0)]
+        assert scores == ([1.0] * N if name != "impossible" else [0.0] * N), name
+        views = zip(data["prompts"].unbind(0), data[UNGUIDED_PROMPTS_FIELD].unbind(0), strict=True)
+        for prompt_ids, unguided_ids in views:
+            if expected_level:
+                assert len(prompt_ids) > len(unguided_ids)  # sampled on G_2, unguided view kept for the swap
+            else:
+                assert prompt_ids.tolist() == unguided_ids.tolist()
+
+    assert ray.get(worker.state.cache_state.remote()) == ray.get(state_actor().cache_state.remote())  # one actor
+    summaries = {s["task_id"]: s for s in ray.get(state_actor().pop_summaries.remote())}
+    assert summaries["easy"]["status"] == "solved_unguided" and not summaries["easy"]["probes"]
+    assert summaries["barrier"]["status"] == "rescued" and summaries["barrier"]["level"] == 2
+    assert summaries["impossible"]["status"] == "full_failed"
+    cache = ray.get(state_actor().cache_state.remote())["entries"]
+    assert cache["barrier"] == {"num_actions": 3, "level": 2}
+    assert cache["impossible"] == {"num_actions": 3, "level": 4}  # L + 1: full guidance failed
