@@ -132,10 +132,8 @@ class GroupOutcome(Generic[T]):
     reused: int = 0  # probe rollouts that became group members
     sampled: int = 0  # every trajectory generated for this prompt (unguided + probes + guided)
     serial_rounds: int = 0  # generation calls this prompt waited for one after another
-
-    @property
-    def is_hard(self) -> bool:
-        return self.status in (GroupStatus.RESCUED, GroupStatus.FULL_FAILED)
+    warm_started: bool = False  # the level search started from the task's cached k*
+    is_hard: bool = False  # the unguided group had no success (the reachability barrier); False if not rolled out
 
     @property
     def guided(self) -> bool:
@@ -176,6 +174,7 @@ class _Group(Generic[T]):
         self.serial_rounds = 0
         self.probes: list[Probe] = []
         self.probe_trajectories: dict[int, list[T]] = {}
+        self.warm_started = False
 
     def succeeded(self, trajectory: T) -> bool:
         return self._reward(trajectory) > self.cfg.success_threshold
@@ -224,6 +223,7 @@ class _Group(Generic[T]):
             probes=self.probes,
             sampled=self.sampled,
             serial_rounds=self.serial_rounds,
+            warm_started=self.warm_started,
             **extra,
         )
 
@@ -276,6 +276,7 @@ async def _binary_search_level(group: _Group, cache: LevelCache | None) -> int |
     lo, hi = 0, num_actions + 1
     previous = cache.get(group.task_id, num_actions) if (cache is not None and group.cfg.warm_start) else None
     if previous is not None:
+        group.warm_started = True
         levels = _warm_start_levels(previous, num_actions)
         verdicts = await group.probe_round(levels)
         for level in levels:  # ascending, so the lowest sufficient level bounds hi
@@ -338,8 +339,11 @@ async def run_group(
     if num_actions < 0:
         raise ValueError(f"task {task_id!r}: number of reference actions must be >= 0, got {num_actions}")
     group: _Group[T] = _Group(task_id, num_actions, rollout, reward, cfg)
-    if cfg.mode == "off" or num_actions == 0:
-        return group.outcome(GroupStatus.UNGUIDED, 0, await group.sample(0, cfg.n))
+    if cfg.mode == "off" or num_actions == 0:  # plain GRPO; still report whether the group was hard
+        trajectories = await group.sample(0, cfg.n)
+        rewards = [float(reward(t)) for t in trajectories]
+        hard = not any(r > cfg.success_threshold for r in rewards)
+        return group.outcome(GroupStatus.UNGUIDED, 0, trajectories, unguided_rewards=rewards, is_hard=hard)
     if not cfg.mode.startswith("fallback_"):
         level = _unconditional_level(cfg, num_actions)
         status = GroupStatus.GUIDED if level > 0 else GroupStatus.UNGUIDED
@@ -357,7 +361,9 @@ async def run_group(
             return _full_failure(group, cache, unguided, unguided_rewards, guided_at_full=trajectories)
         if cache is not None:
             cache.put(task_id, num_actions, level)
-        return group.outcome(GroupStatus.RESCUED, level, trajectories, unguided_rewards=unguided_rewards, reused=reused)
+        return group.outcome(
+            GroupStatus.RESCUED, level, trajectories, unguided_rewards=unguided_rewards, reused=reused, is_hard=True
+        )
     return await _resolve_full_failure(group, cache, unguided, unguided_rewards)
 
 
@@ -397,4 +403,4 @@ def _full_failure(
         level, trajectories = group.num_actions, []
     else:
         level, trajectories = group.num_actions, guided_at_full or []
-    return group.outcome(GroupStatus.FULL_FAILED, level, trajectories, unguided_rewards=unguided_rewards)
+    return group.outcome(GroupStatus.FULL_FAILED, level, trajectories, unguided_rewards=unguided_rewards, is_hard=True)

@@ -29,8 +29,10 @@ output must carry ``extra_fields["global_steps"]``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -71,6 +73,8 @@ class HFRolloutServer:
         self.global_steps: int | None = None
         self.engine = HFGenerator(_model_path(model_config), seed=int(config.seed) + replica_rank)
         self.level_fn = _load_level_fn(config) if scripted else level_from_prompt
+        self._calls_per_prompt: collections.Counter[str] = collections.Counter()
+        self._calls_lock = threading.Lock()
 
     def get_server_address(self) -> tuple[str, int]:
         # verl keys replicas by address (load balancer, metrics); there is no HTTP endpoint.
@@ -84,7 +88,11 @@ class HFRolloutServer:
         if not self.scripted:
             return self.engine.generate(prompt_ids, sampling)
         text = self.engine.tokenizer.decode(prompt_ids, skip_special_tokens=False)
-        response = self.engine.tokenizer.encode(scripted_response(text, self.level_fn), add_special_tokens=False)
+        with self._calls_lock:  # generate() runs in worker threads
+            call_index = self._calls_per_prompt[text]
+            self._calls_per_prompt[text] += 1
+        response = scripted_response(text, self.level_fn, call_index)
+        response = self.engine.tokenizer.encode(response, add_special_tokens=False)
         response = response[: sampling.max_tokens]
         finish = "stop" if response[-1] in self.engine.eos_token_ids else "length"
         return response, self.engine.score(prompt_ids, response, sampling.temperature), finish

@@ -25,17 +25,22 @@ from actguide_plugin.core.guidance import level_in_text
 
 LevelFn = Callable[[str], int]
 
-_MARKER = re.compile(r"\[\[scripted level>=(\d+) answer=([^\]]*)\]\]")
+_MARKER = re.compile(r"\[\[scripted level>=(\d+)(?: every=(\d+))? answer=([^\]]*)\]\]")
 _USER_TURN = "<|im_start|>user\n"
 _TOOL_RESPONSE = "<tool_response>"
 WRONG_ANSWER = "I do not know"
 
 
-def task_marker(min_level: int, answer: str) -> str:
-    """The text to put in a question so the scripted policy knows its threshold and correct answer."""
-    if min_level < 0 or "]" in answer:
-        raise ValueError(f"bad scripted task: min_level={min_level}, answer={answer!r}")
-    return f"[[scripted level>={min_level} answer={answer}]]"
+def task_marker(min_level: int, answer: str, every: int = 1) -> str:
+    """The text to put in a question so the scripted policy knows its threshold and correct answer.
+
+    ``every=E`` makes only every E-th answer to the same prompt correct (at a sufficient level), so a group
+    gets mixed rewards and GRPO a non-zero advantage, deterministically whatever order requests arrive in.
+    """
+    if min_level < 0 or every < 1 or "]" in answer:
+        raise ValueError(f"bad scripted task: min_level={min_level}, every={every}, answer={answer!r}")
+    every_part = f" every={every}" if every != 1 else ""
+    return f"[[scripted level>={min_level}{every_part} answer={answer}]]"
 
 
 def _last_user_turn_with_text(prompt_text: str) -> str:
@@ -58,6 +63,7 @@ class ScriptedTask:
 
     min_level: int
     answer: str
+    every: int = 1
 
 
 def parse_task(prompt_text: str) -> ScriptedTask:
@@ -65,15 +71,19 @@ def parse_task(prompt_text: str) -> ScriptedTask:
     match = _MARKER.search(prompt_text)
     if match is None:
         raise ValueError(f"prompt has no scripted task marker like {task_marker(1, 'X')!r}: {prompt_text[-300:]!r}")
-    return ScriptedTask(min_level=int(match.group(1)), answer=match.group(2))
+    return ScriptedTask(min_level=int(match.group(1)), answer=match.group(3), every=int(match.group(2) or 1))
 
 
-def scripted_response(prompt_text: str, level_fn: LevelFn = level_from_prompt) -> str:
-    """The response text (ending with ``<|im_end|>``) the scripted policy gives for this prompt."""
+def scripted_response(prompt_text: str, level_fn: LevelFn = level_from_prompt, call_index: int = 0) -> str:
+    """The response text (ending with ``<|im_end|>``) the scripted policy gives for this prompt.
+
+    ``call_index`` counts earlier requests with this exact prompt text (see ``every`` in :func:`task_marker`).
+    """
     task = parse_task(prompt_text)
     if _TOOL_RESPONSE not in prompt_text:
         question = _MARKER.sub("", _last_user_turn_with_text(prompt_text).split("<|im_end|>")[0]).strip()
         call = json.dumps({"name": "web_search", "arguments": {"query": [question[:200]]}}, ensure_ascii=False)
         return f"<tool_call>\n{call}\n</tool_call><|im_end|>"
-    answer = task.answer if level_fn(prompt_text) >= task.min_level else WRONG_ANSWER
+    correct = level_fn(prompt_text) >= task.min_level and call_index % task.every == 0
+    answer = task.answer if correct else WRONG_ANSWER
     return f"<answer>{answer}</answer><|im_end|>"

@@ -4,7 +4,7 @@ from actguide_plugin.core.metrics import group_metrics, shift_metrics
 from actguide_plugin.core.search import GroupOutcome, GroupStatus, Probe
 
 
-def outcome(status, level, rewards, unguided=(), probes=(), sampled=0, num_actions=8, reused=0):
+def outcome(status, level, rewards, unguided=(), probes=(), sampled=0, num_actions=8, reused=0, hard=None):
     return GroupOutcome(
         task_id="t",
         num_actions=num_actions,
@@ -16,6 +16,7 @@ def outcome(status, level, rewards, unguided=(), probes=(), sampled=0, num_actio
         sampled=sampled,
         serial_rounds=1 + len(probes),
         reused=reused,
+        is_hard=status in (GroupStatus.RESCUED, GroupStatus.FULL_FAILED) if hard is None else hard,
     )
 
 
@@ -72,3 +73,14 @@ def test_shift_metrics_overall_and_per_level():
     assert m["offpolicy_shift_var/level_4"] == 0.0
     with pytest.raises(ValueError, match="shifts"):
         shift_metrics([1.0], [1, 2])
+
+
+def test_plain_grpo_groups_still_report_the_reachability_barrier():
+    m = group_metrics(
+        [
+            outcome(GroupStatus.UNGUIDED, 0, [0, 0], unguided=[0, 0], hard=True),
+            outcome(GroupStatus.UNGUIDED, 0, [1, 0]),
+        ],
+        float,
+    )
+    assert m["hard_group_frac"] == 0.5 and m["rescued_frac"] == 0.0 and m["guidance_trajectories_per_rescued"] == 0.0

@@ -88,6 +88,7 @@ def test_correct_warm_start_costs_one_probe_round(num_actions, data):
     outcome = run(run_group("t", num_actions, oracle, reward, cfg, cache))
     # one unguided round, one (concurrent) probe round, and a guided round only if something was rescued
     assert outcome.serial_rounds == (3 if threshold <= num_actions else 2)
+    assert outcome.warm_started
     assert len({p.level for p in outcome.probes}) <= 2
     assert outcome.level == (threshold if threshold <= num_actions else 0)
 
@@ -172,6 +173,13 @@ def test_task_without_reference_actions_is_never_guided():
     outcome = run(run_group("t", 0, oracle, reward, SearchConfig(mode="always_full", n=3)))
     assert oracle.calls == [(0, 3)]
     assert outcome.status is GroupStatus.UNGUIDED
+    assert outcome.is_hard  # all three failed: the barrier is reported even though nothing could be done
+
+
+def test_mode_off_reports_hard_groups_without_guiding():
+    solved = run(run_group("a", 5, Oracle(threshold=0), reward, SearchConfig(mode="off", n=2)))
+    barrier = run(run_group("b", 5, Oracle(threshold=2), reward, SearchConfig(mode="off", n=2)))
+    assert not solved.is_hard and barrier.is_hard and barrier.level == 0 and barrier.unguided_rewards == [0.0, 0.0]
 
 
 def test_fallback_full_uses_top_level_without_probes():

@@ -52,3 +52,12 @@ def test_marker_is_required_and_validated():
         scripted_response(_prompt("no marker", False))
     with pytest.raises(ValueError):
         task_marker(1, "bad]answer")
+
+
+def test_every_makes_only_every_eth_answer_to_a_prompt_correct():
+    prompt = _prompt(f"Who? {task_marker(1, 'Ada', every=2)}" + PLAN, tool_result=True)
+    answers = [scripted_response(prompt, call_index=i) for i in range(4)]
+    assert answers == ["<answer>Ada</answer><|im_end|>", f"<answer>{WRONG_ANSWER}</answer><|im_end|>"] * 2
+    low = _prompt(f"Who? {task_marker(2, 'Ada', every=2)}" + DEFAULT_TEMPLATE.render(ACTIONS[:1]), tool_result=True)
+    assert scripted_response(low, call_index=0) == f"<answer>{WRONG_ANSWER}</answer><|im_end|>"
+    assert parse_task(prompt).every == 2 and parse_task(_prompt(task_marker(0, "x"), False)).every == 1

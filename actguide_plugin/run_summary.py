@@ -1,0 +1,69 @@
+"""Summarize the ``actguide/*`` metrics of a run from verl's file logger (``trainer.logger=[...,file]``).
+
+verl's ``FileLogger`` writes one JSON object per step, ``{"step": N, "data": {metric: value}}``, to
+``$VERL_FILE_LOGGER_PATH``. ``python -m actguide_plugin.run_summary metrics.jsonl`` prints the guidance
+metrics per step as a small table; the CPU demo ends with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+SHOWN = (
+    ("hard_group_frac", "hard groups"),
+    ("rescued_frac", "rescued"),
+    ("level_mean", "k*"),
+    ("level_ratio_mean", "k*/L"),
+    ("probe_trajectories_per_rescued", "probe rollouts/rescued"),
+    ("effective_signal_frac_before", "signal before"),
+    ("effective_signal_frac_after", "signal after"),
+    ("acc_unguided", "acc unguided"),
+    ("acc_guided", "acc guided"),
+    ("warm_start_frac", "warm starts"),
+)
+
+
+def read_steps(path: Path) -> list[tuple[int, dict[str, float]]]:
+    steps = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            steps.append((int(record["step"]), dict(record["data"])))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path}:{number}: not a verl file-logger record: {err}") from err
+    return steps
+
+
+def format_table(steps: list[tuple[int, dict[str, float]]]) -> str:
+    header = "| step | " + " | ".join(label for _, label in SHOWN) + " |"
+    lines = [header, "|---" * (len(SHOWN) + 1) + "|"]
+    for step, data in steps:
+        if not any(key.startswith("actguide/") for key in data):
+            continue  # e.g. a validation-only record
+        cells = [_cell(data.get(f"actguide/{key}")) for key, _ in SHOWN]
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _cell(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("metrics", type=Path, help="verl file-logger output (jsonl)")
+    args = parser.parse_args(argv)
+    if not args.metrics.is_file():
+        print(f"no metrics file at {args.metrics}", file=sys.stderr)
+        return 1
+    print(format_table(read_steps(args.metrics)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
