@@ -18,7 +18,7 @@ verl 0.9.1 APIs relied on (``verl/trainer/ppo/v1/agent_loop_tq.py``, ``verl/expe
   ``super().__init__()``; Ray refuses to subclass an actor class, hence ``__ray_actor_class__``.
 
 Prompts search independently and concurrently (one coroutine each); nothing waits for a global round.
-The warm-start cache and the per-group summaries live in one named Ray actor (:class:`ActGuideState`)
+The warm-start cache and the per-group summaries live in one named Ray actor (:mod:`actguide_plugin.state`)
 shared by all rollout workers and the trainer, which saves the cache with checkpoints.
 """
 
@@ -40,58 +40,17 @@ from actguide_plugin.agent_loop import AGENT_NAME, UNGUIDED_PROMPT_FIELD
 from actguide_plugin.core.actions import loads_actions
 from actguide_plugin.core.cache import LevelCache
 from actguide_plugin.core.search import GroupOutcome, run_group
+from actguide_plugin.state import state_actor
 from actguide_plugin.verl_config import actguide_config
 
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
 
-STATE_ACTOR_NAME = "actguide_state"
 IS_GUIDED_FIELD = "actguide_is_guided"  # TransferQueue field, [1] per trajectory (read by the loss)
 LEVEL_FIELD = "actguide_level"
 UNGUIDED_PROMPTS_FIELD = "actguide_unguided_prompts"  # TransferQueue field, unguided prompt ids (trainer swap)
 
 _search_in_progress: contextvars.ContextVar[bool] = contextvars.ContextVar("actguide_search", default=False)
-
-
-class ActGuideState:
-    """Shared by rollout workers and trainer: the warm-start cache and the groups decided since last read."""
-
-    def __init__(self) -> None:
-        self.cache = LevelCache()
-        self.summaries: list[dict[str, Any]] = []
-
-    def cache_subset(self, task_ids: list[str]) -> dict:
-        return self.cache.subset(task_ids).to_dict()
-
-    def cache_update(self, data: dict) -> None:
-        self.cache.update(LevelCache.from_dict(data))
-
-    def cache_state(self) -> dict:
-        return self.cache.to_dict()
-
-    def load_cache_state(self, data: dict) -> int:
-        self.cache = LevelCache.from_dict(data)
-        return len(self.cache)
-
-    def record(self, summary: dict[str, Any]) -> None:
-        self.summaries.append(summary)
-
-    def pop_summaries(self) -> list[dict[str, Any]]:
-        summaries, self.summaries = self.summaries, []
-        return summaries
-
-
-def state_actor() -> ray.actor.ActorHandle:
-    """The named state actor, created by whoever asks first (trainer or rollout worker).
-
-    Not detached on purpose: it lives while a handle does (the trainer's and the workers'), so a new run on
-    the same Ray cluster never warm-starts from a previous run's cache; resume restores it from the checkpoint.
-    """
-    return (
-        ray.remote(ActGuideState)
-        .options(name=STATE_ACTOR_NAME, get_if_exists=True, num_cpus=0, max_concurrency=64)
-        .remote()
-    )
 
 
 def task_id_of(prompt: dict[str, Any]) -> str:

@@ -15,6 +15,9 @@ from pathlib import Path
 SHOWN = (
     ("hard_group_frac", "hard groups"),
     ("rescued_frac", "rescued"),
+    ("full_failed_groups", "full plan failed"),
+    ("probes_per_hard", "probes/hard"),
+    ("trajectories_sampled", "rollouts"),
     ("level_mean", "k*"),
     ("level_ratio_mean", "k*/L"),
     ("probe_trajectories_per_rescued", "probe rollouts/rescued"),

@@ -36,7 +36,8 @@ from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 from actguide_plugin.core.cache import LevelCache
 from actguide_plugin.core.metrics import group_metrics
 from actguide_plugin.core.search import GroupOutcome
-from actguide_plugin.rollout_manager import IS_GUIDED_FIELD, UNGUIDED_PROMPTS_FIELD, state_actor
+from actguide_plugin.rollout_manager import IS_GUIDED_FIELD, UNGUIDED_PROMPTS_FIELD
+from actguide_plugin.state import state_actor
 from actguide_plugin.verl_config import actguide_config
 from actguide_plugin.verl_loss import make_actguide_loss_fn
 

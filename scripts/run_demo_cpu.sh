@@ -6,7 +6,7 @@
 #      rule reward), then prints the actguide/* metrics per step and where the logs and checkpoint went.
 # Settable: STEPS [2], MODE [fallback_adaptive], MODEL_PATH [tiny model], ROLLOUT [hf; scripted = deterministic
 # level-dependent answers for tests], WORK_DIR [./runs/demo_cpu], DATA_DIR [$WORK_DIR/data], N [4] rollouts per
-# prompt, BATCH [2] prompts per step, RESPONSE_LEN [256] response tokens (all turns). Extra hydra overrides may follow.
+# prompt, BATCH [2] prompts per step, RESPONSE_LEN [128] response tokens (all turns). Extra hydra overrides may follow.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +17,7 @@ WORK_DIR=$(realpath -m "${WORK_DIR:-./runs/demo_cpu}")
 DATA_DIR=$(realpath -m "${DATA_DIR:-$WORK_DIR/data}")
 N=${N:-4}
 BATCH=${BATCH:-2}
-RESPONSE_LEN=${RESPONSE_LEN:-256}
+RESPONSE_LEN=${RESPONSE_LEN:-128}
 PYTHON=${PYTHON:-python3}
 mkdir -p "$WORK_DIR"
 
@@ -56,10 +56,10 @@ echo "== training: $STEPS steps, mode=$MODE, rollout=$ROLLOUT, $BATCH prompts x 
   actor_rollout_ref.model.path="$MODEL_PATH" \
   actor_rollout_ref.actor.optim.lr=1e-5 \
   actor_rollout_ref.actor.ppo_mini_batch_size="$BATCH" \
-  actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4 \
+  actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=1 \
   actor_rollout_ref.actor.use_dynamic_bsz=false \
-  actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=4 \
-  actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=4 \
+  actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=1 \
+  actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=1 \
   actor_rollout_ref.rollout.n="$N" \
   actor_rollout_ref.rollout.prompt_length=2048 \
   actor_rollout_ref.rollout.response_length="$RESPONSE_LEN" \

@@ -24,8 +24,8 @@ from actguide_plugin.rollout_manager import (
     LEVEL_FIELD,
     UNGUIDED_PROMPTS_FIELD,
     ActGuideAgentLoopWorkerImpl,
-    state_actor,
 )
+from actguide_plugin.state import state_actor
 from actguide_plugin.tiny_model import build_tiny_model
 
 pytestmark = pytest.mark.integration
@@ -119,3 +119,30 @@ def test_worker_searches_each_group_and_publishes_exactly_n(
     cache = ray.get(state_actor().cache_state.remote())["entries"]
     assert cache["barrier"] == {"num_actions": 3, "level": 2}
     assert cache["impossible"] == {"num_actions": 3, "level": 4}  # L + 1: full guidance failed
+
+
+def test_drop_policy_publishes_no_trajectories_but_finishes_the_prompt(
+    ray_and_tq, tmp_path, corpus_env, recipe_config, scripted_server, qwen_tokenizer
+):
+    model = build_tiny_model(tmp_path / "model", vocab="qwen")
+    config = recipe_config(
+        f"actor_rollout_ref.model.path={model}",
+        f"actor_rollout_ref.rollout.n={N}",
+        "actor_rollout_ref.rollout.name=vllm",
+        "actguide.on_full_failure=drop",
+    )
+    reward_worker = ray.remote(RewardLoopWorker).options(num_cpus=0).remote(config)
+    prompt = prompt_for("dropped", TASKS["impossible"])
+
+    async def run():
+        worker = ActGuideAgentLoopWorkerImpl(config, scripted_server(qwen_tokenizer), None, [reward_worker])
+        trajectory = {"step": 1, "sample_index": 0, "rollout_n": 0, "validate": False}
+        await worker._run_prompt(dict(prompt), {"temperature": 1.0}, trajectory)
+        return worker
+
+    worker = asyncio.run(run())
+    listing = tq.kv_list("train")["train"]
+    assert listing[prompt["uid"]]["status"] == "finished"
+    assert not [k for k in listing if k.startswith(prompt["uid"] + "_")]  # verl's sync sampler pads the batch
+    summary = next(s for s in ray.get(worker.state.pop_summaries.remote()) if s["task_id"] == "dropped")
+    assert summary["status"] == "full_failed" and summary["trajectories"] == []

@@ -1,0 +1,57 @@
+"""Run state shared by the rollout workers and the trainer: one small named Ray actor.
+
+It holds the warm-start cache (:class:`actguide_plugin.core.cache.LevelCache`) and the search summaries of the
+groups decided since the trainer last read them. Kept free of verl and torch imports on purpose: its Ray worker
+process then only loads this module, not the whole training stack (hundreds of MB on a small CPU machine).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+
+from actguide_plugin.core.cache import LevelCache
+
+STATE_ACTOR_NAME = "actguide_state"
+
+
+class ActGuideState:
+    """Shared by rollout workers and trainer: the warm-start cache and the groups decided since last read."""
+
+    def __init__(self) -> None:
+        self.cache = LevelCache()
+        self.summaries: list[dict[str, Any]] = []
+
+    def cache_subset(self, task_ids: list[str]) -> dict:
+        return self.cache.subset(task_ids).to_dict()
+
+    def cache_update(self, data: dict) -> None:
+        self.cache.update(LevelCache.from_dict(data))
+
+    def cache_state(self) -> dict:
+        return self.cache.to_dict()
+
+    def load_cache_state(self, data: dict) -> int:
+        self.cache = LevelCache.from_dict(data)
+        return len(self.cache)
+
+    def record(self, summary: dict[str, Any]) -> None:
+        self.summaries.append(summary)
+
+    def pop_summaries(self) -> list[dict[str, Any]]:
+        summaries, self.summaries = self.summaries, []
+        return summaries
+
+
+def state_actor() -> ray.actor.ActorHandle:
+    """The named state actor, created by whoever asks first (trainer or rollout worker).
+
+    Not detached on purpose: it lives while a handle does (the trainer's and the workers'), so a new run on
+    the same Ray cluster never warm-starts from a previous run's cache; resume restores it from the checkpoint.
+    """
+    return (
+        ray.remote(ActGuideState)
+        .options(name=STATE_ACTOR_NAME, get_if_exists=True, num_cpus=0, max_concurrency=64)
+        .remote()
+    )
