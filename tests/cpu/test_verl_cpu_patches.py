@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -61,28 +60,6 @@ def test_cpu_overrides_compose_with_verl_ppo_config(tmp_path: Path):
 # ---------------------------------------------------------------------------------------------------------------
 
 BATCH, PROMPT_LEN, RESPONSE_LEN = 4, 6, 5
-
-
-def _training_worker_config(model_path: Path):
-    from verl.trainer.config.config import CheckpointConfig
-    from verl.workers.config import FSDPEngineConfig, FSDPOptimizerConfig, HFModelConfig, TrainingWorkerConfig
-
-    return TrainingWorkerConfig(
-        model_type="language_model",
-        model_config=HFModelConfig(
-            path=str(model_path), override_config={"attn_implementation": "sdpa"}, use_remove_padding=False
-        ),
-        engine_config=FSDPEngineConfig(
-            strategy="fsdp2",
-            use_torch_compile=False,
-            use_dynamic_bsz=False,
-            micro_batch_size_per_gpu=2,
-            infer_micro_batch_size_per_gpu=2,
-            mixed_precision={"param_dtype": "fp32", "reduce_dtype": "fp32", "buffer_dtype": "fp32"},
-        ),
-        optimizer_config=FSDPOptimizerConfig(lr=1e-2),
-        checkpoint_config=CheckpointConfig(),
-    )
 
 
 def _left_right_padded_batch():
@@ -146,27 +123,11 @@ def nll_of_responses(model_output, data, dp_group=None):
     return -(log_probs * mask).sum() / mask.sum(), {}
 
 
-@pytest.fixture()
-def single_rank_gloo(monkeypatch):
-    """World size 1 on gloo in this process; the process group is destroyed afterwards."""
-    from actguide_plugin.cpu.verl_cpu_patches import activate
-
-    activate()
-    for key, value in {"WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}.items():
-        monkeypatch.setenv(key, value)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        monkeypatch.setenv("MASTER_PORT", str(probe.getsockname()[1]))
-    yield
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
-
-
 @pytest.mark.integration
-def test_training_worker_in_process_matches_hf_and_steps(single_rank_gloo, tiny_bytes_model):
+def test_training_worker_in_process_matches_hf_and_steps(single_rank_gloo, tiny_bytes_model, training_worker_config):
     from verl.workers.engine_workers import TrainingWorker
 
-    worker = TrainingWorker(_training_worker_config(tiny_bytes_model))
+    worker = TrainingWorker(training_worker_config(tiny_bytes_model))
     worker.reset()
     padded = _left_right_padded_batch()
 
@@ -180,7 +141,7 @@ def test_training_worker_in_process_matches_hf_and_steps(single_rank_gloo, tiny_
 
 
 @pytest.mark.integration
-def test_training_worker_through_ray_worker_group(cpu_ray, tiny_bytes_model):
+def test_training_worker_through_ray_worker_group(cpu_ray, tiny_bytes_model, training_worker_config):
     """The same worker as a verl RayWorkerGroup on the CPU platform's resource pool (needs the plugin hook)."""
     import ray
     from verl.single_controller.ray import RayClassWithInitArgs, RayResourcePool, RayWorkerGroup
@@ -190,7 +151,7 @@ def test_training_worker_through_ray_worker_group(cpu_ray, tiny_bytes_model):
     group = RayWorkerGroup(
         resource_pool=pool,
         ray_cls_with_init=RayClassWithInitArgs(
-            cls=ray.remote(TrainingWorker), config=_training_worker_config(tiny_bytes_model)
+            cls=ray.remote(TrainingWorker), config=training_worker_config(tiny_bytes_model)
         ),
         device_name="cpu",
     )

@@ -139,3 +139,23 @@ def test_mode_off_is_plain_grpo_through_the_same_path(demo_inputs):
     assert steps[1]["actguide/guided_groups"] == 0 and steps[1]["actguide/guided_trajectory_frac"] == 0
     assert steps[1]["actguide/trajectories_sampled"] == 2 * 4  # n per prompt, no probes
     assert steps[1]["actguide/hard_group_frac"] > 0  # the barrier is still measured
+
+
+def test_rollout_ratio_source_uses_the_guided_rollout_log_probs(demo_inputs):
+    """``actguide.ratio_source=rollout``: verl's bypass mode takes the rollout engine's log-probs (sampled on the
+    guided prompt) as the denominator; the prompt swap still puts the unguided prompt under the numerator."""
+    root, data, model = demo_inputs
+    steps, _ = run_demo(
+        root,
+        data,
+        model,
+        "bypass",
+        2,
+        "actguide.ratio_source=rollout",
+        "algorithm.rollout_correction.bypass_mode=true",
+        "actor_rollout_ref.rollout.calculate_log_probs=true",
+    )
+    assert total(steps, "actguide/rescued_groups") == 2
+    guided = [s for s in steps.values() if s.get("actguide/guided_tokens", 0) > 0]
+    assert guided and all(abs(s["actguide/guided_ratio_mean"] - 1.0) > 1e-4 for s in guided)
+    assert all(abs(s["actguide/unguided_ratio_mean"] - 1.0) < 1e-3 for s in steps.values())

@@ -6,8 +6,6 @@ loss and ratios verl reports are checked against a manual computation from the s
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch
 from tensordict import TensorDict
@@ -22,43 +20,6 @@ pytestmark = pytest.mark.integration
 PLAN_LEN, PROMPT_LEN, RESPONSE_LEN = 4, 5, 6
 IS_GUIDED = torch.tensor([1.0, 1.0, 0.0, 0.0])
 ADVANTAGES = torch.tensor([1.0, -1.0, 0.5, -0.5])
-
-
-@pytest.fixture()
-def single_rank_gloo(monkeypatch):
-    from actguide_plugin.cpu.verl_cpu_patches import activate
-
-    activate()
-    for key, value in {"WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}.items():
-        monkeypatch.setenv(key, value)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        monkeypatch.setenv("MASTER_PORT", str(probe.getsockname()[1]))
-    yield
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
-
-
-def worker_config(model_path):
-    from verl.trainer.config.config import CheckpointConfig
-    from verl.workers.config import FSDPEngineConfig, FSDPOptimizerConfig, HFModelConfig, TrainingWorkerConfig
-
-    return TrainingWorkerConfig(
-        model_type="language_model",
-        model_config=HFModelConfig(
-            path=str(model_path), override_config={"attn_implementation": "sdpa"}, use_remove_padding=False
-        ),
-        engine_config=FSDPEngineConfig(
-            strategy="fsdp2",
-            use_torch_compile=False,
-            use_dynamic_bsz=False,
-            micro_batch_size_per_gpu=2,
-            infer_micro_batch_size_per_gpu=4,
-            mixed_precision={"param_dtype": "fp32", "reduce_dtype": "fp32", "buffer_dtype": "fp32"},
-        ),
-        optimizer_config=FSDPOptimizerConfig(lr=1e-3),
-        checkpoint_config=CheckpointConfig(),
-    )
 
 
 def view(prompts: torch.Tensor, responses: torch.Tensor) -> TensorDict:
@@ -94,13 +55,13 @@ def response_log_probs(worker, padded: TensorDict) -> torch.Tensor:
     return no_padding_2_padding(output["log_probs"], engine_batch(padded))  # [batch, response_len]
 
 
-def test_guided_rows_use_the_guided_denominator_in_a_real_update(single_rank_gloo, tmp_path):
+def test_guided_rows_use_the_guided_denominator_in_a_real_update(single_rank_gloo, training_worker_config, tmp_path):
     from verl.utils.metric import reduce_metrics
     from verl.workers.config.actor import ActorConfig, PolicyLossConfig
     from verl.workers.engine_workers import TrainingWorker
 
     model = build_tiny_model(tmp_path / "model", vocab="bytes")
-    worker = TrainingWorker(worker_config(model))
+    worker = TrainingWorker(training_worker_config(model, lr=1e-3))
     worker.reset()
 
     g = torch.Generator().manual_seed(0)

@@ -65,29 +65,32 @@ def prompt_for(name: str, min_level: int) -> dict:
     }
 
 
-def test_worker_searches_each_group_and_publishes_exactly_n(
-    ray_and_tq, tmp_path, corpus_env, recipe_config, scripted_server, qwen_tokenizer
-):
+def run_worker(tmp_path, recipe_config, server, prompts, *overrides):
+    """Run our worker's training path for the prompts, all concurrently; return the worker (keep it alive:
+    the shared state actor lives as long as its handles do)."""
     model = build_tiny_model(tmp_path / "model", vocab="qwen")
     config = recipe_config(
         f"actor_rollout_ref.model.path={model}",
         f"actor_rollout_ref.rollout.n={N}",
-        "actor_rollout_ref.rollout.agent.num_workers=1",
-        "actguide.probe_m=2",
         "actor_rollout_ref.rollout.name=vllm",  # only named; the scripted server stands in for it
+        *overrides,
     )
     reward_worker = ray.remote(RewardLoopWorker).options(num_cpus=0).remote(config)
-    prompts = {name: prompt_for(name, level) for name, level in TASKS.items()}
 
     async def run():
-        worker = ActGuideAgentLoopWorkerImpl(config, scripted_server(qwen_tokenizer), None, [reward_worker])
+        worker = ActGuideAgentLoopWorkerImpl(config, server, None, [reward_worker])
         trajectory = {"step": 1, "sample_index": 0, "rollout_n": 0, "validate": False}
-        await asyncio.gather(
-            *(worker._run_prompt(dict(p), {"temperature": 1.0}, dict(trajectory)) for p in prompts.values())
-        )
+        await asyncio.gather(*(worker._run_prompt(dict(p), {"temperature": 1.0}, dict(trajectory)) for p in prompts))
         return worker
 
-    worker = asyncio.run(run())  # keep it alive: the shared state actor lives as long as its handles do
+    return asyncio.run(run())
+
+
+def test_worker_searches_each_group_and_publishes_exactly_n(
+    ray_and_tq, tmp_path, corpus_env, recipe_config, scripted_server, qwen_tokenizer
+):
+    prompts = {name: prompt_for(name, level) for name, level in TASKS.items()}
+    worker = run_worker(tmp_path, recipe_config, scripted_server(qwen_tokenizer), prompts.values())
 
     listing = tq.kv_list("train")["train"]
     for name, prompt in prompts.items():
@@ -124,23 +127,10 @@ def test_worker_searches_each_group_and_publishes_exactly_n(
 def test_drop_policy_publishes_no_trajectories_but_finishes_the_prompt(
     ray_and_tq, tmp_path, corpus_env, recipe_config, scripted_server, qwen_tokenizer
 ):
-    model = build_tiny_model(tmp_path / "model", vocab="qwen")
-    config = recipe_config(
-        f"actor_rollout_ref.model.path={model}",
-        f"actor_rollout_ref.rollout.n={N}",
-        "actor_rollout_ref.rollout.name=vllm",
-        "actguide.on_full_failure=drop",
-    )
-    reward_worker = ray.remote(RewardLoopWorker).options(num_cpus=0).remote(config)
     prompt = prompt_for("dropped", TASKS["impossible"])
-
-    async def run():
-        worker = ActGuideAgentLoopWorkerImpl(config, scripted_server(qwen_tokenizer), None, [reward_worker])
-        trajectory = {"step": 1, "sample_index": 0, "rollout_n": 0, "validate": False}
-        await worker._run_prompt(dict(prompt), {"temperature": 1.0}, trajectory)
-        return worker
-
-    worker = asyncio.run(run())
+    worker = run_worker(
+        tmp_path, recipe_config, scripted_server(qwen_tokenizer), [prompt], "actguide.on_full_failure=drop"
+    )
     listing = tq.kv_list("train")["train"]
     assert listing[prompt["uid"]]["status"] == "finished"
     assert not [k for k in listing if k.startswith(prompt["uid"] + "_")]  # verl's sync sampler pads the batch

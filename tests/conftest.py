@@ -1,0 +1,53 @@
+"""Fixtures shared by the CPU-mode and integration tests: verl's fsdp2 TrainingWorker in this process."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+
+
+def _training_worker_config(model_path: Path, lr: float = 1e-2):
+    from verl.trainer.config.config import CheckpointConfig
+    from verl.workers.config import FSDPEngineConfig, FSDPOptimizerConfig, HFModelConfig, TrainingWorkerConfig
+
+    return TrainingWorkerConfig(
+        model_type="language_model",
+        model_config=HFModelConfig(
+            path=str(model_path), override_config={"attn_implementation": "sdpa"}, use_remove_padding=False
+        ),
+        engine_config=FSDPEngineConfig(
+            strategy="fsdp2",
+            use_torch_compile=False,
+            use_dynamic_bsz=False,
+            micro_batch_size_per_gpu=2,
+            infer_micro_batch_size_per_gpu=2,
+            mixed_precision={"param_dtype": "fp32", "reduce_dtype": "fp32", "buffer_dtype": "fp32"},
+        ),
+        optimizer_config=FSDPOptimizerConfig(lr=lr),
+        checkpoint_config=CheckpointConfig(),
+    )
+
+
+@pytest.fixture(scope="session")
+def training_worker_config():
+    """Build a fp32 fsdp2 TrainingWorkerConfig for a model directory (verl's default bf16 is off by ~5e-2)."""
+    return _training_worker_config
+
+
+@pytest.fixture()
+def single_rank_gloo(monkeypatch):
+    """World size 1 on gloo in this process; the process group is destroyed afterwards."""
+    from actguide_plugin.cpu.verl_cpu_patches import activate
+
+    activate()
+    for key, value in {"WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}.items():
+        monkeypatch.setenv(key, value)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("MASTER_PORT", str(probe.getsockname()[1]))
+    yield
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
