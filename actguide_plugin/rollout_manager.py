@@ -153,10 +153,12 @@ class ActGuideAgentLoopWorkerImpl(AgentLoopWorkerTQ.__ray_actor_class__):
     async def _publish(self, outputs: list[Any], session_id: int, level: int, prompt: dict) -> None:
         """Put one chosen trajectory into TransferQueue with the fields the trainer's prompt swap reads."""
         final = outputs[-1]
+        # another agent loop (allowed with mode=off) samples unguided only: its prompt is the unguided view
+        unguided_prompt = final.extra_fields.get(UNGUIDED_PROMPT_FIELD, final.prompt_ids)
         fields = {
             IS_GUIDED_FIELD: torch.tensor(float(level > 0)),
             LEVEL_FIELD: torch.tensor(level, dtype=torch.int64),
-            UNGUIDED_PROMPTS_FIELD: torch.tensor(final.extra_fields[UNGUIDED_PROMPT_FIELD], dtype=torch.int64),
+            UNGUIDED_PROMPTS_FIELD: torch.tensor(unguided_prompt, dtype=torch.int64),
         }
         await super()._agent_loop_postprocess(outputs, False, **prompt, session_id=session_id, **fields)
 

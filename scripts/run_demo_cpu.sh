@@ -38,6 +38,9 @@ fi
 [[ -f "$MODEL_PATH/config.json" ]] || { echo "run_demo_cpu.sh: no config.json in MODEL_PATH=$MODEL_PATH" >&2; exit 2; }
 
 export ACTGUIDE_DEVICE=cpu RAY_AUTH_MODE=disabled TOKENIZERS_PARALLELISM=false
+# verl warns in every process about optional engines (megatron, veomni, ...) it cannot import on CPU
+export PYTHONWARNINGS="ignore::UserWarning:verl.workers.engine"
+export TQ_NUM_THREADS=${TQ_NUM_THREADS:-$(nproc)}
 export ACTGUIDE_CORPUS="$DATA_DIR/corpus.jsonl"
 export VERL_FILE_LOGGER_PATH="$WORK_DIR/metrics.jsonl"
 rm -f "$VERL_FILE_LOGGER_PATH"

@@ -415,6 +415,8 @@ def worker_env_vars() -> dict[str, str]:
         "RAY_AUTH_MODE": "disabled",
         "TOKENIZERS_PARALLELISM": "false",
         "OMP_NUM_THREADS": os.getenv("OMP_NUM_THREADS", "1"),
+        # TransferQueue defaults to 8 copy threads and warns on every put/get when the machine has fewer cores
+        "TQ_NUM_THREADS": os.getenv("TQ_NUM_THREADS", str(min(8, os.cpu_count() or 1))),
     }
 
 
