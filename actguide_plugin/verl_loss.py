@@ -31,7 +31,7 @@ import torch
 from verl.trainer.ppo.core_algos import agg_loss, register_policy_loss
 from verl.workers.utils.losses import ppo_loss
 
-from actguide_plugin.core.objective import ObjectiveConfig, actguide_token_losses, clip_diagnostics
+from actguide_plugin.core.objective import ObjectiveConfig, actguide_token_losses, clip_diagnostics, sequence_shift
 
 IS_GUIDED_KEY = "actguide_is_guided"  # [batch] 1 for rows sampled with guidance, 0 otherwise
 LOSS_NAME = "actguide"
@@ -108,7 +108,7 @@ def _loss_metrics(
             for key, value in part.items():
                 metrics[f"actguide/{name}_{key}"] = value
         if bool(is_guided.any()):
-            shift = ((old_log_prob - log_prob) * mask)[is_guided].sum(dim=-1)  # [guided rows]
+            shift = sequence_shift(old_log_prob, log_prob, mask)[is_guided]  # [guided rows]
             metrics["actguide/offpolicy_shift_mean"] = float(shift.mean())
             metrics["actguide/offpolicy_shift_sqmean"] = float((shift**2).mean())
     return metrics

@@ -7,7 +7,6 @@ policy we evaluate (which is always unguided).
 
 from __future__ import annotations
 
-import statistics
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -85,20 +84,3 @@ def _ratio_histogram(ratios: Sequence[float]) -> list[int]:
         index = next(i for i, (_, high) in enumerate(RATIO_BINS) if ratio <= high + 1e-12)
         counts[index] += 1
     return counts
-
-
-def shift_metrics(shifts: Sequence[float], levels: Sequence[int]) -> dict[str, float]:
-    """Mean and variance of the off-policy shift Δ over guided samples, overall and per level."""
-    if len(shifts) != len(levels):
-        raise ValueError(f"got {len(shifts)} shifts for {len(levels)} levels")
-    metrics: dict[str, float] = {}
-    by_level: dict[int, list[float]] = {}
-    for delta, level in zip(shifts, levels, strict=True):
-        by_level.setdefault(level, []).append(float(delta))
-    groups: list[tuple[str, list[float]]] = [("", [float(d) for d in shifts])]
-    groups += [(f"/level_{k}", v) for k, v in sorted(by_level.items())]
-    for suffix, values in groups:
-        if values:
-            metrics[f"offpolicy_shift_mean{suffix}"] = statistics.fmean(values)
-            metrics[f"offpolicy_shift_var{suffix}"] = statistics.pvariance(values)
-    return metrics

@@ -1,6 +1,6 @@
 import pytest
 
-from actguide_plugin.core.metrics import group_metrics, shift_metrics
+from actguide_plugin.core.metrics import group_metrics
 from actguide_plugin.core.search import GroupOutcome, GroupStatus, Probe
 
 
@@ -64,15 +64,6 @@ def test_unguided_accuracy_uses_final_group_when_no_search_ran():
 def test_dropped_group_counts_and_is_excluded_from_signal_after():
     m = group_metrics([outcome(GroupStatus.FULL_FAILED, 8, [], unguided=[0, 0])], float)
     assert m["dropped_groups"] == 1 and m["effective_signal_frac_after"] == 0.0
-
-
-def test_shift_metrics_overall_and_per_level():
-    m = shift_metrics([1.0, 3.0, 10.0], [1, 1, 4])
-    assert m["offpolicy_shift_mean"] == pytest.approx(14 / 3)
-    assert m["offpolicy_shift_mean/level_1"] == 2.0 and m["offpolicy_shift_var/level_1"] == 1.0
-    assert m["offpolicy_shift_var/level_4"] == 0.0
-    with pytest.raises(ValueError, match="shifts"):
-        shift_metrics([1.0], [1, 2])
 
 
 def test_plain_grpo_groups_still_report_the_reachability_barrier():
