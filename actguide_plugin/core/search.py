@@ -246,7 +246,7 @@ def register_level_finder(mode: str) -> Callable[[LevelFinder], LevelFinder]:
 
 @register_level_finder("fallback_full")
 async def _full_level(group: _Group, cache: LevelCache | None) -> int | None:
-    """No search: k = L. The guided group itself is the verification (see ``_resolve_fallback``)."""
+    """No search: k = L. The guided group itself is the verification (``run_group`` checks it)."""
     return group.num_actions
 
 
