@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     off = commands.add_parser("build-offline", help="embedded FanOutQA + offline Wikipedia dataset, no network")
     off.add_argument("-o", "--output-dir", type=Path, required=True)
     _add_split_and_prompt(off, val_ratio=0.25)
+    off.add_argument("--multi-hop-only", action="store_true",
+                     help="only whole FanOutQA questions, no single-hop tasks from their sub-questions")  # fmt: skip
 
     ins = commands.add_parser("inspect", help="stats of a produced parquet")
     ins.add_argument("parquet", type=Path)
@@ -138,12 +140,23 @@ def _print_convert_summary(result: ConvertResult, options: ConvertOptions) -> No
 
 def _run_build_offline(args: argparse.Namespace) -> int:
     stats = build_offline(
-        args.output_dir, val_ratio=args.val_ratio, seed=args.seed, system_prompt_file=args.system_prompt_file
+        args.output_dir,
+        val_ratio=args.val_ratio,
+        seed=args.seed,
+        system_prompt_file=args.system_prompt_file,
+        multi_hop_only=args.multi_hop_only,
     )
     print(
         f"{stats['covered_questions']} of {stats['questions']} FanOutQA dev questions fully covered by "
-        f"{stats['corpus_documents']} offline pages: train {stats['train']['rows']}, val {stats['val']['rows']}"
+        f"{stats['corpus_documents']} offline pages; rows: train {stats['train']['rows']}, val {stats['val']['rows']}"
     )
+    for source in stats["tasks"]:
+        print(f"  {source}: train {stats['train']['data_sources'].get(source, 0)}, "
+              f"val {stats['val']['data_sources'].get(source, 0)}")  # fmt: skip
+    if stats["single_hop"] is not None:
+        skipped = ", ".join(f"{why} {n}" for why, n in stats["single_hop"]["skipped"].items() if n)
+        print(f"  single-hop: {stats['single_hop']['kept']} of {stats['single_hop']['evidence_nodes']} "
+              f"evidence nodes kept; skipped: {skipped or 'none'}")  # fmt: skip
     for name in ("train.parquet", "val.parquet", CORPUS_FILE, "stats.json"):
         print(f"wrote {args.output_dir / name}")
     return 0

