@@ -58,3 +58,17 @@ def write_corpus():
 @pytest.fixture
 def corpus_path(tmp_path: Path) -> Path:
     return _write_corpus(tmp_path / "corpus.jsonl")
+
+
+@pytest.fixture()
+def call_tool():
+    """create -> execute -> release, with the keyword arguments ToolAgentLoop._call_tool uses."""
+
+    async def call(tool, arguments: dict):
+        instance_id, _ = await tool.create(create_kwargs={})
+        try:
+            return await tool.execute(instance_id, arguments, agent_data=None)
+        finally:
+            await tool.release(instance_id)
+
+    return call

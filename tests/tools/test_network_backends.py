@@ -85,23 +85,15 @@ def web_api_config(fake: FakeSerper, tmp_path, **backend) -> dict:
     }
 
 
-async def call(tool, arguments: dict):
-    instance_id, _ = await tool.create(create_kwargs={})
-    try:
-        return await tool.execute(instance_id, arguments, agent_data=None)
-    finally:
-        await tool.release(instance_id)
-
-
 @pytest.fixture(autouse=True)
 def api_key(monkeypatch):
     monkeypatch.setenv("TEST_SEARCH_KEY", API_KEY)
 
 
-async def test_web_api_search_and_visit(serper, tmp_path):
+async def test_web_api_search_and_visit(serper, tmp_path, call_tool):
     config = web_api_config(serper, tmp_path)
     search = WebSearchTool({**config, "topk": 2}, None)
-    response, _, metrics = await call(search, {"query": ["alpha"]})
+    response, _, metrics = await call_tool(search, {"query": ["alpha"]})
     assert metrics["errors"] == 0
     assert response.text == (
         'Results for "alpha":\n1. alpha result 0 — https://example.org/0\n   snippet 0\n'
@@ -109,78 +101,78 @@ async def test_web_api_search_and_visit(serper, tmp_path):
     )
     assert serper.requests == [("/search", {"q": "alpha", "num": 2}, API_KEY)]
     visit = WebVisitTool(config, None)
-    response, _, _ = await call(visit, {"url": ["https://example.org/0"]})
+    response, _, _ = await call_tool(visit, {"url": ["https://example.org/0"]})
     assert response.text == "Page: A page — https://example.org/0\nFull text of https://example.org/0"
 
 
-async def test_429_and_5xx_are_retried(serper, tmp_path):
+async def test_429_and_5xx_are_retried(serper, tmp_path, call_tool):
     serper.fail_next = [429, 503]
-    response, _, metrics = await call(WebSearchTool(web_api_config(serper, tmp_path), None), {"query": ["beta"]})
+    response, _, metrics = await call_tool(WebSearchTool(web_api_config(serper, tmp_path), None), {"query": ["beta"]})
     assert metrics["errors"] == 0 and metrics["failed_items"] == 0
     assert "beta result 0" in response.text
     assert len(serper.requests) == 3
 
 
-async def test_persistent_failure_is_error_text_and_metric(serper, tmp_path, caplog):
+async def test_persistent_failure_is_error_text_and_metric(serper, tmp_path, caplog, call_tool):
     serper.broken_queries = {"gamma"}
     caplog.set_level(logging.DEBUG)
     tool = WebSearchTool({**web_api_config(serper, tmp_path), "topk": 1}, None)
-    response, reward, metrics = await call(tool, {"query": ["gamma", "delta"]})
+    response, reward, metrics = await call_tool(tool, {"query": ["gamma", "delta"]})
     assert reward == 0.0 and metrics["failed_items"] == 1 and metrics["errors"] == 0
     assert 'Search for "gamma" failed: POST ' in response.text and "after 3 attempts: HTTP 500" in response.text
     assert 'Results for "delta"' in response.text
     assert API_KEY not in response.text and API_KEY not in caplog.text
 
 
-async def test_timeout_becomes_error_text(serper, tmp_path):
+async def test_timeout_becomes_error_text(serper, tmp_path, call_tool):
     serper.delay_s = 0.5
     tool = WebVisitTool(web_api_config(serper, tmp_path, timeout_s=0.1, max_attempts=2), None)
-    response, _, metrics = await call(tool, {"url": ["https://example.org/slow"]})
+    response, _, metrics = await call_tool(tool, {"url": ["https://example.org/slow"]})
     assert "Visit https://example.org/slow failed" in response.text and "timeout" in response.text
     assert metrics["failed_items"] == 1 and len(serper.requests) == 2
 
 
-async def test_cache_hits_skip_the_network_and_failures_are_not_cached(serper, tmp_path):
+async def test_cache_hits_skip_the_network_and_failures_are_not_cached(serper, tmp_path, call_tool):
     config = web_api_config(serper, tmp_path)
     search = WebSearchTool(config, None)
     serper.fail_next = [500] * 3
-    first, _, _ = await call(search, {"query": ["epsilon"]})
+    first, _, _ = await call_tool(search, {"query": ["epsilon"]})
     assert "failed" in first.text and len(serper.requests) == 3
-    second, _, _ = await call(search, {"query": ["epsilon"]})  # the failure was not cached: asks again
+    second, _, _ = await call_tool(search, {"query": ["epsilon"]})  # the failure was not cached: asks again
     assert "epsilon result 0" in second.text and len(serper.requests) == 4
-    third, _, _ = await call(search, {"query": ["epsilon", "zeta"]})  # epsilon from the cache, zeta fetched
+    third, _, _ = await call_tool(search, {"query": ["epsilon", "zeta"]})  # epsilon from the cache, zeta fetched
     assert third.text.startswith(second.text) and len(serper.requests) == 5
     other_topk = WebSearchTool({**config, "topk": 3}, None)
-    await call(other_topk, {"query": ["epsilon"]})  # another topk is another cache entry
+    await call_tool(other_topk, {"query": ["epsilon"]})  # another topk is another cache entry
     assert len(serper.requests) == 6
 
 
-async def test_cache_is_shared_across_processes_via_its_file(serper, tmp_path):
+async def test_cache_is_shared_across_processes_via_its_file(serper, tmp_path, call_tool):
     """A second backend instance on the same file (as in another worker process) is served from disk."""
-    await call(WebVisitTool(web_api_config(serper, tmp_path), None), {"url": ["https://example.org/1"]})
+    await call_tool(WebVisitTool(web_api_config(serper, tmp_path), None), {"url": ["https://example.org/1"]})
     fresh = WebVisitTool(web_api_config(serper, tmp_path, max_concurrency=3), None)  # another config -> new backend
-    response, _, _ = await call(fresh, {"url": ["https://example.org/1"]})
+    response, _, _ = await call_tool(fresh, {"url": ["https://example.org/1"]})
     assert "Full text of https://example.org/1" in response.text and len(serper.requests) == 1
 
 
-async def test_missing_key_is_reported_by_variable_name(serper, tmp_path, monkeypatch):
+async def test_missing_key_is_reported_by_variable_name(serper, tmp_path, monkeypatch, call_tool):
     monkeypatch.delenv("TEST_SEARCH_KEY")
-    response, _, metrics = await call(WebSearchTool(web_api_config(serper, tmp_path), None), {"query": ["x"]})
+    response, _, metrics = await call_tool(WebSearchTool(web_api_config(serper, tmp_path), None), {"query": ["x"]})
     assert "environment variable TEST_SEARCH_KEY is not set" in response.text
     assert metrics["errors"] == 1 and serper.requests == []
 
 
-async def test_unreachable_service_is_error_text(tmp_path, unused_tcp_port):
+async def test_unreachable_service_is_error_text(tmp_path, unused_tcp_port, call_tool):
     config = {
         "type": "native",
         "backend": {"name": "retrieval_server", "base_url": f"http://127.0.0.1:{unused_tcp_port}", **RETRY},
     }
-    response, _, metrics = await call(WebSearchTool(config, None), {"query": ["x"]})
+    response, _, metrics = await call_tool(WebSearchTool(config, None), {"query": ["x"]})
     assert response.text.startswith("Error: web_search failed: POST") and "connection error" in response.text
     assert metrics["errors"] == 1
 
 
-async def test_retrieval_server_backend_speaks_search_r1():
+async def test_retrieval_server_backend_speaks_search_r1(call_tool):
     """A Search-R1 server (documents with only 'contents'), one 503 first: retried, parsed, batched."""
     requests: list[dict] = []
 
@@ -202,7 +194,7 @@ async def test_retrieval_server_backend_speaks_search_r1():
             "type": "native",
             "backend": {"name": "retrieval_server", "base_url": str(server.make_url("")), **RETRY},
         }
-        response, _, metrics = await call(WebSearchTool({**config, "topk": 2}, None), {"query": ["q1", "q2"]})
+        response, _, metrics = await call_tool(WebSearchTool({**config, "topk": 2}, None), {"query": ["q1", "q2"]})
     assert metrics["errors"] == 0
     assert (
         response.text

@@ -14,15 +14,6 @@ from actguide_plugin.tools.search_tools import WebSearchTool, WebVisitTool
 TOOL_YAML_DIR = Path(__file__).resolve().parents[2] / "recipe" / "actguide" / "config" / "tools"
 
 
-async def call(tool, arguments: dict):
-    """create -> execute -> release, with the keyword arguments ToolAgentLoop._call_tool uses."""
-    instance_id, _ = await tool.create(create_kwargs={})
-    try:
-        return await tool.execute(instance_id, arguments, agent_data=None)
-    finally:
-        await tool.release(instance_id)
-
-
 @pytest.fixture
 def local_tools(corpus_path, monkeypatch):
     monkeypatch.setenv("ACTGUIDE_CORPUS", str(corpus_path))
@@ -43,8 +34,10 @@ def test_every_backend_yaml_builds_both_tools(name):
     assert search_schema["function"]["parameters"]["properties"]["query"]["type"] == "array"
 
 
-async def test_search_through_the_verl_interface(local_tools):
-    response, reward, metrics = await call(local_tools["web_search"], {"query": ["highest mountain", "Kubrick film"]})
+async def test_search_through_the_verl_interface(local_tools, call_tool):
+    response, reward, metrics = await call_tool(
+        local_tools["web_search"], {"query": ["highest mountain", "Kubrick film"]}
+    )
     assert reward == 0.0 and metrics["errors"] == 0 and metrics["failed_items"] == 0
     text = response.text
     assert text.startswith(
@@ -53,8 +46,8 @@ async def test_search_through_the_verl_interface(local_tools):
     assert 'Results for "Kubrick film":' in text and "Stanley Kubrick" in text
 
 
-async def test_visit_by_url_and_title(local_tools):
-    response, _, metrics = await call(
+async def test_visit_by_url_and_title(local_tools, call_tool):
+    response, _, metrics = await call_tool(
         local_tools["web_visit"],
         {"url": ["https://en.wikipedia.org/wiki/Paris", "mount_everest", "No Such Page"], "goal": "facts"},
     )
@@ -64,18 +57,18 @@ async def test_visit_by_url_and_title(local_tools):
     assert metrics["failed_items"] == 1 and metrics["errors"] == 0
 
 
-async def test_visit_keeps_the_head_and_marks_the_cut(corpus_path):
+async def test_visit_keeps_the_head_and_marks_the_cut(corpus_path, call_tool):
     tool = WebVisitTool(local_config(corpus_path, max_page_chars=100), None)
-    response, _, _ = await call(tool, {"url": ["Lorem Ipsum"]})
+    response, _, _ = await call_tool(tool, {"url": ["Lorem Ipsum"]})
     body = response.text.split("\n", 1)[1]
     assert body.startswith("Lorem ipsum dolor sit amet. " * 3)
     assert body.endswith("[truncated: showing the first 100 of 11200 characters]")
     assert len(body) < 100 + 80
 
 
-async def test_search_limits_queries_per_call_and_snippet_length(corpus_path):
+async def test_search_limits_queries_per_call_and_snippet_length(corpus_path, call_tool):
     tool = WebSearchTool(local_config(corpus_path, max_queries_per_call=1, snippet_chars=20, topk=1), None)
-    response, _, _ = await call(tool, {"query": ["lorem", "Paris"]})
+    response, _, _ = await call_tool(tool, {"query": ["lorem", "Paris"]})
     assert 'Results for "lorem"' in response.text and '"Paris"' not in response.text
     assert "[1 more queries not run: at most 1 per call]" in response.text
     assert "   Lorem ipsum dolor …" in response.text
@@ -90,37 +83,37 @@ async def test_search_limits_queries_per_call_and_snippet_length(corpus_path):
         ({"query": {"q": "x"}}, "a list of strings"),
     ],
 )
-async def test_bad_arguments_become_error_text(local_tools, arguments, message):
-    response, reward, metrics = await call(local_tools["web_search"], arguments)
+async def test_bad_arguments_become_error_text(local_tools, arguments, message, call_tool):
+    response, reward, metrics = await call_tool(local_tools["web_search"], arguments)
     assert response.text.startswith("Error: ") and message in response.text
     assert reward == 0.0 and metrics["errors"] == 1
 
 
-async def test_a_bare_string_query_is_accepted(local_tools):
-    response, _, metrics = await call(local_tools["web_search"], {"query": "Everest"})
+async def test_a_bare_string_query_is_accepted(local_tools, call_tool):
+    response, _, metrics = await call_tool(local_tools["web_search"], {"query": "Everest"})
     assert metrics["errors"] == 0 and "Mount Everest" in response.text
 
 
-async def test_bad_goal_is_reported(local_tools):
-    response, _, metrics = await call(local_tools["web_visit"], {"url": ["Paris"], "goal": 3})
+async def test_bad_goal_is_reported(local_tools, call_tool):
+    response, _, metrics = await call_tool(local_tools["web_visit"], {"url": ["Paris"], "goal": 3})
     assert "'goal' must be a string" in response.text and metrics["errors"] == 1
 
 
-async def test_missing_corpus_is_error_text_not_a_crash(tmp_path):
+async def test_missing_corpus_is_error_text_not_a_crash(tmp_path, call_tool):
     tool = WebSearchTool(local_config(tmp_path / "absent.jsonl"), None)
-    response, _, metrics = await call(tool, {"query": ["x"]})
+    response, _, metrics = await call_tool(tool, {"query": ["x"]})
     assert response.text.startswith("Error: web_search failed: corpus file not found")
     assert metrics["errors"] == 1
 
 
-async def test_local_backend_needs_no_network(corpus_path, monkeypatch):
+async def test_local_backend_needs_no_network(corpus_path, monkeypatch, call_tool):
     def refuse(*args, **kwargs):
         raise OSError("network disabled in this test")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     tool = WebSearchTool(local_config(corpus_path), None)
-    response, _, metrics = await call(tool, {"query": ["capital of France"]})
+    response, _, metrics = await call_tool(tool, {"query": ["capital of France"]})
     assert metrics["errors"] == 0 and "Paris" in response.text
 
 
