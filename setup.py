@@ -44,7 +44,7 @@ setup(
     },
     entry_points={
         # `import verl` loads this group in every process (driver and Ray workers).
-        "verl.plugins": ["actguide = actguide_plugin.verl_plugin"],
+        "verl.plugins": ["actguide = actguide_plugin.verl_glue.plugin"],
         "console_scripts": [
             "actguide-preprocess = data_preprocess.cli:main",
             "actguide-retriever = actguide_plugin.retriever.server:main",

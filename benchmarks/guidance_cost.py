@@ -24,7 +24,7 @@ import asyncio
 import random
 from dataclasses import dataclass
 
-from actguide_plugin.core.cache import LevelCache
+from actguide_plugin.core.level_cache import LevelCache
 from actguide_plugin.core.search import GroupStatus, SearchConfig, run_group
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +27,6 @@ from data_preprocess.postprocess import (
 from data_preprocess.records import InputFileError, RecordError
 from data_preprocess.stats import format_report, inspect_parquet
 
-LOG_LEVEL_ENV = "ACTGUIDE_LOG_LEVEL"
 MAX_ERRORS_SHOWN = 20
 
 
@@ -177,9 +175,8 @@ _COMMANDS = {"convert": _run_convert, "build-offline": _run_build_offline, "insp
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(
-        level=os.environ.get(LOG_LEVEL_ENV, "WARNING").upper(), format="%(levelname)s %(name)s: %(message)s"
-    )
+    # module loggers carry their level (ACTGUIDE_LOGGING_LEVEL, see actguide_plugin.logs); this only adds a handler
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "inspect" and args.max_prompt_length is not None and not args.tokenizer:

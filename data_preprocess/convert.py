@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import logging
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -21,6 +20,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from actguide_plugin.logs import get_logger
 from data_preprocess.formats import FORMATS, FieldMap, ParsedTask, answer_text, detect_format
 from data_preprocess.output import (
     TRAIN,
@@ -36,7 +36,7 @@ from data_preprocess.postprocess import ActionPolicy, answer_matches
 from data_preprocess.records import InputFileError, RecordError, RecordReader, SourceRecord, reason_category
 from data_preprocess.stats import dataset_stats
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 ON_ERROR = ("fail", "skip")
 PROGRESS_MIN_RECORDS = 1000

@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from actguide_plugin.logs import get_logger
 from data_preprocess.formats import VISIT_TOOL, FanOutQAFormat, FanOutQAStep, FieldMap, ParsedTask, wikipedia_url
 from data_preprocess.output import (
     TRAIN,
@@ -44,7 +44,7 @@ from data_preprocess.postprocess import DEFAULT_TOOLS
 from data_preprocess.records import RecordError
 from data_preprocess.stats import dataset_stats
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 DATA_SOURCE = "fanoutqa_offline"
 SINGLE_HOP_SOURCE = "fanoutqa_offline_singlehop"

@@ -22,7 +22,6 @@ import contextlib
 import hashlib
 import importlib.resources
 import json
-import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
@@ -34,11 +33,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from actguide_plugin.core.actions import Action, dumps_actions
+from actguide_plugin.logs import get_logger
+from actguide_plugin.names import AGENT_NAME
 from data_preprocess.formats import ParsedTask, answer_text
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
-AGENT_NAME = "actguide_tool_agent"
 ABILITY = "search"
 REWARD_STYLE = "rule"
 TRAIN, VAL = "train", "val"

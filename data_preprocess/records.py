@@ -9,14 +9,15 @@ back as a record with ``error`` set, so the caller decides between ``--on-error 
 from __future__ import annotations
 
 import json
-import logging
 import re
 from collections.abc import Iterator, Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-logger = logging.getLogger(__name__)
+from actguide_plugin.logs import get_logger
+
+logger = get_logger(__name__)
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 JSON_SUFFIXES = (".json",)

@@ -2,8 +2,9 @@
 # The CPU demo: a few ActGuide-RL steps of verl's real V1 trainer on this machine, nothing external.
 #   1. builds the offline FanOutQA/Wikipedia dataset and corpus (actguide-preprocess build-offline);
 #   2. builds a tiny random Qwen3-architecture model with the Qwen vocabulary (or uses MODEL_PATH);
-#   3. runs python -m recipe.actguide.main_actguide on CPU (fsdp2 actor, HF rollout server, local BM25 tools,
-#      rule reward), then prints the actguide/* metrics per step and where the logs and checkpoint went.
+#   3. runs python -m recipe.actguide.main_actguide --config-name actguide_cpu (fsdp2 actor, HF rollout server,
+#      local BM25 tools, rule reward), then prints the actguide/* metrics per step and where the logs and
+#      checkpoint went.
 # Settable: STEPS [2], MODE [fallback_adaptive], MODEL_PATH [tiny model], ROLLOUT [hf; scripted = deterministic
 # level-dependent answers for tests], WORK_DIR [./runs/demo_cpu], DATA_DIR [$WORK_DIR/data], N [4] rollouts per
 # prompt, BATCH [2] prompts per step, RESPONSE_LEN [128] response tokens (all turns). Extra hydra overrides may follow.
@@ -32,23 +33,20 @@ if [[ -z "${MODEL_PATH:-}" ]]; then
   MODEL_PATH="$WORK_DIR/tiny-qwen3"
   if [[ ! -f "$MODEL_PATH/config.json" ]]; then
     echo "== building a tiny random Qwen3 model in $MODEL_PATH"
-    "$PYTHON" -m actguide_plugin.tiny_model "$MODEL_PATH" --vocab qwen
+    "$PYTHON" -m actguide_plugin.cpu.tiny_model "$MODEL_PATH" --vocab qwen
   fi
 fi
 [[ -f "$MODEL_PATH/config.json" ]] || { echo "run_demo_cpu.sh: no config.json in MODEL_PATH=$MODEL_PATH" >&2; exit 2; }
 
-export ACTGUIDE_DEVICE=cpu RAY_AUTH_MODE=disabled TOKENIZERS_PARALLELISM=false
+export TOKENIZERS_PARALLELISM=false
 # verl warns in every process about optional engines (megatron, veomni, ...) it cannot import on CPU
 export PYTHONWARNINGS="ignore::UserWarning:verl.workers.engine"
-export TQ_NUM_THREADS=${TQ_NUM_THREADS:-$(nproc)}
 export ACTGUIDE_CORPUS="$DATA_DIR/corpus.jsonl"
 export VERL_FILE_LOGGER_PATH="$WORK_DIR/metrics.jsonl"
 rm -f "$VERL_FILE_LOGGER_PATH"
-mapfile -t CPU_OVERRIDES < <("$PYTHON" -c 'from actguide_plugin.cpu import cpu_overrides; print("\n".join(cpu_overrides()))')
 
 echo "== training: $STEPS steps, mode=$MODE, rollout=$ROLLOUT, $BATCH prompts x $N rollouts per step"
-"$PYTHON" -m recipe.actguide.main_actguide \
-  "${CPU_OVERRIDES[@]}" \
+"$PYTHON" -m recipe.actguide.main_actguide --config-name actguide_cpu \
   actguide.mode="$MODE" \
   actor_rollout_ref.rollout.name="$ROLLOUT" \
   data.train_files="$DATA_DIR/train.parquet" \
@@ -80,5 +78,5 @@ echo "== training: $STEPS steps, mode=$MODE, rollout=$ROLLOUT, $BATCH prompts x 
 
 echo
 echo "== ActGuide metrics per step (full log: $VERL_FILE_LOGGER_PATH)"
-"$PYTHON" -m actguide_plugin.run_summary "$VERL_FILE_LOGGER_PATH"
+"$PYTHON" -m actguide_plugin.cpu.run_summary "$VERL_FILE_LOGGER_PATH"
 echo "checkpoint: $WORK_DIR/checkpoints (warm-start cache: global_step_*/actguide_level_cache.json)"

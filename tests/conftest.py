@@ -1,4 +1,5 @@
-"""Fixtures shared by the CPU-mode and integration tests: verl's fsdp2 TrainingWorker in this process."""
+"""Fixtures shared by every test tier: tiny models built once per session, verl's fsdp2 TrainingWorker in this
+process."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from actguide_plugin.cpu.tiny_model import build_tiny_model
 
 
 def _training_worker_config(model_path: Path, lr: float = 1e-2):
@@ -40,7 +43,7 @@ def training_worker_config():
 @pytest.fixture()
 def single_rank_gloo(monkeypatch):
     """World size 1 on gloo in this process; the process group is destroyed afterwards."""
-    from actguide_plugin.cpu.verl_cpu_patches import activate
+    from actguide_plugin.cpu import activate
 
     activate()
     for key, value in {"WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}.items():
@@ -51,3 +54,15 @@ def single_rank_gloo(monkeypatch):
     yield
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+
+
+@pytest.fixture(scope="session")
+def tiny_bytes_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random 2-layer Qwen3 model with the byte-level tokenizer (fast to build and run)."""
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-bytes", vocab="bytes", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random 2-layer Qwen3 model with the real Qwen vocabulary (tokenizer conversion cached on disk)."""
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-qwen", vocab="qwen", seed=0)

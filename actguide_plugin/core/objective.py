@@ -15,7 +15,7 @@ recomputes on the guided view. Hence the math here only sees ``logp_new`` (ungui
 * ``cap`` — no trust region, the ratio is only capped at ``guided_ratio_cap``;
 * ``shaping`` — LUFFY-style policy shaping, the ratio enters as r / (r + γ).
 
-Pure torch, no verl: the verl glue (:mod:`actguide_plugin.verl_loss`) calls these functions.
+Pure torch, no verl: the verl glue (:mod:`actguide_plugin.verl_glue.loss`) calls these functions.
 """
 
 from __future__ import annotations

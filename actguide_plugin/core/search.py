@@ -29,8 +29,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from actguide_plugin.core.cache import LevelCache
 from actguide_plugin.core.guidance import level_from_ratio
+from actguide_plugin.core.level_cache import LevelCache
 
 T = TypeVar("T")
 RolloutFn = Callable[[int, int], Awaitable[Sequence[T]]]
@@ -90,6 +90,7 @@ class SearchConfig:
     reuse_probes: str = "all"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "ladder", tuple(self.ladder))  # configs hand over lists
         if self.mode not in MODES:
             raise ValueError(f"actguide.mode={self.mode!r} is not one of {sorted(MODES)}")
         if self.n < 1:

@@ -9,16 +9,15 @@ their log-probs, which the scripted policy uses to hand real log-probs for scrip
 
 from __future__ import annotations
 
-import logging
-import os
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 
-logger = logging.getLogger(__name__)
-logger.setLevel(os.getenv("ACTGUIDE_LOGGING_LEVEL", "WARNING"))
+from actguide_plugin.logs import get_logger
+
+logger = get_logger(__name__)
 
 
 @dataclass(frozen=True)

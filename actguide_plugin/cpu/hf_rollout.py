@@ -15,7 +15,7 @@ HF-``generate`` server into the same registries, so verl's agent-loop manager ta
 - :class:`HFReplica` — the ``RolloutReplica`` that starts the server (``launch_servers``).
 
 Registration (``RolloutReplicaRegistry`` and ``verl.workers.rollout.base._ROLLOUT_REGISTRY``) lives in
-:func:`actguide_plugin.cpu.verl_cpu_patches.register_rollout_backends`, by name, so that importing verl (which
+:func:`actguide_plugin.cpu.platform.register_rollout_backends`, by name, so that importing verl (which
 activates CPU mode) never has to import this module.
 
 verl 0.9.1 APIs relied on: ``verl.workers.rollout.replica.{RolloutReplica, TokenOutput}``,
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import logging
 import os
 import threading
 from collections.abc import Iterable
@@ -43,11 +42,12 @@ from verl.workers.rollout.base import BaseRollout
 from verl.workers.rollout.replica import RolloutReplica, TokenOutput
 from verl.workers.rollout.utils import ensure_async_iterator
 
+from actguide_plugin.logs import get_logger
+
 from .hf_engine import HFGenerator, Sampling
 from .scripted_policy import LevelFn, level_from_prompt, scripted_response
 
-logger = logging.getLogger(__name__)
-logger.setLevel(os.getenv("ACTGUIDE_LOGGING_LEVEL", "WARNING"))
+logger = get_logger(__name__)
 
 WEIGHT_BUCKET_BYTES = 64 << 20  # tensors per Ray call when pushing weights (a tiny model fits in one)
 

@@ -32,11 +32,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from actguide_plugin.logs import get_logger
 from actguide_plugin.tools.bm25_index import LocalIndex, ScoredDocument, get_local_index
 from actguide_plugin.tools.formatting import shorten
 
-logger = logging.getLogger(__name__)
-logger.setLevel(os.getenv("ACTGUIDE_LOGGING_LEVEL", "WARNING"))
+logger = get_logger(__name__)
 
 
 @dataclass(frozen=True)

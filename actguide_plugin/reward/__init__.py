@@ -40,17 +40,16 @@ Returned extras (every key, every time, all numeric so verl can average them): `
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from typing import Any
 
+from actguide_plugin.logs import get_logger
 from actguide_plugin.reward.answer import extract_answer, parse_gold_answers, rule_match
 from actguide_plugin.reward.judge import JudgeConfig, JudgeError, judge_answer
 from actguide_plugin.tools.httpclient import RetryPolicy
 
-logger = logging.getLogger(__name__)
-logger.setLevel(os.getenv("ACTGUIDE_LOGGING_LEVEL", "WARNING"))
+logger = get_logger(__name__)
 
 REWARD_MODES = ("rule", "judge")
 _RETRY_KWARGS = {

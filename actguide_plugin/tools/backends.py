@@ -16,7 +16,6 @@ import asyncio
 import dataclasses
 import hashlib
 import json
-import logging
 import os
 import threading
 from abc import ABC, abstractmethod
@@ -24,6 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
+from actguide_plugin.logs import get_logger
 from actguide_plugin.tools.bm25_index import LocalIndex, get_local_index
 from actguide_plugin.tools.cache import SQLiteCache
 from actguide_plugin.tools.config import (
@@ -36,8 +36,7 @@ from actguide_plugin.tools.config import (
 )
 from actguide_plugin.tools.httpclient import HttpCallError, JsonHttpClient
 
-logger = logging.getLogger(__name__)
-logger.setLevel(os.getenv("ACTGUIDE_LOGGING_LEVEL", "WARNING"))
+logger = get_logger(__name__)
 
 T = TypeVar("T")
 

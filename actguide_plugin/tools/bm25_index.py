@@ -24,10 +24,10 @@ from pathlib import Path
 import bm25s
 import numpy as np
 
+from actguide_plugin.logs import get_logger
 from actguide_plugin.tools.corpus import Corpus, Document, load_corpus
 
-logger = logging.getLogger(__name__)
-logger.setLevel(os.getenv("ACTGUIDE_LOGGING_LEVEL", "WARNING"))
+logger = get_logger(__name__)
 # bm25s sets its own logger to DEBUG at import; its per-build chatter would flood rollout worker logs.
 logging.getLogger("bm25s").setLevel(logging.WARNING)
 

@@ -15,8 +15,6 @@ keeps one of each per running loop.
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 import random
 import weakref
 from dataclasses import dataclass
@@ -24,8 +22,9 @@ from typing import Any
 
 import httpx
 
-logger = logging.getLogger(__name__)
-logger.setLevel(os.getenv("ACTGUIDE_LOGGING_LEVEL", "WARNING"))
+from actguide_plugin.logs import get_logger
+
+logger = get_logger(__name__)
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _BODY_EXCERPT_CHARS = 200

@@ -12,8 +12,6 @@ third element of ``execute``'s result carries the metrics (``errors``, ``failed_
 
 from __future__ import annotations
 
-import logging
-import os
 import time
 from typing import Any, ClassVar
 
@@ -21,12 +19,12 @@ from verl.tools.base_tool import BaseTool
 from verl.tools.schemas import OpenAIFunctionToolSchema, ToolResponse
 from verl.utils.rollout_trace import rollout_trace_op
 
+from actguide_plugin.logs import get_logger
 from actguide_plugin.tools.backends import Failed, SearchBackend, get_backend, parse_backend_config
 from actguide_plugin.tools.config import SearchToolConfig, VisitToolConfig, parse_config
 from actguide_plugin.tools.formatting import format_search, format_visit
 
-logger = logging.getLogger(__name__)
-logger.setLevel(os.getenv("ACTGUIDE_LOGGING_LEVEL", "WARNING"))
+logger = get_logger(__name__)
 
 
 class ToolArgumentError(ValueError):

@@ -1,25 +1,65 @@
 """Hydra entry point of the ActGuide-RL recipe: ``python -m recipe.actguide.main_actguide`` (or ``actguide-train``).
 
 Same flow as verl's ``verl.trainer.main_ppo`` (device detection, config validation, Ray, TaskRunner), with
-ActGuide's TaskRunner and a check of the settings the recipe needs.
+ActGuide's TaskRunner, the checks of the settings the recipe needs (the ``actguide:`` section included) before Ray
+starts, and CPU mode for ``--config-name actguide_cpu`` (``trainer.device=cpu``).
 """
+
+import sys
 
 import hydra
 
-from actguide_plugin.trainer import ActGuideTaskRunner, check_verl_config
+from actguide_plugin.verl_glue.config import actguide_config, check_verl_config
+from actguide_plugin.verl_glue.trainer_v1 import ActGuideTaskRunner
+
+CONFIG_NAME = "actguide_trainer"
 
 
-@hydra.main(config_path="config", config_name="actguide_trainer", version_base=None)
-def main(config) -> None:
+@hydra.main(config_path="config", config_name=CONFIG_NAME, version_base=None)
+def run(config) -> None:
     from verl.trainer.main_ppo import run_ppo
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import validate_config
     from verl.utils.device import auto_set_device
 
+    if config.trainer.device == "cpu":
+        from actguide_plugin.cpu import activate
+
+        activate()  # the driver; Ray workers activate through the runtime_env of actguide_cpu.yaml
     auto_set_device(config)
     check_verl_config(config)
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
     run_ppo(config, task_runner_class=ActGuideTaskRunner)
+
+
+def _check_printed_config(argv: list[str]) -> None:
+    """``--cfg job`` prints the config without running ``run``: validate the ``actguide:`` section first."""
+    from hydra import compose, initialize_config_module
+
+    config_name, overrides, skip = CONFIG_NAME, [], False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+        elif arg in ("--config-name", "-cn"):
+            config_name, skip = argv[i + 1], True
+        elif arg.startswith("--config-name="):
+            config_name = arg.split("=", 1)[1]
+        elif arg in ("--cfg", "-c", "--package", "-p"):
+            skip = True
+        elif not arg.startswith(("-", "hydra.", "+hydra.")):
+            overrides.append(arg)
+    with initialize_config_module(config_module="recipe.actguide.config", version_base=None):
+        config = compose(config_name=config_name, overrides=overrides)
+    try:
+        actguide_config(config)
+    except ValueError as err:
+        sys.exit(f"error: {err}")
+
+
+def main() -> None:
+    if any(arg in ("--cfg", "-c") or arg.startswith("--cfg=") for arg in sys.argv[1:]):
+        _check_printed_config(sys.argv[1:])
+    run()
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ def test_core_imports_and_runs_with_verl_absent():
         import asyncio, sys
         sys.modules["verl"] = None  # any `import verl...` now raises ImportError
         import torch
-        from actguide_plugin.core import actions, cache, guidance, metrics, objective, search
+        from actguide_plugin.core import actions, guidance, level_cache, metrics, objective, search
 
         async def rollout(level, count):
             return [float(level >= 2)] * count

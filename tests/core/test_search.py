@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from actguide_plugin.core.cache import LevelCache
+from actguide_plugin.core.level_cache import LevelCache
 from actguide_plugin.core.search import GroupStatus, SearchConfig, run_group
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from actguide_plugin.tiny_model import build_tiny_model, load_tokenizer
+from actguide_plugin.cpu.tiny_model import build_tiny_model, load_tokenizer
 
 # Qwen2.5 / Qwen3 ids of the tokens our chat template and agent loops use.
 QWEN_IDS = {

@@ -6,9 +6,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from actguide_plugin.core.actions import Action, loads_actions
+from actguide_plugin.names import AGENT_NAME
 from data_preprocess.formats import ParsedTask
 from data_preprocess.output import (
-    AGENT_NAME,
     StagedOutputs,
     TaskRecord,
     build_splits,

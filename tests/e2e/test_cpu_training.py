@@ -20,10 +20,9 @@ import torch
 
 from actguide_plugin.core.actions import Action
 from actguide_plugin.cpu.scripted_policy import task_marker
-from actguide_plugin.tiny_model import build_tiny_model
 from data_preprocess.cli import main as preprocess
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 ACTIONS = [
@@ -45,7 +44,7 @@ CORPUS = [
 
 
 @pytest.fixture(scope="module")
-def demo_inputs(tmp_path_factory):
+def demo_inputs(tmp_path_factory, tiny_bytes_model):
     root = tmp_path_factory.mktemp("e2e")
     records = root / "records.jsonl"
     with records.open("w", encoding="utf-8") as f:
@@ -62,8 +61,7 @@ def demo_inputs(tmp_path_factory):
     assert preprocess(["convert", str(records), "-o", str(data), "--format", "actions", "--val-ratio", "0"]) == 0
     shutil.copy(data / "train.parquet", data / "val.parquet")  # validation is not run (test_freq=-1)
     (data / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in CORPUS), encoding="utf-8")
-    model = build_tiny_model(root / "model", vocab="bytes")
-    return root, data, model
+    return root, data, tiny_bytes_model
 
 
 def run_demo(root: Path, data: Path, model: Path, work: str, steps: int, *overrides: str, mode="fallback_adaptive"):

@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 from verl.workers.rollout.replica import TokenOutput
 
 from actguide_plugin.cpu.scripted_policy import scripted_response
-from actguide_plugin.tiny_model import load_tokenizer
+from actguide_plugin.cpu.tiny_model import load_tokenizer
 
 RECIPE_CONFIG = Path(__file__).resolve().parents[2] / "recipe" / "actguide" / "config"
 CORPUS = [

@@ -11,9 +11,8 @@ import torch
 from tensordict import TensorDict
 
 from actguide_plugin.core.objective import ObjectiveConfig, actguide_token_losses
-from actguide_plugin.rollout_manager import IS_GUIDED_FIELD
-from actguide_plugin.tiny_model import build_tiny_model
-from actguide_plugin.verl_loss import make_actguide_loss_fn
+from actguide_plugin.names import IS_GUIDED_FIELD
+from actguide_plugin.verl_glue.loss import make_actguide_loss_fn
 
 pytestmark = pytest.mark.integration
 
@@ -55,13 +54,14 @@ def response_log_probs(worker, padded: TensorDict) -> torch.Tensor:
     return no_padding_2_padding(output["log_probs"], engine_batch(padded))  # [batch, response_len]
 
 
-def test_guided_rows_use_the_guided_denominator_in_a_real_update(single_rank_gloo, training_worker_config, tmp_path):
+def test_guided_rows_use_the_guided_denominator_in_a_real_update(
+    single_rank_gloo, training_worker_config, tiny_bytes_model
+):
     from verl.utils.metric import reduce_metrics
     from verl.workers.config.actor import ActorConfig, PolicyLossConfig
     from verl.workers.engine_workers import TrainingWorker
 
-    model = build_tiny_model(tmp_path / "model", vocab="bytes")
-    worker = TrainingWorker(training_worker_config(model, lr=1e-3))
+    worker = TrainingWorker(training_worker_config(tiny_bytes_model, lr=1e-3))
     worker.reset()
 
     g = torch.Generator().manual_seed(0)

@@ -10,11 +10,12 @@ from verl.experimental.agent_loop.agent_loop import DictConfigWrap, ToolListWrap
 from verl.tools.tool_registry import load_all_tools
 from verl.utils.dataset.rl_dataset import RLHFDataset
 
-from actguide_plugin.agent_loop import AGENT_NAME, LEVEL_FIELD, UNGUIDED_PROMPT_FIELD, ActGuideToolAgentLoop
 from actguide_plugin.core.actions import Action, dumps_actions
 from actguide_plugin.core.guidance import level_in_text
 from actguide_plugin.cpu.scripted_policy import task_marker
+from actguide_plugin.names import AGENT_NAME, LEVEL_FIELD, UNGUIDED_PROMPT_IDS_FIELD
 from actguide_plugin.reward import compute_score
+from actguide_plugin.verl_glue.agent_loop import ActGuideToolAgentLoop
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +83,7 @@ def test_level_zero_prompt_is_the_chat_template_of_the_original_messages(qwen_to
         sample(2)["raw_prompt"], tools=loop.tool_schemas, add_generation_prompt=True, tokenize=True, return_dict=True
     )["input_ids"]
     assert output.prompt_ids == expected
-    assert output.extra_fields[UNGUIDED_PROMPT_FIELD] == output.prompt_ids
+    assert output.extra_fields[UNGUIDED_PROMPT_IDS_FIELD] == output.prompt_ids
     assert output.extra_fields[LEVEL_FIELD] == 0
 
 
@@ -92,7 +93,7 @@ def test_guided_run_keeps_unguided_prompt_ids_and_unchanged_response_ids(qwen_to
     guided_text = qwen_tokenizer.decode(output.prompt_ids)
     assert level_in_text(guided_text) == 2 and server.prompts[0] == output.prompt_ids  # sampled on G_2
     # unguided view = re-tokenized original messages (same template and tool schemas) ...
-    assert output.extra_fields[UNGUIDED_PROMPT_FIELD] == unguided_output.prompt_ids
+    assert output.extra_fields[UNGUIDED_PROMPT_IDS_FIELD] == unguided_output.prompt_ids
     # ... followed by exactly the response tokens produced: model tokens where mask=1, tool output where 0
     model_tokens = [t for t, m in zip(output.response_ids, output.response_mask, strict=True) if m == 1]
     assert model_tokens == [t for ids in server.responses for t in ids]

@@ -19,14 +19,9 @@ from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
 
 from actguide_plugin.core.actions import Action, dumps_actions
 from actguide_plugin.cpu.scripted_policy import task_marker
-from actguide_plugin.rollout_manager import (
-    IS_GUIDED_FIELD,
-    LEVEL_FIELD,
-    UNGUIDED_PROMPTS_FIELD,
-    ActGuideAgentLoopWorkerImpl,
-)
-from actguide_plugin.state import state_actor
-from actguide_plugin.tiny_model import build_tiny_model
+from actguide_plugin.names import IS_GUIDED_FIELD, LEVEL_FIELD, UNGUIDED_PROMPT_IDS_FIELD
+from actguide_plugin.verl_glue.rollout_v1 import ActGuideAgentLoopWorkerImpl
+from actguide_plugin.verl_glue.state import state_actor
 
 pytestmark = pytest.mark.integration
 
@@ -65,10 +60,9 @@ def prompt_for(name: str, min_level: int) -> dict:
     }
 
 
-def run_worker(tmp_path, recipe_config, server, prompts, *overrides):
+def run_worker(model, recipe_config, server, prompts, *overrides):
     """Run our worker's training path for the prompts, all concurrently; return the worker (keep it alive:
     the shared state actor lives as long as its handles do)."""
-    model = build_tiny_model(tmp_path / "model", vocab="qwen")
     config = recipe_config(
         f"actor_rollout_ref.model.path={model}",
         f"actor_rollout_ref.rollout.n={N}",
@@ -87,10 +81,10 @@ def run_worker(tmp_path, recipe_config, server, prompts, *overrides):
 
 
 def test_worker_searches_each_group_and_publishes_exactly_n(
-    ray_and_tq, tmp_path, corpus_env, recipe_config, scripted_server, qwen_tokenizer
+    ray_and_tq, tiny_qwen_model, corpus_env, recipe_config, scripted_server, qwen_tokenizer
 ):
     prompts = {name: prompt_for(name, level) for name, level in TASKS.items()}
-    worker = run_worker(tmp_path, recipe_config, scripted_server(qwen_tokenizer), prompts.values())
+    worker = run_worker(tiny_qwen_model, recipe_config, scripted_server(qwen_tokenizer), prompts.values())
 
     listing = tq.kv_list("train")["train"]
     for name, prompt in prompts.items():
@@ -98,7 +92,7 @@ def test_worker_searches_each_group_and_publishes_exactly_n(
         assert listing[uid]["status"] == "finished", name
         keys = sorted(k for k in listing if k.startswith(uid + "_"))
         assert keys == [f"{uid}_{i}_0" for i in range(N)], name  # exactly n trajectories, session ids 0..n-1
-        fields = [IS_GUIDED_FIELD, LEVEL_FIELD, UNGUIDED_PROMPTS_FIELD, "prompts", "rm_scores"]
+        fields = [IS_GUIDED_FIELD, LEVEL_FIELD, UNGUIDED_PROMPT_IDS_FIELD, "prompts", "rm_scores"]
         data = tq.kv_batch_get(keys=keys, partition_id="train", select_fields=fields)
         levels = data[LEVEL_FIELD].reshape(-1).tolist()
         # impossible: on_full_failure=unguided keeps the original group
@@ -107,7 +101,7 @@ def test_worker_searches_each_group_and_publishes_exactly_n(
         assert data[IS_GUIDED_FIELD].reshape(-1).tolist() == [float(expected_level > 0)] * N
         scores = [float(row.sum()) for row in data["rm_scores"].unbind(0)]
         assert scores == ([1.0] * N if name != "impossible" else [0.0] * N), name
-        views = zip(data["prompts"].unbind(0), data[UNGUIDED_PROMPTS_FIELD].unbind(0), strict=True)
+        views = zip(data["prompts"].unbind(0), data[UNGUIDED_PROMPT_IDS_FIELD].unbind(0), strict=True)
         for prompt_ids, unguided_ids in views:
             if expected_level:
                 assert len(prompt_ids) > len(unguided_ids)  # sampled on G_2, unguided view kept for the swap
@@ -125,11 +119,11 @@ def test_worker_searches_each_group_and_publishes_exactly_n(
 
 
 def test_drop_policy_publishes_no_trajectories_but_finishes_the_prompt(
-    ray_and_tq, tmp_path, corpus_env, recipe_config, scripted_server, qwen_tokenizer
+    ray_and_tq, tiny_qwen_model, corpus_env, recipe_config, scripted_server, qwen_tokenizer
 ):
     prompt = prompt_for("dropped", TASKS["impossible"])
     worker = run_worker(
-        tmp_path, recipe_config, scripted_server(qwen_tokenizer), [prompt], "actguide.on_full_failure=drop"
+        tiny_qwen_model, recipe_config, scripted_server(qwen_tokenizer), [prompt], "actguide.on_full_failure=drop"
     )
     listing = tq.kv_list("train")["train"]
     assert listing[prompt["uid"]]["status"] == "finished"

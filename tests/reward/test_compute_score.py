@@ -77,7 +77,7 @@ async def test_answer_in_tool_response_earns_nothing():
 @pytest.mark.integration
 async def test_tool_output_ignored_in_a_really_decoded_rollout():
     """Render a hermes conversation, tokenize it, decode the response as verl's reward loop does, score it."""
-    from actguide_plugin.tiny_model import load_tokenizer
+    from actguide_plugin.cpu.tiny_model import load_tokenizer
 
     tokenizer = load_tokenizer("bytes")
     prompt = [{"role": "user", "content": "What is the capital of France?"}]

@@ -20,11 +20,7 @@ from verl.experimental.agent_loop.tool_agent_loop import ToolAgentLoop
 
 from actguide_plugin.core.actions import loads_actions
 from actguide_plugin.core.guidance import guided_messages
-
-AGENT_NAME = "actguide_tool_agent"
-LEVEL_FIELD = "actguide_level"  # extra_fields: guidance level the trajectory was sampled at
-NUM_ACTIONS_FIELD = "actguide_num_actions"  # extra_fields: L, the number of reference actions
-UNGUIDED_PROMPT_FIELD = "actguide_unguided_prompt_ids"  # extra_fields: prompt ids of G_0
+from actguide_plugin.names import AGENT_NAME, LEVEL_FIELD, NUM_ACTIONS_FIELD, UNGUIDED_PROMPT_IDS_FIELD
 
 
 @register(AGENT_NAME)
@@ -47,7 +43,7 @@ class ActGuideToolAgentLoop(ToolAgentLoop):
             {
                 LEVEL_FIELD: actguide_level,
                 NUM_ACTIONS_FIELD: len(actions),
-                UNGUIDED_PROMPT_FIELD: self._unguided_prompt_ids if self._guided else list(output.prompt_ids),
+                UNGUIDED_PROMPT_IDS_FIELD: self._unguided_prompt_ids if self._guided else list(output.prompt_ids),
             }
         )
         return output

@@ -8,7 +8,8 @@ from verl.workers.config.actor import ActorConfig, PolicyLossConfig
 from verl.workers.utils.losses import ppo_loss
 
 from actguide_plugin.core.objective import ObjectiveConfig, actguide_token_losses
-from actguide_plugin.verl_loss import IS_GUIDED_KEY, actguide_ppo_loss, make_actguide_loss_fn
+from actguide_plugin.names import IS_GUIDED_FIELD
+from actguide_plugin.verl_glue.loss import actguide_ppo_loss, make_actguide_loss_fn
 
 PROMPT_LEN, RESPONSE_LEN = 3, 4
 
@@ -41,7 +42,7 @@ def micro_batch(is_guided, seed=0, ref=False):
         "response_mask": response_mask,
         "old_log_probs": old,
         "advantages": torch.tensor([[1.0], [-1.0], [0.5]][:batch]).expand(batch, RESPONSE_LEN).clone(),
-        IS_GUIDED_KEY: torch.tensor(is_guided, dtype=torch.float32),
+        IS_GUIDED_FIELD: torch.tensor(is_guided, dtype=torch.float32),
     }
     if ref:
         fields["ref_log_prob"] = old - 0.1
@@ -117,8 +118,8 @@ def test_wrapper_is_picklable_as_set_loss_fn_requires():
 
 def test_bad_flag_shape_is_reported():
     data, output, *_ = micro_batch([1, 0, 0])
-    data[IS_GUIDED_KEY] = torch.ones(3, 2)
-    with pytest.raises(ValueError, match=IS_GUIDED_KEY):
+    data[IS_GUIDED_FIELD] = torch.ones(3, 2)
+    with pytest.raises(ValueError, match=IS_GUIDED_FIELD):
         actguide_ppo_loss(actor_config(), output, data)
 
 

@@ -32,9 +32,7 @@ from verl.trainer.ppo.core_algos import agg_loss, register_policy_loss
 from verl.workers.utils.losses import ppo_loss
 
 from actguide_plugin.core.objective import ObjectiveConfig, actguide_token_losses, clip_diagnostics, sequence_shift
-
-IS_GUIDED_KEY = "actguide_is_guided"  # [batch] 1 for rows sampled with guidance, 0 otherwise
-LOSS_NAME = "actguide"
+from actguide_plugin.names import IS_GUIDED_FIELD, LOSS_NAME, METRIC_PREFIX
 
 
 @dataclass(frozen=True)
@@ -106,11 +104,11 @@ def _loss_metrics(
         for name, rows in (("guided", is_guided), ("unguided", ~is_guided)):
             part = clip_diagnostics(ratio, log_prob, old_log_prob, mask & rows.unsqueeze(-1), flags.objective)
             for key, value in part.items():
-                metrics[f"actguide/{name}_{key}"] = value
+                metrics[f"{METRIC_PREFIX}{name}_{key}"] = value
         if bool(is_guided.any()):
             shift = sequence_shift(old_log_prob, log_prob, mask)[is_guided]  # [guided rows]
-            metrics["actguide/offpolicy_shift_mean"] = float(shift.mean())
-            metrics["actguide/offpolicy_shift_sqmean"] = float((shift**2).mean())
+            metrics[METRIC_PREFIX + "offpolicy_shift_mean"] = float(shift.mean())
+            metrics[METRIC_PREFIX + "offpolicy_shift_sqmean"] = float((shift**2).mean())
     return metrics
 
 
@@ -122,7 +120,7 @@ def actguide_ppo_loss(
     Build it with :func:`make_actguide_loss_fn` and install it with ``actor_rollout_wg.set_loss_fn``.
     """
     batch = data["advantages"].shape[0]
-    is_guided = _per_sample(data, IS_GUIDED_KEY, batch).bool()
+    is_guided = _per_sample(data, IS_GUIDED_FIELD, batch).bool()
     token = _flags.set(_MicroBatchFlags(is_guided, objective_from_actor_config(config, objective)))
     try:
         return ppo_loss(config, model_output, data, dp_group=dp_group)

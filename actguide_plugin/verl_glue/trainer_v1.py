@@ -10,99 +10,41 @@ verl 0.9.1 APIs relied on (``verl/trainer/ppo/v1/trainer_base.py``, ``trainer_sy
 * ``actor_rollout_wg.set_loss_fn(fn)`` replaces the actor's loss wrapper (``ppo_loss``) on every worker.
 * ``_save_checkpoint`` / ``_load_checkpoint`` write/read ``{default_local_dir}/global_step_{N}/``.
 
-The prompt swap: old log-probs are computed on the guided view the trajectory was sampled with; right after,
-guided rows are switched to the unguided view — ``prompts``, ``input_ids``, ``attention_mask`` and
-``position_ids`` together, the response ids untouched — so the reference log-probs (KL) and the actor's
-numerator π_θ(y | x) see the unguided prompt. No forward pass is added compared with plain GRPO.
+The prompt swap (:mod:`.prompt_swap`) runs right after the old log-probs are computed on the guided view the
+trajectory was sampled with, so the reference log-probs (KL) and the actor's numerator π_θ(y | x) see the
+unguided prompt. No forward pass is added compared with plain GRPO.
 """
 
 from __future__ import annotations
 
 import importlib
-import logging
-import os
 from pathlib import Path
-from typing import Any
 
 import ray
-import torch
 import transfer_queue as tq
 from verl.trainer.main_ppo import TaskRunnerV1
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils.config import omega_conf_to_dataclass
-from verl.utils.model import compute_position_id_with_mask
 from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
-from actguide_plugin.core.cache import LevelCache
-from actguide_plugin.core.metrics import group_metrics
-from actguide_plugin.core.search import GroupOutcome
-from actguide_plugin.rollout_manager import IS_GUIDED_FIELD, UNGUIDED_PROMPTS_FIELD
-from actguide_plugin.state import state_actor
-from actguide_plugin.verl_config import actguide_config
-from actguide_plugin.verl_loss import make_actguide_loss_fn
+from actguide_plugin.core.level_cache import LevelCache
+from actguide_plugin.logs import get_logger
+from actguide_plugin.names import IS_GUIDED_FIELD, METRIC_PREFIX, UNGUIDED_PROMPT_IDS_FIELD
+from actguide_plugin.verl_glue.config import check_verl_config
+from actguide_plugin.verl_glue.loss import make_actguide_loss_fn
+from actguide_plugin.verl_glue.metrics import loss_metrics, search_metrics
+from actguide_plugin.verl_glue.prompt_swap import swap_to_unguided
+from actguide_plugin.verl_glue.state import state_actor
 
-logger = logging.getLogger(__name__)
-logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
-
-METRIC_PREFIX = "actguide/"
-
-
-def check_verl_config(config: Any) -> None:
-    """Settings ActGuide cannot work without; each error names the key to change."""
-    actor = config.actor_rollout_ref.actor
-    rollout = config.actor_rollout_ref.rollout
-    problems = []
-    if actor.policy_loss.get("loss_mode") != "actguide":
-        problems.append("actor_rollout_ref.actor.policy_loss.loss_mode must be 'actguide'")
-    if actor.get("use_prefix_grouper", False):
-        problems.append("actor_rollout_ref.actor.use_prefix_grouper must be false (guided rows break shared prefixes)")
-    manager = rollout.get("agent", {}).get("agent_loop_manager_class") or ""
-    if not manager.startswith("actguide_plugin."):
-        problems.append(
-            "actor_rollout_ref.rollout.agent.agent_loop_manager_class must be "
-            "actguide_plugin.rollout_manager.ActGuideAgentLoopManager"
-        )
-    if config.trainer.v1.trainer_mode != "sync":
-        problems.append("trainer.v1.trainer_mode must be 'sync' (ActGuide's trainer extends the sync trainer)")
-    ratio_source = actguide_config(config).ratio_source
-    bypass = bool(config.algorithm.get("rollout_correction", {}).get("bypass_mode", False))
-    if (ratio_source == "rollout") != bypass:
-        problems.append(
-            f"actguide.ratio_source={ratio_source} needs algorithm.rollout_correction.bypass_mode={not bypass}"
-        )
-    if ratio_source == "rollout" and not rollout.get("calculate_log_probs", False):
-        problems.append("actguide.ratio_source=rollout needs actor_rollout_ref.rollout.calculate_log_probs=true")
-    if problems:
-        raise ValueError("ActGuide-RL config: " + "; ".join(problems))
-
-
-def swap_to_unguided(rows: dict[str, list[torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
-    """New model-input fields for guided rows: unguided prompt ids + the unchanged response ids.
-
-    ``rows`` holds per-row 1-D tensors under ``actguide_unguided_prompts`` and ``responses``.
-    """
-    swapped = []
-    for prompt_ids, response_ids in zip(rows[UNGUIDED_PROMPTS_FIELD], rows["responses"], strict=True):
-        input_ids = torch.cat([prompt_ids, response_ids])
-        attention_mask = torch.ones_like(input_ids)
-        swapped.append(
-            {
-                "prompts": prompt_ids,
-                "input_ids": input_ids,
-                "attention_mask": attention_mask,
-                "position_ids": compute_position_id_with_mask(attention_mask),
-            }
-        )
-    return swapped
+logger = get_logger(__name__)
 
 
 class ActGuideTrainer(PPOTrainerSync):
     """``PPOTrainerSync`` + prompt swap, ActGuide loss, ``actguide/*`` metrics and the warm-start cache."""
 
     def __init__(self, config):
-        check_verl_config(config)
+        self.actguide = check_verl_config(config)
         super().__init__(config)
-        self.actguide = actguide_config(config)
         self.state = state_actor()  # before init(): _load_checkpoint restores the cache into it
 
     def init(self):
@@ -119,27 +61,24 @@ class ActGuideTrainer(PPOTrainerSync):
         data = tq.kv_batch_get(
             keys=batch.keys,
             partition_id=batch.partition_id,
-            select_fields=[IS_GUIDED_FIELD, UNGUIDED_PROMPTS_FIELD, "responses"],
+            select_fields=[IS_GUIDED_FIELD, UNGUIDED_PROMPT_IDS_FIELD, "responses"],
         )
         guided = [i for i, flag in enumerate(data[IS_GUIDED_FIELD].reshape(-1).tolist()) if flag > 0.5]
         if guided:
-            rows = {name: [data[name][i] for i in guided] for name in (UNGUIDED_PROMPTS_FIELD, "responses")}
+            swapped = swap_to_unguided(
+                [data[UNGUIDED_PROMPT_IDS_FIELD][i] for i in guided], [data["responses"][i] for i in guided]
+            )
             tq.kv_batch_put(
                 keys=[batch.keys[i] for i in guided],
                 partition_id=batch.partition_id,
-                fields=list_of_dict_to_tensordict(swap_to_unguided(rows)),
+                fields=list_of_dict_to_tensordict(swapped),
             )
         return {METRIC_PREFIX + "guided_trajectory_frac": len(guided) / max(len(batch.keys), 1)}
 
     def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):
         super()._compute_metrics(batch, metrics, timing_raw, global_steps, epoch)
-        metrics.update(self._search_metrics())
-        metrics.update(_shift_metrics_from_actor(metrics))
-
-    def _search_metrics(self) -> dict[str, float]:
-        summaries = ray.get(self.state.pop_summaries.remote())
-        outcomes = [GroupOutcome.from_summary({k: v for k, v in s.items() if k != "global_steps"}) for s in summaries]
-        return {METRIC_PREFIX + k: v for k, v in group_metrics(outcomes, float).items()}
+        metrics.update(search_metrics(self.state))
+        metrics.update(loss_metrics(metrics))
 
     def _cache_path(self) -> Path:
         """The warm-start cache file inside the checkpoint folder of the current global step."""
@@ -164,22 +103,6 @@ class ActGuideTrainer(PPOTrainerSync):
             return
         restored = ray.get(self.state.load_cache_state.remote(LevelCache.load(path).to_dict()))
         logger.info(f"restored ActGuide warm-start cache ({restored} tasks) from {path}")
-
-
-def _shift_metrics_from_actor(metrics: dict[str, Any]) -> dict[str, float]:
-    """The loss logs Δ's mean and mean square under ``actor/actguide/...``; report mean and variance."""
-    out = {}
-    for key in list(metrics):
-        if key.startswith("actor/" + METRIC_PREFIX):
-            out[key[len("actor/") :]] = metrics.pop(key)
-    mean, sqmean = (
-        out.pop(METRIC_PREFIX + "offpolicy_shift_mean", None),
-        out.pop(METRIC_PREFIX + "offpolicy_shift_sqmean", None),
-    )
-    if mean is not None and sqmean is not None:
-        out[METRIC_PREFIX + "offpolicy_shift_mean"] = mean
-        out[METRIC_PREFIX + "offpolicy_shift_var"] = max(sqmean - mean**2, 0.0)
-    return out
 
 
 class ActGuideTaskRunnerImpl(TaskRunnerV1.__ray_actor_class__):

@@ -1,4 +1,4 @@
-"""CPU mode for verl 0.9.1: platform selection, hydra overrides, and verl's fsdp2 TrainingWorker on CPU."""
+"""CPU mode for verl 0.9.1: platform selection, the CPU config, and verl's fsdp2 TrainingWorker on CPU."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from actguide_plugin.cpu.verl_cpu_patches import RAY_DEVICE_RESOURCE, cpu_overrides
+from actguide_plugin.cpu.platform import RAY_DEVICE_RESOURCE
 
 _PROBE = (
     "import verl\n"
@@ -35,24 +35,26 @@ def test_cpu_platform_selected_only_when_opted_in():
     assert _probe("cpu") == "True cpu"
 
 
-def test_cpu_overrides_compose_with_verl_ppo_config(tmp_path: Path):
+def test_cpu_config_composes_the_recipe_with_cpu_settings():
+    """``--config-name actguide_cpu``: the recipe's settings plus everything a CPU run needs, in one yaml."""
+    import verl  # noqa: F401  (our plugin registers the actguide_path resolver the recipe yaml uses)
     from hydra import compose, initialize_config_module
 
-    with initialize_config_module(config_module="verl.trainer.config", version_base=None):
-        config = compose(
-            config_name="ppo_trainer",
-            overrides=[*cpu_overrides(num_device_slots=2), "actor_rollout_ref.model.path=/models/tiny"],
-        )
+    with initialize_config_module(config_module="recipe.actguide.config", version_base=None):
+        config = compose(config_name="actguide_cpu", overrides=["actor_rollout_ref.model.path=/models/tiny"])
     assert config.trainer.device == "cpu"
     assert config.trainer.use_v1
+    assert config.actguide.mode == "fallback_adaptive"  # the recipe underneath
+    assert config.actor_rollout_ref.actor.policy_loss.loss_mode == "actguide"
     assert config.actor_rollout_ref.actor.strategy == "fsdp2"
     assert config.actor_rollout_ref.ref.strategy == "fsdp2"
     assert config.actor_rollout_ref.rollout.name == "hf"
     assert config.actor_rollout_ref.actor.fsdp_config.mixed_precision.param_dtype == "fp32"
     assert config.actor_rollout_ref.model.override_config.attn_implementation == "sdpa"
     assert config.transfer_queue.backend.SimpleStorage.num_data_storage_units == 1
-    assert config.ray_kwargs.ray_init.resources[RAY_DEVICE_RESOURCE] == 2
+    assert config.ray_kwargs.ray_init.resources[RAY_DEVICE_RESOURCE] == config.trainer.n_gpus_per_node
     assert config.ray_kwargs.ray_init.runtime_env.env_vars.ACTGUIDE_DEVICE == "cpu"
+    assert all(isinstance(v, str) for v in config.ray_kwargs.ray_init.runtime_env.env_vars.values())
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Run state shared by the rollout workers and the trainer: one small named Ray actor.
 
-It holds the warm-start cache (:class:`actguide_plugin.core.cache.LevelCache`) and the search summaries of the
+It holds the warm-start cache (:class:`actguide_plugin.core.level_cache.LevelCache`) and the search summaries of the
 groups decided since the trainer last read them. Kept free of verl and torch imports on purpose: its Ray worker
 process then only loads this module, not the whole training stack (hundreds of MB on a small CPU machine).
 """
@@ -11,9 +11,8 @@ from typing import Any
 
 import ray
 
-from actguide_plugin.core.cache import LevelCache
-
-STATE_ACTOR_NAME = "actguide_state"
+from actguide_plugin.core.level_cache import LevelCache
+from actguide_plugin.names import STATE_ACTOR_NAME
 
 
 class ActGuideState:

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from actguide_plugin.core.cache import LevelCache
+from actguide_plugin.core.level_cache import LevelCache
 
 
 def test_save_load_round_trip(tmp_path):

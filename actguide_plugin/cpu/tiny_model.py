@@ -16,7 +16,7 @@ Both tokenizers get our own Jinja chat template in Qwen's layout: hermes ``<tool
 message, ``<tool_call>`` JSON in assistant turns, consecutive tool results grouped in one user turn inside
 ``<tool_response>`` tags, and ``<|im_start|>assistant\\n`` as the generation prompt.
 
-CLI: ``python -m actguide_plugin.tiny_model OUT_DIR [--vocab qwen|bytes] [--hidden-size 64] [--num-layers 2]``.
+CLI: ``python -m actguide_plugin.cpu.tiny_model OUT_DIR [--vocab qwen|bytes] [--hidden-size 64] [--num-layers 2]``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib.resources
-import logging
 import os
 import shutil
 import tempfile
@@ -32,8 +31,9 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Literal
 
-logger = logging.getLogger(__name__)
-logger.setLevel(os.getenv("ACTGUIDE_LOGGING_LEVEL", "WARNING"))
+from actguide_plugin.logs import get_logger
+
+logger = get_logger(__name__)
 
 # Qwen2.5/Qwen3 added tokens in id order starting at QWEN_FIRST_SPECIAL_ID (the end of the BPE ranks).
 # Ids must be contiguous, so the vision/fim tokens between the ones we use are kept as placeholders.

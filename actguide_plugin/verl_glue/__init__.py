@@ -1,0 +1,13 @@
+"""verl 0.9.1 glue: everything that imports verl lives here (or in :mod:`actguide_plugin.cpu`).
+
+Each module's docstring names the verl APIs it relies on (the upgrade checklist):
+
+* :mod:`.plugin` — the ``verl.plugins`` entry point (registrations at import time);
+* :mod:`.config` — the ``actguide:`` config section and the checks of verl settings the recipe needs;
+* :mod:`.loss` — the ``actguide`` policy loss and the ``ppo_loss`` replacement that sees the guided flag;
+* :mod:`.agent_loop` — the ``actguide_tool_agent`` agent loop (renders G_k, keeps the unguided prompt ids);
+* :mod:`.group` — one prompt's level search inside an agent-loop worker (shared by the trainer paths);
+* :mod:`.rollout_v1` / :mod:`.trainer_v1` — the adapters to verl's V1 (TransferQueue) trainer;
+* :mod:`.prompt_swap` — guided rows back to the unguided view; :mod:`.metrics` — ``actguide/*`` step metrics;
+* :mod:`.state` — the Ray actor shared by rollout workers and trainer (warm-start cache, group summaries).
+"""

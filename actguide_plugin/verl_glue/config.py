@@ -1,0 +1,180 @@
+"""The ``actguide:`` config section as one typed verl dataclass, and the verl settings the recipe needs.
+
+verl 0.9.1 APIs relied on: ``verl.base_config.BaseConfig`` (dict-like dataclass configs with ``_target_``) and
+``verl.utils.config.omega_conf_to_dataclass`` (hydra ``instantiate`` of the section's ``_target_``).
+
+:class:`ActGuideConfig` is the single source of the section: the recipe yaml mirrors its fields one-to-one, and
+the pure core's configs (:class:`~actguide_plugin.core.search.SearchConfig`,
+:class:`~actguide_plugin.core.objective.ObjectiveConfig`) are derived from its fields *by name*
+(:meth:`ActGuideConfig.core_config`), so a knob is never mapped by hand. Every key is type- and range-checked
+when the section is built, which the entry point does before Ray starts; errors name ``actguide.<key>``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from omegaconf import DictConfig, OmegaConf
+from verl.base_config import BaseConfig
+from verl.utils.config import omega_conf_to_dataclass
+
+from actguide_plugin.core.objective import ObjectiveConfig
+from actguide_plugin.core.search import SearchConfig
+from actguide_plugin.names import LOSS_NAME
+
+SECTION = "actguide"
+RATIO_SOURCES = ("actor", "rollout")
+GROUP_ADVANTAGE_ESTIMATORS = ("grpo", "grpo_vectorized")  # advantages normalized within each prompt's group
+CoreConfig = TypeVar("CoreConfig")
+
+
+@dataclass
+class ActGuideConfig(BaseConfig):
+    """ActGuide-RL knobs (the ``actguide:`` section; ``README`` / ``docs/config.md`` explain each one).
+
+    mode: guidance mode (``off``, ``fixed_k``, ``fixed_ratio``, ``always_full``, ``fallback_full``,
+        ``fallback_adaptive``, ``fallback_ladder``).
+    probe_m / tau / success_threshold: probe size, successes a probe needs, reward a success exceeds.
+    fixed_k / fixed_ratio / ladder: levels of the fixed and ladder modes.
+    on_full_failure: ``keep`` | ``drop`` | ``unguided`` when even full guidance fails.
+    warm_start / reuse_probes: search from the task's last k*; probe rollouts reused at k*.
+    guided_clip / guided_ratio_cap / shaping_gamma: clipping of guided tokens (``same`` | ``cap`` | ``shaping``).
+    ratio_source: ``actor`` (old log-probs recomputed by the actor on the guided view, default) or
+        ``rollout`` (verl's bypass mode: the rollout engine's log-probs of the guided sample).
+    cache_file: name of the warm-start cache file inside each ``global_step_*`` checkpoint folder.
+    """
+
+    mode: str = "fallback_adaptive"
+    probe_m: int = 2
+    tau: int = 1
+    success_threshold: float = 0.0
+    fixed_k: int = 1
+    fixed_ratio: float = 0.5
+    ladder: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])
+    on_full_failure: str = "unguided"
+    warm_start: bool = True
+    reuse_probes: str = "all"
+    guided_clip: str = "same"
+    guided_ratio_cap: float = 5.0
+    shaping_gamma: float = 0.1
+    ratio_source: str = "actor"
+    cache_file: str = "actguide_level_cache.json"
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        if self.ratio_source not in RATIO_SOURCES:
+            raise ValueError(f"{SECTION}.ratio_source={self.ratio_source!r} is not one of {list(RATIO_SOURCES)}")
+        if not self.cache_file or "/" in self.cache_file:
+            raise ValueError(f"{SECTION}.cache_file must be a plain file name, got {self.cache_file!r}")
+        self.search_config(n=1)  # range checks of the search keys
+        self.objective_config()  # range checks of the guided-token keys
+
+    def core_config(self, config_type: type[CoreConfig], **extra: Any) -> CoreConfig:
+        """Build a core config from the fields of this section with the same names, plus ``extra``."""
+        names = {f.name for f in dataclasses.fields(config_type)} & {f.name for f in dataclasses.fields(self)}
+        return config_type(**{name: getattr(self, name) for name in names - extra.keys()}, **extra)
+
+    def search_config(self, n: int) -> SearchConfig:
+        """The level search's knobs; the group size n is verl's ``actor_rollout_ref.rollout.n``."""
+        return self.core_config(SearchConfig, n=n)
+
+    def objective_config(self, **actor_clip: float) -> ObjectiveConfig:
+        """Guided-token options; PPO ε and dual clip (``clip_low``, ...) come from verl's actor config."""
+        return self.core_config(ObjectiveConfig, **actor_clip)
+
+
+def _check_types(config: ActGuideConfig) -> None:
+    """Reject values of the wrong type by key: hydra's ``instantiate`` passes yaml values through unchecked."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        if f.name.startswith("_"):
+            continue
+        value, expected = getattr(config, f.name), hints[f.name]
+        if typing.get_origin(expected) is list:
+            (item_type,) = typing.get_args(expected)
+            ok = isinstance(value, list | tuple) and all(_is_instance(item, item_type) for item in value)
+        else:
+            ok = _is_instance(value, expected)
+        if not ok:
+            raise ValueError(f"{SECTION}.{f.name}={value!r} must be of type {getattr(expected, '__name__', expected)}")
+
+
+def _is_instance(value: Any, expected: type) -> bool:
+    if expected is float:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def actguide_config(config: DictConfig | Mapping[str, Any] | None) -> ActGuideConfig:
+    """Build the section from the full trainer config, or from the section itself; errors name the key."""
+    if config is None:
+        return ActGuideConfig()
+    section = config.get(SECTION, config) if SECTION in config else config
+    if isinstance(section, ActGuideConfig):
+        return section
+    if isinstance(section, DictConfig):
+        section = OmegaConf.to_container(section, resolve=True)
+    section = OmegaConf.create(dict(section))
+    known = {f.name for f in dataclasses.fields(ActGuideConfig)}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        public = sorted(k for k in known if not k.startswith("_"))
+        raise ValueError(f"unknown key(s) in the {SECTION} config: {unknown}; known keys: {public}")
+    if not section.get("_target_"):
+        section["_target_"] = f"{ActGuideConfig.__module__}.{ActGuideConfig.__qualname__}"
+    try:
+        built = omega_conf_to_dataclass(section)
+    except Exception as err:  # hydra wraps the dataclass's ValueError in an InstantiationException
+        cause = err.__cause__ if isinstance(err.__cause__, ValueError) else err
+        raise ValueError(f"invalid {SECTION} config: {cause}") from err
+    if not isinstance(built, ActGuideConfig):
+        raise ValueError(f"{SECTION}._target_ must be ActGuideConfig or a subclass, got {type(built).__name__}")
+    return built
+
+
+def check_verl_config(config: Any) -> ActGuideConfig:
+    """Settings ActGuide cannot work without, checked before Ray starts; each problem names the key to change.
+
+    Returns the validated ``actguide:`` section.
+    """
+    actguide = actguide_config(config)
+    actor = config.actor_rollout_ref.actor
+    rollout = config.actor_rollout_ref.rollout
+    problems = []
+    if actor.policy_loss.get("loss_mode") != LOSS_NAME:
+        problems.append(f"actor_rollout_ref.actor.policy_loss.loss_mode must be {LOSS_NAME!r}")
+    if actor.get("use_prefix_grouper", False):
+        problems.append("actor_rollout_ref.actor.use_prefix_grouper must be false (guided rows break shared prefixes)")
+    manager = rollout.get("agent", {}).get("agent_loop_manager_class") or ""
+    if not manager.startswith("actguide_plugin."):
+        problems.append(
+            "actor_rollout_ref.rollout.agent.agent_loop_manager_class must be "
+            "actguide_plugin.verl_glue.rollout_v1.ActGuideAgentLoopManager"
+        )
+    estimator = config.algorithm.get("adv_estimator")
+    if estimator not in GROUP_ADVANTAGE_ESTIMATORS:
+        problems.append(
+            f"algorithm.adv_estimator={estimator!r}: ActGuide needs group-normalized advantages, "
+            f"one of {list(GROUP_ADVANTAGE_ESTIMATORS)}"
+        )
+    if not config.trainer.get("use_v1", True):
+        problems.append("trainer.use_v1 must be true (the recipe runs on verl's V1 trainer)")
+    elif config.trainer.v1.trainer_mode != "sync":
+        problems.append("trainer.v1.trainer_mode must be 'sync' (ActGuide's trainer extends the sync trainer)")
+    bypass = bool(config.algorithm.get("rollout_correction", {}).get("bypass_mode", False))
+    if (actguide.ratio_source == "rollout") != bypass:
+        problems.append(
+            f"actguide.ratio_source={actguide.ratio_source} needs algorithm.rollout_correction.bypass_mode={not bypass}"
+        )
+    if actguide.ratio_source == "rollout" and not rollout.get("calculate_log_probs", False):
+        problems.append("actguide.ratio_source=rollout needs actor_rollout_ref.rollout.calculate_log_probs=true")
+    if problems:
+        raise ValueError("ActGuide-RL config: " + "; ".join(problems))
+    return actguide
