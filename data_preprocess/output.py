@@ -1,4 +1,4 @@
-"""The output rows (what our agent loop and verl's ``RLHFDataset`` read), the split, and atomic writes.
+"""The output rows (what our agent loop and verl's ``RLHFDataset`` read), the split, and atomic parquet writes.
 
 One row per task::
 
@@ -18,16 +18,12 @@ byte-identical files.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.resources
-import json
-import os
-import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -35,6 +31,7 @@ import pyarrow.parquet as pq
 from actguide_plugin.core.actions import Action, dumps_actions
 from actguide_plugin.logs import get_logger
 from actguide_plugin.names import AGENT_NAME
+from actguide_plugin.outputs import StagedOutputs as BaseStagedOutputs
 from data_preprocess.formats import ParsedTask, answer_text
 
 logger = get_logger(__name__)
@@ -182,74 +179,8 @@ def rows_table(rows: Sequence[dict[str, Any]], tools: Sequence[str]) -> pa.Table
     return pa.Table.from_pylist(list(rows), schema=row_schema(tools))
 
 
-class StagedOutputs:
-    """Write every output to a temp file next to its target, then ``commit`` renames them all.
-
-    Nothing is replaced until every file has been written completely; on error the temp files are removed,
-    so a target is either the old file, the new file, or absent — never half-written.
-    """
-
-    def __init__(self, directory: str | Path) -> None:
-        self.directory = Path(directory)
-        self._staged: list[tuple[Path, Path]] = []
-        self._stale: list[Path] = []
-
-    def __enter__(self) -> StagedOutputs:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        return self
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is not None:
-            self.discard()
-
-    def _stage(self, name: str, write: Callable[[Path], None]) -> Path:
-        target = self.directory / name
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=f".{name}.", suffix=".tmp")
-        os.close(fd)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are ordinary shared data files
-        self._staged.append((Path(tmp), target))
-        write(Path(tmp))
-        return target
-
-    def _stage_text(self, name: str, fill: Callable[[IO[str]], None]) -> Path:
-        def write(tmp: Path) -> None:
-            with tmp.open("w", encoding="utf-8", newline="\n") as handle:
-                fill(handle)
-
-        return self._stage(name, write)
+class StagedOutputs(BaseStagedOutputs):
+    """:class:`actguide_plugin.outputs.StagedOutputs` that also writes parquet tables."""
 
     def parquet(self, name: str, table: pa.Table) -> Path:
-        return self._stage(name, lambda tmp: pq.write_table(table, tmp, row_group_size=_ROW_GROUP_SIZE))
-
-    def jsonl(self, name: str, items: Iterable[Any]) -> Path:
-        def fill(handle: IO[str]) -> None:
-            for item in items:
-                handle.write(json.dumps(item, ensure_ascii=False) + "\n")
-
-        return self._stage_text(name, fill)
-
-    def json(self, name: str, obj: Any) -> Path:
-        return self._stage_text(name, lambda h: h.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n"))
-
-    def remove(self, name: str) -> None:
-        """On commit, delete ``name`` if an earlier run left it (e.g. a val split this run does not make)."""
-        self._stale.append(self.directory / name)
-
-    def commit(self) -> list[Path]:
-        """Rename every staged file onto its target and delete stale ones; returns the written targets."""
-        targets = []
-        for tmp, target in self._staged:
-            os.replace(tmp, target)
-            targets.append(target)
-        for stale in self._stale:
-            with contextlib.suppress(FileNotFoundError):
-                stale.unlink()
-        self._staged.clear()
-        self._stale.clear()
-        return targets
-
-    def discard(self) -> None:
-        for tmp, _ in self._staged:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-        self._staged.clear()
+        return self.stage(name, lambda tmp: pq.write_table(table, tmp, row_group_size=_ROW_GROUP_SIZE))

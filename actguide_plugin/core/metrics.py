@@ -70,17 +70,21 @@ def group_metrics(outcomes: Sequence[GroupOutcome[Any]], reward: Callable[[Any],
         "acc_unguided": _mean(unguided_rewards),
         "acc_guided": _mean(guided_rewards),
     }
-    for (low, high), count in zip(RATIO_BINS, _ratio_histogram(ratios), strict=True):
+    for (low, high), count in zip(RATIO_BINS, ratio_histogram(ratios), strict=True):
         metrics[f"level_ratio_hist/{int(low * 100)}-{int(high * 100)}"] = float(count)
     for level, count in sorted(Counter(o.level for o in guided).items()):
         metrics[f"level_hist/{level}"] = float(count)
     return metrics
 
 
-def _ratio_histogram(ratios: Sequence[float]) -> list[int]:
-    """Counts per bin of k*/L; bins are (low, high], the first also takes 0."""
+def ratio_bin(ratio: float) -> int:
+    """Index of the bin of k*/L in ``RATIO_BINS``; bins are (low, high], the first also takes 0."""
+    return next(i for i, (_, high) in enumerate(RATIO_BINS) if ratio <= high + 1e-12)
+
+
+def ratio_histogram(ratios: Sequence[float]) -> list[int]:
+    """Counts per bin of k*/L (:func:`ratio_bin`)."""
     counts = [0] * len(RATIO_BINS)
     for ratio in ratios:
-        index = next(i for i, (_, high) in enumerate(RATIO_BINS) if ratio <= high + 1e-12)
-        counts[index] += 1
+        counts[ratio_bin(ratio)] += 1
     return counts

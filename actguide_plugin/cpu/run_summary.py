@@ -8,9 +8,10 @@ metrics per step as a small table; the CPU demo ends with it.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+
+from actguide_plugin.analysis.training import read_steps
 
 SHOWN = (
     ("hard_group_frac", "hard groups"),
@@ -27,19 +28,6 @@ SHOWN = (
     ("acc_guided", "acc guided"),
     ("warm_start_frac", "warm starts"),
 )
-
-
-def read_steps(path: Path) -> list[tuple[int, dict[str, float]]]:
-    steps = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            steps.append((int(record["step"]), dict(record["data"])))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"{path}:{number}: not a verl file-logger record: {err}") from err
-    return steps
 
 
 def format_table(steps: list[tuple[int, dict[str, float]]]) -> str:

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from verl.base_config import BaseConfig
 from verl.utils.config import omega_conf_to_dataclass
 
+from actguide_plugin.core.guidance import level_from_ratio
 from actguide_plugin.core.objective import ObjectiveConfig
 from actguide_plugin.core.search import SearchConfig
 from actguide_plugin.names import LOSS_NAME
@@ -47,6 +48,10 @@ class ActGuideConfig(BaseConfig):
     ratio_source: ``actor`` (old log-probs recomputed by the actor on the guided view, default) or
         ``rollout`` (verl's bypass mode: the rollout engine's log-probs of the guided sample).
     cache_file: name of the warm-start cache file inside each ``global_step_*`` checkpoint folder.
+    val_level / val_level_ratio: guidance for validation and ``actguide-eval`` (both 0: unguided, the default):
+        level k (clamped to each task's L) or ratio a (k = ceil(a · L)); at most one of them may be set.
+    val_dump_dir: where each validation writes ``eval.json``, ``eval.md`` and ``trajectories.jsonl`` (empty: not
+        written; a val-only run writes into the folder itself, a training run into ``global_step_N/`` below it).
     """
 
     mode: str = "fallback_adaptive"
@@ -64,9 +69,18 @@ class ActGuideConfig(BaseConfig):
     shaping_gamma: float = 0.1
     ratio_source: str = "actor"
     cache_file: str = "actguide_level_cache.json"
+    val_level: int = 0
+    val_level_ratio: float = 0.0
+    val_dump_dir: str = ""
 
     def __post_init__(self) -> None:
         _check_types(self)
+        if self.val_level < 0:
+            raise ValueError(f"{SECTION}.val_level must be >= 0, got {self.val_level}")
+        if not 0.0 <= self.val_level_ratio <= 1.0:
+            raise ValueError(f"{SECTION}.val_level_ratio must be in [0, 1], got {self.val_level_ratio}")
+        if self.val_level and self.val_level_ratio:
+            raise ValueError(f"set at most one of {SECTION}.val_level and {SECTION}.val_level_ratio")
         if self.ratio_source not in RATIO_SOURCES:
             raise ValueError(f"{SECTION}.ratio_source={self.ratio_source!r} is not one of {list(RATIO_SOURCES)}")
         if not self.cache_file or "/" in self.cache_file:
@@ -82,6 +96,12 @@ class ActGuideConfig(BaseConfig):
     def search_config(self, n: int) -> SearchConfig:
         """The level search's knobs; the group size n is verl's ``actor_rollout_ref.rollout.n``."""
         return self.core_config(SearchConfig, n=n)
+
+    def validation_level(self, num_actions: int) -> int:
+        """Guidance level of validation samples of a task with ``num_actions`` reference actions (0: unguided)."""
+        if self.val_level_ratio:
+            return level_from_ratio(self.val_level_ratio, num_actions)
+        return min(self.val_level, num_actions)
 
     def objective_config(self, **actor_clip: float) -> ObjectiveConfig:
         """Guided-token options; PPO ε and dual clip (``clip_low``, ...) come from verl's actor config."""

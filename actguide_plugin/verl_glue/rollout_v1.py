@@ -7,7 +7,10 @@ verl 0.9.1 APIs relied on (``verl/trainer/ppo/v1/agent_loop_tq.py``, ``verl/expe
 
 * ``AgentLoopWorkerTQ._run_prompt(prompt, sampling_params, trajectory, trace)`` runs the n sessions of one
   prompt in one coroutine and publishes the prompt status (``running`` → ``finished``/``failure``) under the
-  key ``{uid}`` in TransferQueue; we replace it for training prompts (validation stays verl's, unguided).
+  key ``{uid}`` in TransferQueue; we replace it for training prompts. Validation stays verl's, with the prompt's
+  fields passed to every session's agent loop: we add the validation guidance level there (0 unless
+  ``actguide.val_level``/``val_level_ratio`` ask, :mod:`.validation`), and record each scored validation
+  trajectory in the state actor.
 * ``AgentLoopWorker._run_agent_loop(...)`` instantiates the agent loop from the registry, runs it and calls
   ``_agent_loop_postprocess(output, validate, **kwargs)``, which computes the reward with the streaming
   reward workers (``_compute_score``) and puts the trajectory into TransferQueue under
@@ -37,6 +40,7 @@ from actguide_plugin.names import IS_GUIDED_FIELD, LEVEL_FIELD, UNGUIDED_PROMPT_
 from actguide_plugin.verl_glue.config import actguide_config
 from actguide_plugin.verl_glue.group import Trajectory, decide_group
 from actguide_plugin.verl_glue.state import state_actor
+from actguide_plugin.verl_glue.validation import trajectory_record, validation_level
 
 logger = get_logger(__name__)
 
@@ -52,7 +56,8 @@ class ActGuideAgentLoopWorkerImpl(AgentLoopWorkerTQ.__ray_actor_class__):
         self.state = state_actor()
 
     async def _run_prompt(self, prompt: dict, sampling_params: dict, trajectory: dict, trace: bool = False) -> None:
-        if trajectory["validate"]:  # evaluation is always unguided
+        if trajectory["validate"]:  # unguided unless actguide.val_level / val_level_ratio ask
+            prompt = {**prompt, LEVEL_FIELD: validation_level(prompt, self.actguide)}
             return await super()._run_prompt(prompt, sampling_params, trajectory, trace)
         uid = prompt["uid"]
         await tq.async_kv_put(key=uid, partition_id="train", tag={"status": "running"})
@@ -90,7 +95,12 @@ class ActGuideAgentLoopWorkerImpl(AgentLoopWorkerTQ.__ray_actor_class__):
 
     async def _agent_loop_postprocess(self, output, validate, **kwargs):
         if not _search_in_progress.get():
-            return await super()._agent_loop_postprocess(output, validate, **kwargs)
+            result = await super()._agent_loop_postprocess(output, validate, **kwargs)
+            if validate:
+                final = output[-1] if isinstance(output, list) else output
+                record = trajectory_record(final, kwargs, self.tokenizer, self.actguide.success_threshold)
+                await self.state.record_validation.remote(record.to_dict())
+            return result
         outputs = output if isinstance(output, list) else [output]
         await self._compute_score(outputs, kwargs=kwargs)
         return outputs

@@ -1,8 +1,10 @@
 """Run state shared by the rollout workers and the trainer: one small named Ray actor.
 
-It holds the warm-start cache (:class:`actguide_plugin.core.level_cache.LevelCache`) and the search summaries of the
-groups decided since the trainer last read them. Kept free of verl and torch imports on purpose: its Ray worker
-process then only loads this module, not the whole training stack (hundreds of MB on a small CPU machine).
+It holds the warm-start cache (:class:`actguide_plugin.core.level_cache.LevelCache`), the search summaries of the
+groups decided since the trainer last read them, and the trajectory records of the validation in progress (with
+its expected size, so a driver such as ``actguide-eval`` can show progress). Kept free of verl and torch imports
+on purpose: its Ray worker process then only loads this module, not the whole training stack (hundreds of MB on a
+small CPU machine).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ class ActGuideState:
     def __init__(self) -> None:
         self.cache = LevelCache()
         self.summaries: list[dict[str, Any]] = []
+        self.validation_records: list[dict[str, Any]] = []
+        self.validation_expected = 0
 
     def cache_subset(self, task_ids: list[str]) -> dict:
         return self.cache.subset(task_ids).to_dict()
@@ -41,6 +45,21 @@ class ActGuideState:
     def pop_summaries(self) -> list[dict[str, Any]]:
         summaries, self.summaries = self.summaries, []
         return summaries
+
+    def begin_validation(self, expected: int) -> None:
+        self.validation_records, self.validation_expected = [], expected
+
+    def record_validation(self, record: dict[str, Any]) -> None:
+        self.validation_records.append(record)
+
+    def validation_progress(self) -> dict[str, int]:
+        """Trajectories recorded so far, how many are expected, and how many were correct."""
+        correct = sum(bool(r.get("correct")) for r in self.validation_records)
+        return {"done": len(self.validation_records), "expected": self.validation_expected, "correct": correct}
+
+    def pop_validation_records(self) -> list[dict[str, Any]]:
+        records, self.validation_records, self.validation_expected = self.validation_records, [], 0
+        return records
 
 
 def state_actor() -> ray.actor.ActorHandle:

@@ -8,7 +8,10 @@ verl 0.9.1 APIs relied on (``verl/trainer/ppo/v1/trainer_base.py``, ``trainer_sy
 * The string ``"sync"`` is hard-coded for trainer-mode semantics (replay buffer, weight sync), so we keep the
   mode and substitute the class in our own TaskRunner instead of registering a new mode name.
 * ``actor_rollout_wg.set_loss_fn(fn)`` replaces the actor's loss wrapper (``ppo_loss``) on every worker.
-* ``_save_checkpoint`` / ``_load_checkpoint`` write/read ``{default_local_dir}/global_step_{N}/``.
+* ``_save_checkpoint`` / ``_load_checkpoint`` write/read ``{default_local_dir}/global_step_{N}/``; we add the
+  warm-start cache and the run's resolved config (``actguide_run_config.yaml``, what ``actguide-export`` ships).
+* ``_validate()`` runs verl's validation over ``val_dataloader`` and returns its metrics; we add the
+  ``val-actguide/*`` metrics of :mod:`.validation` (and its files with ``actguide.val_dump_dir``).
 
 The prompt swap (:mod:`.prompt_swap`) runs right after the old log-probs are computed on the guided view the
 trajectory was sampled with, so the reference log-probs (KL) and the actor's numerator π_θ(y | x) see the
@@ -22,6 +25,7 @@ from pathlib import Path
 
 import ray
 import transfer_queue as tq
+from omegaconf import OmegaConf
 from verl.trainer.main_ppo import TaskRunnerV1
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils.config import omega_conf_to_dataclass
@@ -29,12 +33,14 @@ from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
 from actguide_plugin.core.level_cache import LevelCache
 from actguide_plugin.logs import get_logger
-from actguide_plugin.names import IS_GUIDED_FIELD, METRIC_PREFIX, UNGUIDED_PROMPT_IDS_FIELD
+from actguide_plugin.names import IS_GUIDED_FIELD, METRIC_PREFIX, RUN_CONFIG_FILE, UNGUIDED_PROMPT_IDS_FIELD
+from actguide_plugin.outputs import StagedOutputs
 from actguide_plugin.verl_glue.config import check_verl_config
 from actguide_plugin.verl_glue.loss import make_actguide_loss_fn
 from actguide_plugin.verl_glue.metrics import loss_metrics, search_metrics
 from actguide_plugin.verl_glue.prompt_swap import swap_to_unguided
 from actguide_plugin.verl_glue.state import state_actor
+from actguide_plugin.verl_glue.validation import collect_validation
 
 logger = get_logger(__name__)
 
@@ -92,6 +98,17 @@ class ActGuideTrainer(PPOTrainerSync):
         super()._save_checkpoint()
         folder = Path(self.config.trainer.default_local_dir) / f"global_step_{self.global_steps}"
         LevelCache.from_dict(ray.get(self.state.cache_state.remote())).save(folder / self.actguide.cache_file)
+        with StagedOutputs(folder) as out:
+            out.text(RUN_CONFIG_FILE, OmegaConf.to_yaml(self.config, resolve=True))
+            out.commit()
+
+    def _validate(self) -> dict[str, float]:
+        samples = int(self.config.actor_rollout_ref.rollout.val_kwargs.n)
+        ray.get(self.state.begin_validation.remote(len(self.val_dataloader.dataset) * samples))
+        metrics = super()._validate()
+        val_only = bool(self.config.trainer.get("val_only", False))
+        metrics.update(collect_validation(self.state, self.actguide, samples, self.global_steps, val_only))
+        return metrics
 
     def _load_checkpoint(self):
         super()._load_checkpoint()

@@ -17,6 +17,11 @@ CONFIG_NAME = "actguide_trainer"
 
 @hydra.main(config_path="config", config_name=CONFIG_NAME, version_base=None)
 def run(config) -> None:
+    launch(config)
+
+
+def launch(config) -> None:
+    """Run a composed recipe config (training, or validation only with ``trainer.val_only=true``)."""
     from verl.trainer.main_ppo import run_ppo
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import validate_config
@@ -32,10 +37,16 @@ def run(config) -> None:
     run_ppo(config, task_runner_class=ActGuideTaskRunner)
 
 
-def _check_printed_config(argv: list[str]) -> None:
-    """``--cfg job`` prints the config without running ``run``: validate the ``actguide:`` section first."""
+def compose_config(config_name: str = CONFIG_NAME, overrides: list[str] | None = None):
+    """The recipe config as ``actguide-train`` would compose it, without running anything."""
     from hydra import compose, initialize_config_module
 
+    with initialize_config_module(config_module="recipe.actguide.config", version_base=None):
+        return compose(config_name=config_name, overrides=list(overrides or []))
+
+
+def _check_printed_config(argv: list[str]) -> None:
+    """``--cfg job`` prints the config without running ``run``: validate the ``actguide:`` section first."""
     config_name, overrides, skip = CONFIG_NAME, [], False
     for i, arg in enumerate(argv):
         if skip:
@@ -48,8 +59,7 @@ def _check_printed_config(argv: list[str]) -> None:
             skip = True
         elif not arg.startswith(("-", "hydra.", "+hydra.")):
             overrides.append(arg)
-    with initialize_config_module(config_module="recipe.actguide.config", version_base=None):
-        config = compose(config_name=config_name, overrides=overrides)
+    config = compose_config(config_name, overrides)
     try:
         actguide_config(config)
     except ValueError as err:

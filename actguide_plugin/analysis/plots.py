@@ -1,0 +1,125 @@
+"""PNG figures of the analyses (matplotlib's object API: no pyplot, no global backend, no display needed).
+
+Each function draws into a new figure, saves it to ``path`` and returns what it drew, per subplot, as legend
+labels, so callers (and tests) can tell an empty panel from a drawn one without parsing pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+from matplotlib.figure import Figure
+
+from actguide_plugin.analysis.training import PANELS, Steps, panel_series
+
+LINESTYLES = ("-", "--", ":", "-.")
+Drawn = dict[str, list[str]]
+
+
+def _save(fig: Figure, path: str | Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, format="png")
+
+
+def _no_data(ax: Any) -> None:
+    ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes, color="gray")
+
+
+def plot_training(runs: Mapping[str, Steps], path: str | Path) -> Drawn:
+    """One figure of a run (or several overlaid, one color each): every panel of :data:`.training.PANELS`."""
+    columns = 4
+    rows = math.ceil(len(PANELS) / columns)
+    fig = Figure(figsize=(4.2 * columns, 3.2 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    drawn: Drawn = {}
+    for ax, panel in zip(axes.flat, PANELS, strict=False):
+        drawn[panel.title] = []
+        for run_index, (run, steps) in enumerate(runs.items()):
+            for series_index, (label, points) in enumerate(panel_series(steps, panel).items()):
+                xs, ys = zip(*points, strict=True)
+                name = f"{run}: {label}" if len(runs) > 1 else label
+                style = LINESTYLES[series_index % len(LINESTYLES)]
+                marker = "o" if len(points) < 4 or label.startswith("val") else None
+                ax.plot(xs, ys, style, color=colors[run_index % len(colors)], marker=marker, ms=3, label=name)
+                drawn[panel.title].append(name)
+        ax.set_title(panel.title)
+        ax.set_xlabel("step")
+        ax.set_ylabel(panel.ylabel)
+        if drawn[panel.title]:
+            ax.legend(fontsize=6)
+        else:
+            _no_data(ax)
+    for ax in list(axes.flat)[len(PANELS) :]:
+        ax.axis("off")
+    _save(fig, path)
+    return drawn
+
+
+def plot_barrier(summary: Mapping[str, Any], path: str | Path) -> Drawn:
+    """Prefix Pass@K along guided trajectories and the guided-vs-unguided log-prob difference, easy vs hard."""
+    fig = Figure(figsize=(10, 3.8))
+    left, right = fig.subplots(1, 2)
+    drawn: Drawn = {"prefix": [], "logprob": []}
+    colors = {"easy": "tab:blue", "hard": "tab:red"}
+    for name, group in summary["groups"].items():
+        if not group["tasks"]:
+            continue
+        js = [int(j) for j in group["prefix_pass_at_k"]]
+        left.plot(js, list(group["prefix_pass_at_k"].values()), "-o", color=colors[name], label=f"{name}: Pass@K")
+        left.plot(js, list(group["prefix_pass_at_1"].values()), "--", color=colors[name], label=f"{name}: pass@1")
+        drawn["prefix"] += [f"{name}: Pass@K", f"{name}: pass@1"]
+        turns = [int(t) for t in group["logprob_diff_per_turn"]]
+        if turns:
+            right.plot(turns, list(group["logprob_diff_per_turn"].values()), "-o", color=colors[name], label=name)
+            drawn["logprob"].append(name)
+    left.set(title="Unguided success from guided prefix states", xlabel="guided tool-calling turns in the prefix j")
+    left.set_ylabel("success of K unguided continuations")
+    left.set_ylim(-0.05, 1.05)
+    right.set(title="Guided vs unguided policy along the trajectory", xlabel="assistant turn")
+    right.set_ylabel("mean log π(y|x,G) − log π(y|x) per token")
+    for ax, key in ((left, "prefix"), (right, "logprob")):
+        if drawn[key]:
+            ax.legend(fontsize=7)
+        else:
+            _no_data(ax)
+    _save(fig, path)
+    return drawn
+
+
+def plot_levels(summary: Mapping[str, Any], path: str | Path) -> Drawn:
+    """Success against k/L per task, the minimal-sufficient-level histogram, and Δ per level."""
+    fig = Figure(figsize=(14, 3.8))
+    curves, hist, shift = fig.subplots(1, 3)
+    drawn: Drawn = {"success": [], "k_star": [], "shift": []}
+    for task in summary["tasks"]:
+        length = max(task["num_actions"], 1)
+        xs = [k / length for k in range(len(task["success_rate"]))]
+        curves.plot(xs, task["success_rate"], "-o", ms=3, alpha=0.7, label=task["task_id"])
+        drawn["success"].append(task["task_id"])
+    curves.set(title="Success against guidance level", xlabel="guidance level k/L", ylabel="success rate")
+    curves.set_ylim(-0.05, 1.05)
+    if len(drawn["success"]) <= 12:
+        curves.legend(fontsize=6)
+    names, counts = list(summary["k_star_histogram"]), list(summary["k_star_histogram"].values())
+    hist.bar(range(len(names)), counts, color="tab:purple")
+    hist.set_xticks(range(len(names)), [n.replace(" in ", "\n") for n in names], fontsize=6)
+    hist.set(title="Minimal sufficient level k*", ylabel="tasks")
+    drawn["k_star"] = [n for n, c in zip(names, counts, strict=True) if c]
+    levels = summary["shift_by_level"]
+    if levels:
+        ks = [int(k) for k in levels]
+        means = [s["mean"] for s in levels.values()]
+        stds = [math.sqrt(s["var"]) for s in levels.values()]
+        shift.errorbar(ks, means, yerr=stds, fmt="-o", capsize=3, color="tab:green", label="Δ mean ± std")
+        shift.legend(fontsize=7)
+        drawn["shift"] = [f"level {k}" for k in ks]
+    else:
+        _no_data(shift)
+    shift.set(title="Off-policy shift Δ per level", xlabel="guidance level k", ylabel="Δ (nats per trajectory)")
+    _save(fig, path)
+    return drawn
