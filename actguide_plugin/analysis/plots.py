@@ -13,6 +13,7 @@ from typing import Any
 
 import matplotlib
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from actguide_plugin.analysis.training import PANELS, Steps, panel_series
 
@@ -49,6 +50,7 @@ def plot_training(runs: Mapping[str, Steps], path: str | Path) -> Drawn:
                 drawn[panel.title].append(name)
         ax.set_title(panel.title)
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(panel.ylabel)
         if drawn[panel.title]:
             ax.legend(fontsize=6)
@@ -83,6 +85,7 @@ def plot_barrier(summary: Mapping[str, Any], path: str | Path) -> Drawn:
     right.set(title="Guided vs unguided policy along the trajectory", xlabel="assistant turn")
     right.set_ylabel("mean log π(y|x,G) − log π(y|x) per token")
     for ax, key in ((left, "prefix"), (right, "logprob")):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if drawn[key]:
             ax.legend(fontsize=7)
         else:
@@ -121,5 +124,6 @@ def plot_levels(summary: Mapping[str, Any], path: str | Path) -> Drawn:
     else:
         _no_data(shift)
     shift.set(title="Off-policy shift Δ per level", xlabel="guidance level k", ylabel="Δ (nats per trajectory)")
+    shift.xaxis.set_major_locator(MaxNLocator(integer=True))
     _save(fig, path)
     return drawn

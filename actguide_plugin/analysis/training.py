@@ -12,6 +12,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from actguide_plugin.core.metrics import RATIO_BINS
 from actguide_plugin.names import METRIC_PREFIX
@@ -98,3 +99,31 @@ def panel_series(steps: Steps, panel: Panel) -> dict[str, Series]:
                 if match is not None and isinstance(value, int | float) and not isinstance(value, bool):
                     out.setdefault(label.format(*match.groups()), []).append((step, float(value)))
     return {label: sorted(points) for label, points in out.items()}
+
+
+def training_summary(runs: dict[str, Steps]) -> dict[str, Any]:
+    """Per run and panel series: steps logged, first and last value, min and max."""
+    summary: dict[str, Any] = {}
+    for run, steps in runs.items():
+        series = {}
+        for panel in PANELS:
+            for label, points in panel_series(steps, panel).items():
+                values = [v for _, v in points]
+                series[f"{panel.title}: {label}"] = {
+                    "points": len(points),
+                    "first": values[0],
+                    "last": values[-1],
+                    "min": min(values),
+                    "max": max(values),
+                }
+        summary[run] = {"steps": len({step for step, _ in steps}), "series": series}
+    return summary
+
+
+def training_markdown(summary: dict[str, Any]) -> str:
+    lines = ["| run | series | points | first | last | min | max |", "|---|---|---:|---:|---:|---:|---:|"]
+    for run, data in summary.items():
+        for name, s in data["series"].items():
+            cells = [run, name, str(s["points"])] + [f"{s[k]:.3f}" for k in ("first", "last", "min", "max")]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -8,6 +8,7 @@ never touched, so the tool-call format the policy learns is the one it is evalua
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -75,19 +76,42 @@ def guided_messages(
 _PLAN_LINE = re.compile(r"^(\d+)\. \S")
 
 
+def _plan_lines(text: str, template: GuidanceTemplate) -> list[str]:
+    """The run of consecutively numbered lines after the last guidance header (empty without one)."""
+    header = template.header.strip()
+    start = text.rfind(header)
+    if start < 0:
+        return []
+    lines = []
+    for line in text[start + len(header) :].lstrip("\n").split("\n"):
+        match = _PLAN_LINE.match(line)
+        if match is None or int(match.group(1)) != len(lines) + 1:
+            break
+        lines.append(line)
+    return lines
+
+
 def level_in_text(text: str, template: GuidanceTemplate = DEFAULT_TEMPLATE) -> int:
     """Recover the guidance level from a rendered prompt: the run of numbered lines after the header.
 
     Used by scripted test backends and offline analysis; returns 0 when no guidance block is present.
     """
-    header = template.header.strip()
-    start = text.rfind(header)
-    if start < 0:
-        return 0
-    level = 0
-    for line in text[start + len(header) :].lstrip("\n").split("\n"):
-        match = _PLAN_LINE.match(line)
-        if match is None or int(match.group(1)) != level + 1:
-            break
-        level += 1
-    return level
+    return len(_plan_lines(text, template))
+
+
+def plan_in_text(text: str) -> list[Action]:
+    """Recover the plan's actions from a prompt rendered with the default template (inverse of ``render``).
+
+    ``text`` must end where the user message ends (no chat-template markers after the last plan line).
+    """
+    actions = []
+    for line in _plan_lines(text, DEFAULT_TEMPLATE):
+        _, _, rest = line.partition(". ")
+        name, separator, arguments = rest.partition(": ")
+        if not separator:
+            raise ValueError(f"plan line {line!r} is not '<i>. <tool name>: <arguments as JSON>'")
+        try:
+            actions.append(Action(name=name, arguments=json.loads(arguments)))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"plan line {line!r}: arguments are not JSON: {err}") from err
+    return actions

@@ -66,12 +66,15 @@ def _pick(log_probs: torch.Tensor, sampling: Sampling, generator: torch.Generato
 class HFGenerator:
     """One HF causal LM on CPU, used by one rollout server; calls are serialized by a lock."""
 
-    def __init__(self, model_path: str, *, seed: int = 0, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self, model_path: str, *, seed: int = 0, dtype: torch.dtype = torch.float32, device: str = "cpu"
+    ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        self.device = torch.device(device)
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, attn_implementation="sdpa")
-        self.model.eval()
+        self.model.to(self.device).eval()
         self.eos_token_ids = self._eos_ids()
         self._generator = torch.Generator().manual_seed(seed)
         self._lock = threading.Lock()
@@ -93,18 +96,18 @@ class HFGenerator:
         with self._lock:
             token_ids: list[int] = []
             log_probs: list[float] = []
-            inputs = torch.tensor([prompt_ids])
+            inputs = torch.tensor([prompt_ids], device=self.device)
             past = None
             for _ in range(sampling.max_tokens):
                 out = self.model(input_ids=inputs, past_key_values=past, use_cache=True)
                 past = out.past_key_values
-                row = _scaled_log_probs(out.logits[0, -1], sampling.temperature)  # [vocab]
+                row = _scaled_log_probs(out.logits[0, -1], sampling.temperature).cpu()  # [vocab]
                 token = _pick(row, sampling, self._generator)
                 token_ids.append(token)
                 log_probs.append(float(row[token]))
                 if token in self.eos_token_ids:
                     return token_ids, log_probs, "stop"
-                inputs = torch.tensor([[token]])
+                inputs = torch.tensor([[token]], device=self.device)
             return token_ids, log_probs, "length"
 
     @torch.no_grad()
@@ -113,10 +116,11 @@ class HFGenerator:
         if not prompt_ids or not response_ids:
             raise ValueError("score needs non-empty prompt_ids and response_ids")
         with self._lock:
-            ids = torch.tensor([prompt_ids + response_ids])
+            ids = torch.tensor([prompt_ids + response_ids], device=self.device)
             logits = self.model(input_ids=ids).logits[0, len(prompt_ids) - 1 : -1]  # [response_len, vocab]
             rows = _scaled_log_probs(logits, temperature)
-            return rows.gather(-1, torch.tensor(response_ids).unsqueeze(-1)).squeeze(-1).tolist()
+            targets = torch.tensor(response_ids, device=self.device).unsqueeze(-1)
+            return rows.gather(-1, targets).squeeze(-1).tolist()
 
     @torch.no_grad()
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> int:

@@ -66,12 +66,12 @@ def _load_level_fn(config: Any) -> LevelFn:
 class HFRolloutServer:
     """Ray actor serving token-in/token-out generation from one HF model on CPU."""
 
-    def __init__(self, config: Any, model_config: Any, replica_rank: int, scripted: bool) -> None:
+    def __init__(self, config: Any, model_config: Any, replica_rank: int, scripted: bool, device: str = "cpu") -> None:
         self.config = config
         self.replica_rank = replica_rank
         self.scripted = scripted
         self.global_steps: int | None = None
-        self.engine = HFGenerator(_model_path(model_config), seed=int(config.seed) + replica_rank)
+        self.engine = HFGenerator(_model_path(model_config), seed=int(config.seed) + replica_rank, device=device)
         self.level_fn = _load_level_fn(config) if scripted else level_from_prompt
         self._calls_per_prompt: collections.Counter[str] = collections.Counter()
         self._calls_lock = threading.Lock()
