@@ -5,7 +5,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from actguide_plugin.core.actions import Action
-from actguide_plugin.core.guidance import DEFAULT_TEMPLATE, guided_messages, level_from_ratio, level_in_text
+from actguide_plugin.core.guidance import (
+    DEFAULT_TEMPLATE,
+    guided_messages,
+    level_from_ratio,
+    level_in_text,
+    plan_in_text,
+)
 
 SYSTEM = {"role": "system", "content": "You can call web_search and web_visit."}
 USER = {"role": "user", "content": "Who founded the company that makes the Café Racer?"}
@@ -82,6 +88,15 @@ def test_level_is_recoverable_from_rendered_text(actions, data):
     content = guided_messages([USER], actions, level)[0]["content"]
     # what a chat template adds after the user turn must not be mistaken for plan lines
     assert level_in_text(content + "<|im_end|>\n<|im_start|>assistant\n1. not a plan line") == level
+    assert plan_in_text(content) == actions[:level]  # the plan's actions, exactly
+
+
+def test_unparseable_plan_lines_name_the_line():
+    header = DEFAULT_TEMPLATE.header
+    with pytest.raises(ValueError, match=r"1\. web_search"):
+        plan_in_text("Q" + header + "1. web_search {no separator}")
+    with pytest.raises(ValueError, match="not JSON"):
+        plan_in_text("Q" + header + "1. web_search: {bad")
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 import pytest
 
-from actguide_plugin.core.metrics import group_metrics
+from actguide_plugin.core.metrics import group_metrics, ratio_bin, ratio_histogram
 from actguide_plugin.core.search import GroupOutcome, GroupStatus, Probe
 
 
@@ -75,3 +75,8 @@ def test_plain_grpo_groups_still_report_the_reachability_barrier():
         float,
     )
     assert m["hard_group_frac"] == 0.5 and m["rescued_frac"] == 0.0 and m["guidance_trajectories_per_rescued"] == 0.0
+
+
+def test_ratio_bins_are_left_open_except_the_first():
+    assert [ratio_bin(r) for r in (0.0, 0.25, 0.2500001, 0.5, 0.75, 1.0)] == [0, 0, 1, 1, 2, 3]
+    assert ratio_histogram([0.0, 1 / 3, 2 / 3, 1.0, 1.0]) == [1, 1, 1, 2]

@@ -61,3 +61,42 @@ def test_every_makes_only_every_eth_answer_to_a_prompt_correct():
     low = _prompt(f"Who? {task_marker(2, 'Ada', every=2)}" + DEFAULT_TEMPLATE.render(ACTIONS[:1]), tool_result=True)
     assert scripted_response(low, call_index=0) == f"<answer>{WRONG_ANSWER}</answer><|im_end|>"
     assert parse_task(prompt).every == 2 and parse_task(_prompt(task_marker(0, "x"), False)).every == 1
+
+
+def _with_calls(user: str, calls: list[dict]) -> str:
+    """A prompt after the given tool calls, each followed by its tool response."""
+    text = f"<|im_start|>system\ntools<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n"
+    for call in calls:
+        text += f"<|im_start|>assistant\n<tool_call>\n{json.dumps(call)}\n</tool_call><|im_end|>\n"
+        text += "<|im_start|>user\n<tool_response>\npage\n</tool_response><|im_end|>\n"
+    return text + "<|im_start|>assistant\n"
+
+
+def _call_of(response: str) -> dict:
+    return json.loads(response.split("<tool_call>\n")[1].split("\n</tool_call>")[0])
+
+
+def test_calls_sets_how_many_searches_come_before_the_answer():
+    question = f"Who? {task_marker(0, 'Ada', calls=2)}"
+    search = {"name": "web_search", "arguments": {"query": ["Who?"]}}
+    assert _call_of(scripted_response(_with_calls(question, []))) == search
+    assert _call_of(scripted_response(_with_calls(question, [search]))) == search
+    assert scripted_response(_with_calls(question, [search, search])) == "<answer>Ada</answer><|im_end|>"
+    assert scripted_response(_with_calls(f"Who? {task_marker(0, 'Ada', calls=0)}", [])).startswith("<answer>Ada")
+    assert parse_task(task_marker(1, "x", calls=0)).calls == 0 and parse_task(task_marker(1, "x")).calls == 1
+
+
+def test_a_follow_task_executes_its_plan_and_needs_k_reference_actions_in_the_trajectory():
+    marker = task_marker(2, "Ada", calls=0, follow=True)
+    guided = f"Who? {marker}" + DEFAULT_TEMPLATE.render(ACTIONS)  # level 3
+    executed = []
+    for action in ACTIONS:  # the plan, action by action, with the exact reference arguments
+        call = _call_of(scripted_response(_with_calls(guided, executed)))
+        assert call == action.to_dict()
+        executed.append(call)
+    assert scripted_response(_with_calls(guided, executed)) == "<answer>Ada</answer><|im_end|>"
+    # continued without the plan from a state holding j executed reference actions: right iff j >= 2
+    unguided = f"Who? {marker}"
+    answers = [scripted_response(_with_calls(unguided, executed[:j])) for j in range(4)]
+    assert answers == [f"<answer>{WRONG_ANSWER}</answer><|im_end|>"] * 2 + ["<answer>Ada</answer><|im_end|>"] * 2
+    assert parse_task(marker).follow and not parse_task(task_marker(2, "Ada")).follow

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import numpy as np
 import pytest
 from verl.experimental.agent_loop.agent_loop import DictConfigWrap, ToolListWrap, _agent_loop_registry
 from verl.tools.tool_registry import load_all_tools
@@ -13,9 +14,17 @@ from verl.utils.dataset.rl_dataset import RLHFDataset
 from actguide_plugin.core.actions import Action, dumps_actions
 from actguide_plugin.core.guidance import level_in_text
 from actguide_plugin.cpu.scripted_policy import task_marker
-from actguide_plugin.names import AGENT_NAME, LEVEL_FIELD, UNGUIDED_PROMPT_IDS_FIELD
+from actguide_plugin.names import (
+    AGENT_NAME,
+    ASSISTANT_TURNS_FIELD,
+    LEVEL_FIELD,
+    STOP_REASON_FIELD,
+    TOOL_CALLS_FIELD,
+    UNGUIDED_PROMPT_IDS_FIELD,
+)
 from actguide_plugin.reward import compute_score
 from actguide_plugin.verl_glue.agent_loop import ActGuideToolAgentLoop
+from actguide_plugin.verl_glue.validation import trajectory_record
 
 pytestmark = pytest.mark.integration
 
@@ -117,3 +126,49 @@ def test_bad_reference_actions_name_the_sample(make_loop):
     bad["extra_info"]["reference_actions"] = "[{not json"
     with pytest.raises(ValueError, match="index=7"):
         run_loop(make_loop, level=1, data=bad)
+
+
+def test_reports_tool_calls_turns_and_a_model_stop(make_loop):
+    output, _, _ = run_loop(make_loop, level=0)
+    assert output.extra_fields[STOP_REASON_FIELD] == "stop"
+    assert output.extra_fields[ASSISTANT_TURNS_FIELD] == 2
+    question = "Who wrote the first program?"  # the scripted search: the question without its marker
+    assert output.extra_fields[TOOL_CALLS_FIELD] == [{"name": "web_search", "arguments": {"query": [question]}}]
+
+
+def custom_loop(qwen_tokenizer, recipe_config, scripted_server, *overrides):
+    def make():
+        return _make_loop(qwen_tokenizer, recipe_config(*overrides), scripted_server)
+
+    return make
+
+
+def test_turn_and_length_limits_are_reported(qwen_tokenizer, corpus_env, recipe_config, scripted_server):
+    searcher = sample(0)
+    searcher["raw_prompt"][1]["content"] = f"Who? {task_marker(0, 'Ada', calls=5)}"  # never stops searching
+    turns = "actor_rollout_ref.rollout.multi_turn.max_assistant_turns=2"
+    two_turns = custom_loop(qwen_tokenizer, recipe_config, scripted_server, turns)
+    output, _, _ = run_loop(two_turns, level=0, data=searcher)
+    assert output.extra_fields[STOP_REASON_FIELD] == "turn_limit"
+    assert len(output.extra_fields[TOOL_CALLS_FIELD]) == 1  # the second turn's call was never parsed nor run
+
+    talker = sample(0)
+    talker["raw_prompt"][1]["content"] = f"Who? {task_marker(0, 'Ada ' * 200, calls=0)}"
+    short = custom_loop(qwen_tokenizer, recipe_config, scripted_server, "actor_rollout_ref.rollout.response_length=64")
+    output, _, _ = run_loop(short, level=0, data=talker)
+    assert output.extra_fields[STOP_REASON_FIELD] == "length_limit"
+    assert output.extra_fields[TOOL_CALLS_FIELD] == [] and len(output.response_ids) == 64
+
+
+def test_validation_record_of_a_guided_trajectory(qwen_tokenizer, make_loop):
+    output, _, _ = run_loop(make_loop, level=2)
+    output.reward_score = 1.0
+    output.extra_fields["reward_extra_info"] = {"acc": np.float64(1.0), "judge_used": 0.0}
+    row = {**sample(2), "data_source": "unit", "uid": "u7", "session_id": 1}
+    record = trajectory_record(output, row, qwen_tokenizer, success_threshold=0.0)
+    assert (record.task_id, record.sample, record.level, record.num_actions) == ("unit/7", 1, 2, 3)
+    assert record.correct and record.answer == "Ada Lovelace" and record.outcome == "answered"
+    assert record.turns == 2 and record.tool_calls[0]["name"] == "web_search"
+    assert record.response_tokens == sum(output.response_mask) < record.response_length
+    assert "Reference plan" in record.prompt and "<tool_response>" in record.response
+    assert record.reward_extra == {"acc": 1.0, "judge_used": 0.0} and type(record.reward_extra["acc"]) is float

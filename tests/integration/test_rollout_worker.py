@@ -130,3 +130,46 @@ def test_drop_policy_publishes_no_trajectories_but_finishes_the_prompt(
     assert not [k for k in listing if k.startswith(prompt["uid"] + "_")]  # verl's sync sampler pads the batch
     summary = next(s for s in ray.get(worker.state.pop_summaries.remote()) if s["task_id"] == "dropped")
     assert summary["status"] == "full_failed" and summary["trajectories"] == []
+
+
+def run_validation(model, recipe_config, server, prompts, *overrides):
+    """verl's validation path of our worker (``validate=True``), n = 2 samples per prompt."""
+    config = recipe_config(
+        f"actor_rollout_ref.model.path={model}",
+        "actor_rollout_ref.rollout.val_kwargs.n=2",
+        "actor_rollout_ref.rollout.name=vllm",
+        *overrides,
+    )
+    reward_worker = ray.remote(RewardLoopWorker).options(num_cpus=0).remote(config)
+
+    async def run():
+        worker = ActGuideAgentLoopWorkerImpl(config, server, None, [reward_worker])
+        trajectory = {"step": 0, "sample_index": 0, "rollout_n": 0, "validate": True}
+        await asyncio.gather(*(worker._run_prompt(dict(p), {"temperature": 1.0}, dict(trajectory)) for p in prompts))
+        return worker, ray.get(worker.state.pop_validation_records.remote())
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize(("overrides", "level"), [((), 0), (("actguide.val_level=2",), 2)])
+def test_validation_records_every_trajectory_at_the_requested_level(
+    ray_and_tq, tiny_qwen_model, corpus_env, recipe_config, scripted_server, qwen_tokenizer, overrides, level
+):
+    prompts = [prompt_for(name, min_level) for name, min_level in TASKS.items()]
+    server = scripted_server(qwen_tokenizer)
+    _, records = run_validation(tiny_qwen_model, recipe_config, server, prompts, *overrides)
+    by_task = {}
+    for record in records:
+        by_task.setdefault(record["task_id"], []).append(record)
+    assert sorted(by_task) == sorted(TASKS) and all(len(rs) == 2 for rs in by_task.values())
+    for name, rs in by_task.items():
+        assert sorted(r["sample"] for r in rs) == [0, 1]
+        assert {r["level"] for r in rs} == {level}
+        right = TASKS[name] <= level  # the scripted answer is right from the task's minimal level on
+        assert [r["correct"] for r in rs] == [right, right], name
+        assert all(r["outcome"] == "answered" and r["stop_reason"] == "stop" for r in rs)
+        assert all(r["reward_extra"]["acc"] == float(right) for r in rs)
+    listing = tq.kv_list("val")["val"]
+    assert all(listing[p["uid"]]["status"] == "finished" for p in prompts)  # verl's validation data plane
+    guided_prompts = [p for p in server.prompts if "Reference plan" in qwen_tokenizer.decode(p)]
+    assert bool(guided_prompts) == (level > 0)

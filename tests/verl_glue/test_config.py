@@ -64,11 +64,21 @@ def test_core_configs_take_every_same_named_field(core_type):
         ("actguide.cache_file=a/b.json", "actguide.cache_file"),
         ("actguide.mode=sometimes", "actguide.mode"),
         ("+actguide.probes=3", "unknown key"),
+        ("actguide.val_level=-1", "actguide.val_level"),
+        ("actguide.val_level_ratio=1.5", "actguide.val_level_ratio"),
     ],
 )
 def test_bad_values_are_refused_naming_the_key(override, key):
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
         actguide_config(config(override))
+
+
+def test_validation_guidance_level_is_off_by_default_and_clamped_or_from_a_ratio():
+    assert actguide_config(config()).validation_level(5) == 0
+    assert actguide_config(config("actguide.val_level=3")).validation_level(2) == 2  # clamped to L
+    assert actguide_config(config("actguide.val_level_ratio=0.5")).validation_level(5) == 3  # ceil(0.5 * 5)
+    with pytest.raises(ValueError, match=r"at most one of actguide\.val_level and actguide\.val_level_ratio"):
+        actguide_config(config("actguide.val_level=1", "actguide.val_level_ratio=0.5"))
 
 
 def test_recipe_configs_pass_the_checks():

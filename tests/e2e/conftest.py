@@ -1,0 +1,125 @@
+"""The CPU training run that the end-to-end tests share: the demo script on scripted tasks, run once per session.
+
+``scripts/run_demo_cpu.sh`` → ``python -m recipe.actguide.main_actguide`` with verl's real V1 trainer, Ray,
+TransferQueue, our rollout manager, local tools, reward, prompt swap and fsdp2 actor update. The rollout is the
+``scripted`` backend (real model log-probs, answers that depend on the guidance level). Later tests evaluate,
+export and analyse what this run wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from actguide_plugin.core.actions import Action
+from actguide_plugin.cpu.scripted_policy import task_marker
+from data_preprocess.cli import main as preprocess
+
+REPO = Path(__file__).resolve().parents[2]
+ACTIONS = [
+    Action("web_search", {"query": ["first computer program"]}),
+    Action("web_visit", {"url": ["https://en.wikipedia.org/wiki/Ada_Lovelace"]}),
+    Action("web_search", {"query": ["Analytical Engine"]}),
+]
+# task id → minimal sufficient level (L = 3; 9 = never); every other answer is right at a sufficient level
+TASKS = {"easy": 0, "needs-1": 1, "needs-2": 2, "impossible": 9}
+CORPUS = [
+    {"id": "1", "title": "Ada Lovelace", "url": "https://en.wikipedia.org/wiki/Ada_Lovelace", "text": "Ada wrote it."},
+    {
+        "id": "2",
+        "title": "Analytical Engine",
+        "url": "https://en.wikipedia.org/wiki/Analytical_Engine",
+        "text": "A machine.",
+    },
+]
+
+
+def write_tasks(directory: Path, questions: dict[str, str], answer: str = "Ada Lovelace") -> Path:
+    """Tasks in our schema through ``actguide-preprocess convert`` (train.parquet = val.parquet) plus a corpus."""
+    directory.mkdir(parents=True, exist_ok=True)
+    records = directory / "records.jsonl"
+    with records.open("w", encoding="utf-8") as f:
+        for task_id, question in questions.items():
+            record = {"id": task_id, "question": question, "answer": answer, "actions": [a.to_dict() for a in ACTIONS]}
+            f.write(json.dumps(record) + "\n")
+    data = directory / "data"
+    assert preprocess(["convert", str(records), "-o", str(data), "--format", "actions", "--val-ratio", "0"]) == 0
+    shutil.copy(data / "train.parquet", data / "val.parquet")
+    (data / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in CORPUS), encoding="utf-8")
+    return data
+
+
+@pytest.fixture(scope="session")
+def demo_inputs(tmp_path_factory, tiny_bytes_model):
+    root = tmp_path_factory.mktemp("e2e")
+    questions = {
+        task_id: f"Who wrote the first program? {task_marker(level, 'Ada Lovelace', every=2)}"
+        for task_id, level in TASKS.items()
+    }
+    return root, write_tasks(root, questions), tiny_bytes_model
+
+
+def _run_demo(root: Path, data: Path, model: Path, work: str, steps: int, *overrides: str, mode="fallback_adaptive"):
+    """Run the CPU demo script; returns the metrics per step (verl's file logger) and the script's stdout."""
+    env = dict(os.environ)
+    env.update(
+        PYTHON=sys.executable,
+        PATH=f"{Path(sys.executable).parent}:{env['PATH']}",
+        ROLLOUT="scripted",
+        MODE=mode,
+        STEPS=str(steps),
+        N="4",
+        BATCH="2",
+        RESPONSE_LEN="1024",
+        MODEL_PATH=str(model),
+        DATA_DIR=str(data),
+        WORK_DIR=str(root / work),
+    )
+    result = subprocess.run(
+        ["bash", str(REPO / "scripts" / "run_demo_cpu.sh"), "actor_rollout_ref.actor.optim.weight_decay=0", *overrides],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
+    metrics = [json.loads(line) for line in (root / work / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return {record["step"]: record["data"] for record in metrics}, result.stdout
+
+
+@pytest.fixture(scope="session")
+def run_demo():
+    """``run_demo(root, data, model, work, steps, *overrides, mode=...)``: the CPU demo on scripted tasks."""
+    return _run_demo
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """The shared 2-step ActGuide run: its metrics per step, stdout, files, and the data/model it used."""
+
+    steps: dict[int, dict]
+    stdout: str
+    root: Path
+    data: Path
+    model: Path
+    metrics_file: Path  # a copy of the run's metrics.jsonl (a resumed run rewrites the original)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / "run" / "checkpoints" / "global_step_2"
+
+
+@pytest.fixture(scope="session")
+def trained_run(demo_inputs) -> TrainedRun:
+    root, data, model = demo_inputs
+    steps, stdout = _run_demo(root, data, model, "run", steps=2)
+    metrics_copy = root / "run_metrics_steps_1_2.jsonl"
+    shutil.copy(root / "run" / "metrics.jsonl", metrics_copy)
+    return TrainedRun(steps, stdout, root, data, model, metrics_copy)
