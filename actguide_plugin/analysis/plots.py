@@ -15,7 +15,8 @@ import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from actguide_plugin.analysis.training import PANELS, Steps, panel_series
+from actguide_plugin.analysis.training import PANELS, Panel, Steps, panel_series
+from actguide_plugin.core.metrics import ratio_bin
 
 LINESTYLES = ("-", "--", ":", "-.")
 Drawn = dict[str, list[str]]
@@ -36,18 +37,12 @@ def plot_training(runs: Mapping[str, Steps], path: str | Path) -> Drawn:
     rows = math.ceil(len(PANELS) / columns)
     fig = Figure(figsize=(4.2 * columns, 3.2 * rows))
     axes = fig.subplots(rows, columns, squeeze=False)
-    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     drawn: Drawn = {}
     for ax, panel in zip(axes.flat, PANELS, strict=False):
-        drawn[panel.title] = []
-        for run_index, (run, steps) in enumerate(runs.items()):
-            for series_index, (label, points) in enumerate(panel_series(steps, panel).items()):
-                xs, ys = zip(*points, strict=True)
-                name = f"{run}: {label}" if len(runs) > 1 else label
-                style = LINESTYLES[series_index % len(LINESTYLES)]
-                marker = "o" if len(points) < 4 or label.startswith("val") else None
-                ax.plot(xs, ys, style, color=colors[run_index % len(colors)], marker=marker, ms=3, label=name)
-                drawn[panel.title].append(name)
+        if panel.stacked and len(runs) == 1:
+            drawn[panel.title] = _stacked_bars(ax, panel_series(next(iter(runs.values())), panel))
+        else:
+            drawn[panel.title] = _lines(ax, panel, runs)
         ax.set_title(panel.title)
         ax.set_xlabel("step")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -60,6 +55,33 @@ def plot_training(runs: Mapping[str, Steps], path: str | Path) -> Drawn:
         ax.axis("off")
     _save(fig, path)
     return drawn
+
+
+def _lines(ax: Any, panel: Panel, runs: Mapping[str, Steps]) -> list[str]:
+    """The panel's series of every run: a color per run, a line style per series."""
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    drawn = []
+    for run_index, (run, steps) in enumerate(runs.items()):
+        for series_index, (label, points) in enumerate(panel_series(steps, panel).items()):
+            xs, ys = zip(*points, strict=True)
+            name = f"{run}: {label}" if len(runs) > 1 else label
+            style = LINESTYLES[series_index % len(LINESTYLES)]
+            marker = "o" if len(points) < 4 or label.startswith("val") else None
+            ax.plot(xs, ys, style, color=colors[run_index % len(colors)], marker=marker, ms=3, label=name)
+            drawn.append(name)
+    return drawn
+
+
+def _stacked_bars(ax: Any, series: dict[str, list[tuple[int, float]]]) -> list[str]:
+    """One bar per step, one segment per series (e.g. how many guided groups fell in each k*/L bin)."""
+    steps = sorted({step for points in series.values() for step, _ in points})
+    bottom = [0.0] * len(steps)
+    for label, points in series.items():
+        values = dict(points)
+        heights = [values.get(step, 0.0) for step in steps]
+        ax.bar(steps, heights, bottom=bottom, label=label)
+        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    return list(series)
 
 
 def plot_barrier(summary: Mapping[str, Any], path: str | Path) -> Drawn:
@@ -94,20 +116,36 @@ def plot_barrier(summary: Mapping[str, Any], path: str | Path) -> Drawn:
     return drawn
 
 
+def _k_star_category(task: Mapping[str, Any], categories: list[str]) -> str:
+    """The histogram category of a task's k* (the order of ``k_star_histogram``: 0, the k*/L bins, unreached)."""
+    if task["k_star"] is None:
+        return categories[-1]
+    if task["k_star"] == 0:
+        return categories[0]
+    return categories[1 + ratio_bin(task["k_star_ratio"])]
+
+
 def plot_levels(summary: Mapping[str, Any], path: str | Path) -> Drawn:
     """Success against k/L per task, the minimal-sufficient-level histogram, and Δ per level."""
     fig = Figure(figsize=(14, 3.8))
     curves, hist, shift = fig.subplots(1, 3)
     drawn: Drawn = {"success": [], "k_star": [], "shift": []}
+    categories = list(summary["k_star_histogram"])
+    colors = matplotlib.colormaps["viridis"]
+    labelled = set()
     for task in summary["tasks"]:
         length = max(task["num_actions"], 1)
         xs = [k / length for k in range(len(task["success_rate"]))]
-        curves.plot(xs, task["success_rate"], "-o", ms=3, alpha=0.7, label=task["task_id"])
+        category = _k_star_category(task, categories)
+        color = "gray" if category == categories[-1] else colors(categories.index(category) / len(categories))
+        label = None if category in labelled else category
+        labelled.add(category)
+        curves.plot(xs, task["success_rate"], "-o", ms=3, alpha=0.6, color=color, label=label)
         drawn["success"].append(task["task_id"])
     curves.set(title="Success against guidance level", xlabel="guidance level k/L", ylabel="success rate")
     curves.set_ylim(-0.05, 1.05)
-    if len(drawn["success"]) <= 12:
-        curves.legend(fontsize=6)
+    if drawn["success"]:
+        curves.legend(fontsize=6, title="task's k*", title_fontsize=6)
     names, counts = list(summary["k_star_histogram"]), list(summary["k_star_histogram"].values())
     hist.bar(range(len(names)), counts, color="tab:purple")
     hist.set_xticks(range(len(names)), [n.replace(" in ", "\n") for n in names], fontsize=6)

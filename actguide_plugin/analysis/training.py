@@ -42,6 +42,7 @@ class Panel:
     title: str
     ylabel: str
     metrics: tuple[tuple[str, str], ...]  # (regex over metric names, label formatted with the regex's groups)
+    stacked: bool = False  # parts of a whole per step (drawn as stacked bars for a single run)
 
 
 def _guidance(name: str) -> str:
@@ -77,7 +78,7 @@ PANELS: tuple[Panel, ...] = (
         ),
     ),
     Panel("Guidance needed", "k*/L", ((_guidance("level_ratio_mean"), "mean k*/L of guided groups"),)),
-    Panel("k*/L histogram", "guided groups", HISTOGRAM_METRICS),
+    Panel("k*/L histogram", "guided groups", HISTOGRAM_METRICS, stacked=True),
     Panel(
         "Off-policy shift Δ",
         "nats per trajectory",

@@ -32,6 +32,15 @@ def _num_actions(row: dict[str, Any]) -> int:
     return len(loads_actions((row.get("extra_info") or {}).get("reference_actions")))
 
 
+def _task(row: dict[str, Any]) -> dict[str, Any]:
+    """The fields every per-task result starts with."""
+    return {
+        "task_id": task_id_of(row),
+        "data_source": str(row.get("data_source", "unknown")),
+        "num_actions": _num_actions(row),
+    }
+
+
 def _guided_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     kept = [row for row in rows if _num_actions(row) > 0]
     if len(kept) < len(rows):
@@ -47,22 +56,13 @@ async def level_sweeps(
     """K samples of each task at every level 0..L; Δ for every guided sample."""
     sweeps = []
     for row in tqdm(_guided_rows(rows), desc="levels", unit="task"):
-        num_actions = _num_actions(row)
+        task = _task(row)
         successes, shifts = [], []
-        for level in range(num_actions + 1):
+        for level in range(task["num_actions"] + 1):
             drawn = [await agent.sample(row, level) for _ in range(samples)]
             successes.append(sum(s.score > success_threshold for s in drawn))
             shifts.append(tuple(agent.turn_shifts(s)[0] for s in drawn) if level else ())
-        sweeps.append(
-            LevelSweep(
-                task_id=task_id_of(row),
-                data_source=str(row.get("data_source", "unknown")),
-                num_actions=num_actions,
-                samples=samples,
-                successes=tuple(successes),
-                shifts=tuple(shifts),
-            )
-        )
+        sweeps.append(LevelSweep(**task, samples=samples, successes=tuple(successes), shifts=tuple(shifts)))
     return sweeps
 
 
@@ -78,8 +78,8 @@ async def prefix_curves(
     unguided continuations from the state after each of its tool-calling turns."""
     curves = []
     for row in tqdm(_guided_rows(rows), desc="barrier", unit="task"):
-        num_actions = _num_actions(row)
-        level = max(1, level_from_ratio(level_ratio, num_actions))
+        task = _task(row)
+        level = max(1, level_from_ratio(level_ratio, task["num_actions"]))
         guided = await _first_success(agent, row, level, guided_tries, success_threshold)
         successes = []
         for turns in range(tool_calling_turns(guided) + 1):
@@ -89,9 +89,7 @@ async def prefix_curves(
         _, per_turn = agent.turn_shifts(guided)
         curves.append(
             PrefixCurve(
-                task_id=task_id_of(row),
-                data_source=str(row.get("data_source", "unknown")),
-                num_actions=num_actions,
+                **task,
                 level=level,
                 guided_correct=guided.score > success_threshold,
                 samples=samples,

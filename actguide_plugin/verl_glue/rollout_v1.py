@@ -98,7 +98,8 @@ class ActGuideAgentLoopWorkerImpl(AgentLoopWorkerTQ.__ray_actor_class__):
             result = await super()._agent_loop_postprocess(output, validate, **kwargs)
             if validate:
                 final = output[-1] if isinstance(output, list) else output
-                record = trajectory_record(final, kwargs, self.tokenizer, self.actguide.success_threshold)
+                threshold, dumped = self.actguide.success_threshold, bool(self.actguide.val_dump_dir)
+                record = trajectory_record(final, kwargs, self.tokenizer, threshold, keep_prompt=dumped)
                 await self.state.record_validation.remote(record.to_dict())
             return result
         outputs = output if isinstance(output, list) else [output]

@@ -57,8 +57,14 @@ def validation_level(prompt: dict[str, Any], actguide: ActGuideConfig) -> int:
     return actguide.validation_level(num_actions)
 
 
-def trajectory_record(output: Any, row: dict[str, Any], tokenizer: Any, success_threshold: float) -> TrajectoryRecord:
-    """The record of one scored validation trajectory (``output`` is its final ``AgentLoopOutput``)."""
+def trajectory_record(
+    output: Any, row: dict[str, Any], tokenizer: Any, success_threshold: float, keep_prompt: bool = True
+) -> TrajectoryRecord:
+    """The record of one scored validation trajectory (``output`` is its final ``AgentLoopOutput``).
+
+    ``keep_prompt=False`` leaves the prompt text out (the metrics do not need it, and the prompt with its tool
+    schemas is most of a record's size).
+    """
     extra = output.extra_fields
     try:
         task_id = task_id_of(row)
@@ -76,7 +82,7 @@ def trajectory_record(output: Any, row: dict[str, Any], tokenizer: Any, success_
         tool_calls=extra.get(TOOL_CALLS_FIELD, []),
         turns=int(extra.get(ASSISTANT_TURNS_FIELD, 0)),
         response_mask=list(output.response_mask),
-        prompt=tokenizer.decode(output.prompt_ids, skip_special_tokens=False),
+        prompt=tokenizer.decode(output.prompt_ids, skip_special_tokens=False) if keep_prompt else "",
         response=tokenizer.decode(output.response_ids, skip_special_tokens=False),
         reward_extra=_plain(extra.get("reward_extra_info") or {}),
         uid=str(row["uid"]),

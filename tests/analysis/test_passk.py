@@ -45,3 +45,17 @@ def test_rounds_avg_best_and_any():
     assert metrics["avg_pass@3"] == pytest.approx((1 / 3 + 0 + 1) / 3)
     assert metrics["best_pass@1"] == 1.0
     assert metrics["pass@3"] == pytest.approx(2 / 3)
+
+
+def test_analysis_package_imports_with_verl_absent():
+    """Evaluation maths, summaries and plots are pure: block verl and import every analysis module."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['verl'] = None\n"
+        "from actguide_plugin.analysis import barrier, eval_summary, levels, passk, plots, training, trajectory\n"
+        "assert passk.pass_at_k(8, 1, 8) == 1.0\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr

@@ -62,6 +62,12 @@ def test_training_figure_overlays_runs_and_marks_missing_panels(tmp_path):
     assert "| actguide | Turns: mean turns | 1 | 3.000 |" in training_markdown(summary)
 
 
+def test_a_single_runs_k_star_histogram_is_drawn_as_stacked_bars(tmp_path):
+    steps = [(1, {"actguide/level_ratio_hist/0-25": 1.0, "actguide/level_ratio_hist/75-100": 2.0})]
+    drawn = plot_training({"actguide": steps}, tmp_path / "training.png")
+    assert drawn["k*/L histogram"] == ["k*/L in (0.00, 0.25]", "k*/L in (0.75, 1.00]"]
+
+
 def test_findings_figures(tmp_path):
     levels = summarize_levels([LevelSweep("t", "b", 2, 2, (0, 1, 2), ((), (0.5, 1.5), (2.0, 2.0)))])
     assert plot_levels(levels, tmp_path / "levels.png") == {

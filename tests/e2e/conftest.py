@@ -57,6 +57,12 @@ def write_tasks(directory: Path, questions: dict[str, str], answer: str = "Ada L
 
 
 @pytest.fixture(scope="session")
+def task_writer():
+    """``task_writer(directory, {task_id: question})`` → a data folder (train/val parquet, corpus)."""
+    return write_tasks
+
+
+@pytest.fixture(scope="session")
 def demo_inputs(tmp_path_factory, tiny_bytes_model):
     root = tmp_path_factory.mktemp("e2e")
     questions = {

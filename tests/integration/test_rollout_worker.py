@@ -151,7 +151,9 @@ def run_validation(model, recipe_config, server, prompts, *overrides):
     return asyncio.run(run())
 
 
-@pytest.mark.parametrize(("overrides", "level"), [((), 0), (("actguide.val_level=2",), 2)])
+@pytest.mark.parametrize(
+    ("overrides", "level"), [((), 0), (("actguide.val_level=2", "actguide.val_dump_dir=/unused/by/the/worker"), 2)]
+)
 def test_validation_records_every_trajectory_at_the_requested_level(
     ray_and_tq, tiny_qwen_model, corpus_env, recipe_config, scripted_server, qwen_tokenizer, overrides, level
 ):
@@ -169,6 +171,7 @@ def test_validation_records_every_trajectory_at_the_requested_level(
         assert [r["correct"] for r in rs] == [right, right], name
         assert all(r["outcome"] == "answered" and r["stop_reason"] == "stop" for r in rs)
         assert all(r["reward_extra"]["acc"] == float(right) for r in rs)
+        assert all(bool(r["prompt"]) == bool(overrides) for r in rs)  # prompt text only when the files are written
     listing = tq.kv_list("val")["val"]
     assert all(listing[p["uid"]]["status"] == "finished" for p in prompts)  # verl's validation data plane
     guided_prompts = [p for p in server.prompts if "Reference plan" in qwen_tokenizer.decode(p)]
