@@ -107,7 +107,8 @@ class ActGuideTrainer(PPOTrainerSync):
         ray.get(self.state.begin_validation.remote(len(self.val_dataloader.dataset) * samples))
         metrics = super()._validate()
         val_only = bool(self.config.trainer.get("val_only", False))
-        metrics.update(collect_validation(self.state, self.actguide, samples, self.global_steps, val_only))
+        records = ray.get(self.state.pop_validation_records.remote())
+        metrics.update(collect_validation(records, self.actguide, samples, self.global_steps, val_only))
         return metrics
 
     def _load_checkpoint(self):

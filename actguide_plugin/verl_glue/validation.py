@@ -23,8 +23,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import ray
-
 from actguide_plugin.analysis.eval_summary import flat_metrics, summarize, write_evaluation
 from actguide_plugin.analysis.trajectory import TrajectoryRecord, build_record
 from actguide_plugin.core.actions import loads_actions
@@ -95,10 +93,17 @@ def _plain(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def collect_validation(
-    state: Any, actguide: ActGuideConfig, samples_per_prompt: int, global_steps: int, val_only: bool
+    raw_records: list[dict[str, Any]],
+    actguide: ActGuideConfig,
+    samples_per_prompt: int,
+    global_steps: int,
+    val_only: bool,
 ) -> dict[str, float]:
-    """Summarize the validation that just ran; write it when ``val_dump_dir`` is set. Returns its metrics."""
-    records = [TrajectoryRecord.from_dict(r) for r in ray.get(state.pop_validation_records.remote())]
+    """Summarize the validation that just ran (the state actor's records); write it when ``val_dump_dir`` is set.
+
+    Returns its ``val-actguide/*`` metrics.
+    """
+    records = [TrajectoryRecord.from_dict(r) for r in raw_records]
     if not records:
         logger.warning("validation recorded no trajectories (agent loop failures?)")
         return {}

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from actguide_plugin.analysis.trajectory import build_record
 from actguide_plugin.core.actions import Action, dumps_actions
 from actguide_plugin.names import AGENT_NAME
 from actguide_plugin.verl_glue.config import actguide_config, check_verl_config
 from actguide_plugin.verl_glue.evaluate import eval_overrides
 from actguide_plugin.verl_glue.export import export_checkpoint, is_checkpoint
-from actguide_plugin.verl_glue.validation import validation_level
+from actguide_plugin.verl_glue.validation import collect_validation, validation_level
 from recipe.actguide.main_actguide import compose_config
 
 
@@ -85,3 +88,37 @@ def test_export_refuses_what_is_not_a_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="no model config"):
         export_checkpoint(step, tmp_path / "out")
     assert not (tmp_path / "out").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["global_step_3", "model"]
+
+
+def records(task: str, verdicts: list[bool]) -> list[dict]:
+    return [
+        build_record(
+            data_source="bench",
+            task_id=task,
+            sample=i,
+            level=0,
+            num_actions=1,
+            score=float(right),
+            success_threshold=0.0,
+            stop_reason="stop",
+            tool_calls=[],
+            turns=1,
+            response_mask=[1],
+            prompt="P",
+            response="<answer>x</answer>",
+        ).to_dict()
+        for i, right in enumerate(verdicts)
+    ]
+
+
+def test_a_validation_gives_metrics_and_writes_files_where_asked(tmp_path):
+    raw = records("a", [True, False]) + records("b", [False, False])
+    metrics = collect_validation(raw, actguide_config({}), samples_per_prompt=2, global_steps=5, val_only=False)
+    assert metrics["val-actguide/bench/pass@2"] == 0.5 and metrics["val-actguide/bench/pass@1"] == 0.25
+    assert not list(tmp_path.iterdir())  # no val_dump_dir: metrics only
+    dump = actguide_config({"val_dump_dir": str(tmp_path)})
+    collect_validation(raw, dump, samples_per_prompt=2, global_steps=5, val_only=False)  # training: one folder a step
+    assert json.loads((tmp_path / "global_step_5" / "eval.json").read_text())["global_steps"] == 5
+    collect_validation(raw, dump, samples_per_prompt=2, global_steps=0, val_only=True)  # actguide-eval: the folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval.json", "eval.md", "global_step_5", "trajectories.jsonl"]
+    assert collect_validation([], dump, samples_per_prompt=2, global_steps=6, val_only=False) == {}
