@@ -213,7 +213,10 @@ class _Group(Generic[T]):
     async def probe_round(self, levels: Sequence[int]) -> dict[int, bool]:
         """Probe several levels concurrently; the round costs one serial step however many levels."""
         self.serial_rounds += 1
-        batches = await asyncio.gather(*(self._sample(k, self.cfg.probe_m) for k in levels))
+        batches = await asyncio.gather(*(self._sample(k, self.cfg.probe_m) for k in levels), return_exceptions=True)
+        for batch in batches:  # every level's rollouts have settled: now a failure may end the search
+            if isinstance(batch, BaseException):
+                raise batch
         verdicts = {}
         for level, batch in zip(levels, batches, strict=True):
             rewards = tuple(float(self._reward(t)) for t in batch)

@@ -29,6 +29,20 @@ Trajectory = list[Any]  # the AgentLoopOutput(s) of one rollout; the last one ca
 SampleFn = Callable[[int, int], Awaitable[Trajectory]]  # (level, session_id) -> one scored trajectory
 
 
+class BadRowError(ValueError):
+    """A dataset row the recipe cannot use (no stable task id, unparseable reference actions); names the row."""
+
+
+def row_name(prompt: dict[str, Any]) -> str:
+    """How a log line names a dataset row: its data source, dataset index / task id and this sampling's uid."""
+    extra_info = prompt.get("extra_info") or {}
+    parts = [f"data_source={prompt.get('data_source', '')!r}"]
+    for key in ("task_id", "index"):
+        if extra_info.get(key) is not None:
+            parts.append(f"{key}={extra_info[key]!r}")
+    return " ".join([*parts, f"uid={prompt.get('uid')}"])
+
+
 def task_id_of(prompt: dict[str, Any]) -> str:
     """Stable across epochs (the uid is new every time a prompt is sampled): data source + dataset index."""
     extra_info = prompt.get("extra_info") or {}
@@ -36,8 +50,29 @@ def task_id_of(prompt: dict[str, Any]) -> str:
         return str(extra_info["task_id"])
     index = extra_info.get("index", prompt.get("index"))
     if index is None:
-        raise ValueError("ActGuide needs a stable task id: set extra_info.task_id or extra_info.index in the data")
+        raise BadRowError(
+            f"row {row_name(prompt)}: ActGuide needs a stable task id: set extra_info.task_id or extra_info.index"
+        )
     return f"{prompt.get('data_source', '')}/{index}"
+
+
+def num_actions_of(prompt: dict[str, Any]) -> int:
+    """L, the number of reference actions of the row (0 when it has none)."""
+    extra_info = prompt.get("extra_info") or {}
+    try:
+        return len(loads_actions(extra_info.get("reference_actions")))
+    except ValueError as err:
+        raise BadRowError(f"row {row_name(prompt)}: bad extra_info.reference_actions: {err}") from err
+
+
+async def settled(coroutines: list[Awaitable[Trajectory]]) -> list[Trajectory]:
+    """Await every rollout of a generation call before raising the first error, as verl does for a group:
+    a failing sibling must not leave the others generating into replicas the trainer puts to sleep."""
+    results = await asyncio.gather(*coroutines, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
 
 
 def reward_of(trajectory: Trajectory) -> float:
@@ -64,13 +99,12 @@ async def decide_group(
             f"sample uid={prompt.get('uid')} has agent_name={prompt.get('agent_name')!r}; guidance needs "
             f"{AGENT_NAME!r} (set it in the data or actor_rollout_ref.rollout.agent.default_agent_loop)"
         )
-    extra_info = prompt.get("extra_info") or {}
-    num_actions = len(loads_actions(extra_info.get("reference_actions")))
+    num_actions = num_actions_of(prompt)
     task_id = task_id_of(prompt)
     session_ids = itertools.count()
 
     async def rollout(level: int, count: int) -> list[Trajectory]:
-        return list(await asyncio.gather(*(sample(level, next(session_ids)) for _ in range(count))))
+        return await settled([sample(level, next(session_ids)) for _ in range(count)])
 
     cache = LevelCache.from_dict(await state.cache_subset.remote([task_id]))
     outcome = await run_group(task_id, num_actions, rollout, reward_of, actguide.search_config(n), cache)

@@ -20,10 +20,18 @@ from actguide_plugin.names import METRIC_PREFIX
 
 
 def search_metrics(state: Any) -> dict[str, float]:
-    """Diagnostics of the groups decided since the last call (drains the state actor's summaries)."""
+    """Diagnostics of the groups decided since the last call (drains the state actor's summaries and failures).
+
+    ``failed_groups`` counts groups that produced no outcome (an error in a rollout, a tool, the reward or the
+    row), ``bad_rows`` those of them whose dataset row is unusable; each was logged once with the row's name.
+    """
     summaries = ray.get(state.pop_summaries.remote())
+    failures = ray.get(state.pop_failures.remote())
     outcomes = [GroupOutcome.from_summary({k: v for k, v in s.items() if k != "global_steps"}) for s in summaries]
-    return {METRIC_PREFIX + k: v for k, v in group_metrics(outcomes, float).items()}
+    metrics = {METRIC_PREFIX + k: v for k, v in group_metrics(outcomes, float).items()}
+    metrics[METRIC_PREFIX + "failed_groups"] = float(len(failures))
+    metrics[METRIC_PREFIX + "bad_rows"] = float(sum(f["kind"] == "bad_row" for f in failures))
+    return metrics
 
 
 def loss_metrics(metrics: dict[str, Any]) -> dict[str, float]:

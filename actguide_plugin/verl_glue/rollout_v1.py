@@ -38,7 +38,7 @@ from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopManagerTQ, AgentLoopWorke
 from actguide_plugin.logs import get_logger
 from actguide_plugin.names import IS_GUIDED_FIELD, LEVEL_FIELD, UNGUIDED_PROMPT_IDS_FIELD
 from actguide_plugin.verl_glue.config import actguide_config
-from actguide_plugin.verl_glue.group import Trajectory, decide_group
+from actguide_plugin.verl_glue.group import BadRowError, Trajectory, decide_group, row_name
 from actguide_plugin.verl_glue.state import state_actor
 from actguide_plugin.verl_glue.validation import trajectory_record, validation_level
 
@@ -64,10 +64,19 @@ class ActGuideAgentLoopWorkerImpl(AgentLoopWorkerTQ.__ray_actor_class__):
         status = "finished"
         try:
             await self._run_guided_group(prompt, sampling_params, trajectory, trace)
-        except Exception:
-            logger.exception(f"ActGuide group of uid={uid} failed")
+        except Exception as err:  # every rollout of the group has settled (group.settled)
             status = "failure"
+            await self._record_failure(prompt, err)
         await tq.async_kv_put(key=uid, partition_id="train", tag={"status": status})
+
+    async def _record_failure(self, prompt: dict, err: Exception) -> None:
+        """One log line naming the row and the cause, and a record for ``actguide/failed_groups``/``bad_rows``."""
+        kind = "bad_row" if isinstance(err, BadRowError) else "error"
+        cause = " ".join(f"{type(err).__name__}: {err}".split())[:500]
+        logger.error(f"ActGuide group failed ({kind}), row {row_name(prompt)}: {cause}")
+        logger.debug("traceback of the failed group", exc_info=err)
+        failure = {"uid": prompt["uid"], "row": row_name(prompt), "kind": kind, "cause": cause}
+        await self.state.record_failure.remote({**failure, "global_steps": prompt.get("global_steps")})
 
     async def _run_guided_group(self, prompt: dict, sampling_params: dict, trajectory: dict, trace: bool) -> None:
         n = prompt.pop("__rollout_n__", self.config.actor_rollout_ref.rollout.n)

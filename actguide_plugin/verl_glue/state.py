@@ -1,8 +1,9 @@
 """Run state shared by the rollout workers and the trainer: one small named Ray actor.
 
 It holds the warm-start cache (:class:`actguide_plugin.core.level_cache.LevelCache`), the search summaries of the
-groups decided since the trainer last read them, and the trajectory records of the validation in progress (with
-its expected size, so a driver such as ``actguide-eval`` can show progress). Kept free of verl and torch imports
+groups decided since the trainer last read them, the groups that failed since then (bad rows, errors), and the
+trajectory records of the validation in progress (with its expected size, so a driver such as ``actguide-eval``
+can show progress). Kept free of verl and torch imports
 on purpose: its Ray worker process then only loads this module, not the whole training stack (hundreds of MB on a
 small CPU machine).
 """
@@ -23,6 +24,7 @@ class ActGuideState:
     def __init__(self) -> None:
         self.cache = LevelCache()
         self.summaries: list[dict[str, Any]] = []
+        self.failures: list[dict[str, Any]] = []
         self.validation_records: list[dict[str, Any]] = []
         self.validation_expected = 0
 
@@ -45,6 +47,18 @@ class ActGuideState:
     def pop_summaries(self) -> list[dict[str, Any]]:
         summaries, self.summaries = self.summaries, []
         return summaries
+
+    def record_failure(self, failure: dict[str, Any]) -> None:
+        self.failures.append(failure)
+
+    def failures_of(self, uids: list[str]) -> list[dict[str, Any]]:
+        """The recorded failures of these prompt uids (the trainer names them when a whole step failed)."""
+        wanted = set(uids)
+        return [f for f in self.failures if f.get("uid") in wanted]
+
+    def pop_failures(self) -> list[dict[str, Any]]:
+        failures, self.failures = self.failures, []
+        return failures
 
     def begin_validation(self, expected: int) -> None:
         self.validation_records, self.validation_expected = [], expected

@@ -10,6 +10,8 @@ verl 0.9.1 APIs relied on (``verl/trainer/ppo/v1/trainer_base.py``, ``trainer_sy
 * ``actor_rollout_wg.set_loss_fn(fn)`` replaces the actor's loss wrapper (``ppo_loss``) on every worker.
 * ``_save_checkpoint`` / ``_load_checkpoint`` write/read ``{default_local_dir}/global_step_{N}/``; we add the
   warm-start cache and the run's resolved config (``actguide_run_config.yaml``, what ``actguide-export`` ships).
+* ``replay_buffer`` and ``_add_batch_to_generate()``: a step with no trajectory at all is explained or refilled
+  (:mod:`.empty_step`).
 * ``_validate()`` runs verl's validation over ``val_dataloader`` and returns its metrics; we add the
   ``val-actguide/*`` metrics of :mod:`.validation` (and its files with ``actguide.val_dump_dir``).
 
@@ -36,6 +38,7 @@ from actguide_plugin.logs import get_logger
 from actguide_plugin.names import IS_GUIDED_FIELD, METRIC_PREFIX, RUN_CONFIG_FILE, UNGUIDED_PROMPT_IDS_FIELD
 from actguide_plugin.outputs import StagedOutputs
 from actguide_plugin.verl_glue.config import check_verl_config
+from actguide_plugin.verl_glue.empty_step import guard_empty_steps
 from actguide_plugin.verl_glue.loss import make_actguide_loss_fn
 from actguide_plugin.verl_glue.metrics import loss_metrics, search_metrics
 from actguide_plugin.verl_glue.prompt_swap import swap_to_unguided
@@ -52,6 +55,7 @@ class ActGuideTrainer(PPOTrainerSync):
         self.actguide = check_verl_config(config)
         super().__init__(config)
         self.state = state_actor()  # before init(): _load_checkpoint restores the cache into it
+        guard_empty_steps(self.replay_buffer, self.state, refill=self._add_batch_to_generate)
 
     def init(self):
         super().init()

@@ -323,3 +323,21 @@ def test_outcome_summary_round_trips_through_json():
     assert restored.trajectories == [r for _, r in outcome.trajectories]
     assert restored.probes == outcome.probes and restored.status is outcome.status
     assert (restored.level, restored.sampled, restored.reused) == (outcome.level, outcome.sampled, outcome.reused)
+
+
+def test_a_failing_probe_level_waits_for_the_other_levels_before_raising():
+    """Concurrent probes settle first: no rollout keeps generating after the search has failed."""
+    finished: list[int] = []
+
+    async def rollout(level: int, count: int):
+        if level == 2:
+            raise RuntimeError("tool server down")
+        await asyncio.sleep(0.05)
+        finished.append(level)
+        return [(level, 0.0)] * count
+
+    cache = LevelCache()
+    cache.put("t", 3, 3)  # warm start: levels 2 and 3 are probed in one concurrent round
+    with pytest.raises(RuntimeError, match="tool server down"):
+        run(run_group("t", 3, rollout, reward, SearchConfig(n=4), cache))
+    assert finished == [0, 3]  # the unguided group, then level 3 finished before the error surfaced

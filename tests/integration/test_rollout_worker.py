@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 
 import pytest
 import ray
 import transfer_queue as tq
-from omegaconf import OmegaConf
 from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
 
 from actguide_plugin.core.actions import Action, dumps_actions
 from actguide_plugin.cpu.scripted_policy import task_marker
 from actguide_plugin.names import IS_GUIDED_FIELD, LEVEL_FIELD, UNGUIDED_PROMPT_IDS_FIELD
+from actguide_plugin.verl_glue.metrics import search_metrics
 from actguide_plugin.verl_glue.rollout_v1 import ActGuideAgentLoopWorkerImpl
 from actguide_plugin.verl_glue.state import state_actor
 
@@ -32,15 +33,6 @@ ACTIONS = [
     Action("web_search", {"query": ["Analytical Engine"]}),
 ]
 TASKS = {"easy": 0, "barrier": 2, "impossible": 9}  # minimal level at which the scripted answer is right
-
-
-@pytest.fixture(scope="module")
-def ray_and_tq(tmp_path_factory):
-    ray.init(num_cpus=4, include_dashboard=False, _temp_dir=str(tmp_path_factory.mktemp("ray")))
-    tq.init(OmegaConf.create({"backend": {"SimpleStorage": {"num_data_storage_units": 1}}}))
-    yield
-    tq.close()
-    ray.shutdown()
 
 
 def prompt_for(name: str, min_level: int) -> dict:
@@ -176,3 +168,20 @@ def test_validation_records_every_trajectory_at_the_requested_level(
     assert all(listing[p["uid"]]["status"] == "finished" for p in prompts)  # verl's validation data plane
     guided_prompts = [p for p in server.prompts if "Reference plan" in qwen_tokenizer.decode(p)]
     assert bool(guided_prompts) == (level > 0)
+
+
+def test_bad_row_fails_its_group_with_one_named_log_line_and_a_metric(
+    ray_and_tq, tiny_qwen_model, corpus_env, recipe_config, scripted_server, qwen_tokenizer, caplog
+):
+    bad = prompt_for("bad", TASKS["barrier"])
+    bad["extra_info"] = {"index": 41, "reference_actions": "[{not json"}
+    good = prompt_for("good", TASKS["easy"])
+    with caplog.at_level(logging.ERROR, logger="actguide_plugin"):
+        worker = run_worker(tiny_qwen_model, recipe_config, scripted_server(qwen_tokenizer), [bad, good])
+    listing = tq.kv_list("train")["train"]
+    assert listing[bad["uid"]]["status"] == "failure" and listing[good["uid"]]["status"] == "finished"
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(lines) == 1 and "bad_row" in lines[0] and "index=41" in lines[0] and bad["uid"] in lines[0]
+    metrics = search_metrics(worker.state)
+    assert metrics["actguide/bad_rows"] == 1.0 and metrics["actguide/failed_groups"] == 1.0
+    assert metrics["actguide/groups"] == 1.0  # the good group was decided as usual
