@@ -21,7 +21,8 @@ keyword (``reward_kwargs``)   environment                 meaning
 ``f1_threshold``              —                           rule: token F1 that counts as correct (0.8)
 ``judge_base_url``            ``ACTGUIDE_JUDGE_BASE_URL`` judge: OpenAI-compatible server root
 ``judge_model``               ``ACTGUIDE_JUDGE_MODEL``    judge: model name
-—                             ``ACTGUIDE_JUDGE_API_KEY``  judge: bearer key (environment only, never logged)
+—                             ``ACTGUIDE_JUDGE_API_KEY``  judge: bearer key (environment only, never logged;
+                                                          stripped; an unusable key is a judge fallback)
 ``judge_timeout_s``           —                           per attempt (30)
 ``judge_max_attempts``        —                           attempts in all (4)
 ``judge_backoff_base_s``      —                           first retry delay, doubling (0.5)
@@ -100,7 +101,6 @@ def resolve_settings(kwargs: dict[str, Any]) -> RewardSettings:
     judge = JudgeConfig(
         base_url=base_url,
         model=model,
-        api_key=os.environ.get("ACTGUIDE_JUDGE_API_KEY") or None,
         retry=RetryPolicy(**retry_fields),
         max_tokens=int(kwargs.get("judge_max_tokens", 8)),
     )

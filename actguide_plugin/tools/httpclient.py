@@ -5,7 +5,11 @@ body, bound the number of requests in flight, give up after a timeout, and retry
 on the failures that are worth retrying (HTTP 429, 5xx, timeouts, refused connections). Keeping it in one
 place means one behaviour to test and one place that must never leak an API key.
 
-Secrets: callers pass headers per call; headers are never logged and never copied into error messages.
+Secrets: callers pass headers per call; headers are never logged, and every header value (and each long
+token in it, e.g. the key of ``Bearer <key>``) is redacted from every error text this client produces, in
+the raw, stripped and escaped forms a transport error may print (httpx's "illegal header value b'...'"),
+and from response-body excerpts a hostile server may echo it into. ``parse`` callbacks run inside the same
+redaction, so a caller's shape check can quote the body safely.
 
 Event loops: verl runs tools and rewards on long-lived loops, tests on a fresh loop each. An
 ``httpx.AsyncClient`` and an ``asyncio.Semaphore`` belong to the loop that first used them, so the client
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import random
 import weakref
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +33,8 @@ logger = get_logger(__name__)
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _BODY_EXCERPT_CHARS = 200
+_REDACTED = "[REDACTED]"
+_MIN_TOKEN_CHARS = 8  # tokens of a header value at least this long are redacted on their own too
 
 
 class HttpCallError(RuntimeError):
@@ -83,6 +90,13 @@ class RetryPolicy:
         return delay * random.uniform(0.5, 1.0)
 
 
+class UnexpectedResponse(ValueError):
+    """Raised by a ``post_json`` ``parse`` callback: the body lacks the expected shape.
+
+    The message says what was expected; the client adds a redacted excerpt of the body.
+    """
+
+
 class _Retryable(Exception):
     """Internal: this attempt failed in a way worth retrying."""
 
@@ -115,46 +129,98 @@ class JsonHttpClient:
             self._per_loop[loop] = state
         return state
 
-    async def post_json(self, url: str, payload: Any, headers: dict[str, str] | None = None) -> Any:
-        """POST ``payload`` to ``url``; return the decoded JSON body or raise :class:`HttpCallError`."""
+    async def post_json(
+        self,
+        url: str,
+        payload: Any,
+        headers: Mapping[str, str] | None = None,
+        parse: Callable[[Any], Any] | None = None,
+    ) -> Any:
+        """POST ``payload`` to ``url``; return the decoded JSON body, through ``parse`` when given.
+
+        ``parse`` raises :class:`UnexpectedResponse` for a body of the wrong shape (not retried; the error
+        quotes the body, redacted). Raises :class:`HttpCallError`, its message redacted of the header values.
+        """
+        secrets = redaction_forms(headers.values() if headers else ())
+        try:
+            body = await self._post_with_retries(url, payload, dict(headers) if headers else None, secrets)
+            if parse is None:
+                return body
+            try:
+                return parse(body)
+            except UnexpectedResponse as err:
+                raise HttpCallError(f"POST {url}: {err}; got: {_excerpt(redact(str(body), secrets))}", 200) from None
+        except HttpCallError as err:
+            raise HttpCallError(redact(str(err), secrets), err.status) from None
+
+    async def _post_with_retries(
+        self, url: str, payload: Any, headers: dict[str, str] | None, secrets: list[str]
+    ) -> Any:
         client, semaphore = self._loop_state()
         last: _Retryable | None = None
         for attempt in range(self.policy.max_attempts):
             if last is not None:
                 delay = self.policy.delay_s(attempt - 1, last.retry_after)
-                logger.info("retrying POST %s in %.2fs after: %s", url, delay, last)
+                logger.info("retrying POST %s in %.2fs after: %s", url, delay, redact(str(last), secrets))
                 await asyncio.sleep(delay)
             try:
                 async with semaphore:
-                    return await self._attempt(client, url, payload, headers)
+                    return await self._attempt(client, url, payload, headers, secrets)
             except _Retryable as err:
                 last = err
         assert last is not None
         raise HttpCallError(f"POST {url} failed after {self.policy.max_attempts} attempts: {last}", last.status)
 
-    async def _attempt(self, client: httpx.AsyncClient, url: str, payload: Any, headers: dict[str, str] | None) -> Any:
+    async def _attempt(
+        self, client: httpx.AsyncClient, url: str, payload: Any, headers: dict[str, str] | None, secrets: list[str]
+    ) -> Any:
         try:
             response = await client.post(url, json=payload, headers=headers)
         except httpx.TimeoutException as err:
-            raise _Retryable(f"timeout after {self.policy.timeout_s}s ({type(err).__name__})", None) from err
+            raise _Retryable(f"timeout after {self.policy.timeout_s}s ({type(err).__name__})", None) from None
+        except httpx.LocalProtocolError as err:  # e.g. an illegal header value: retrying cannot help
+            raise HttpCallError(f"POST {url}: request rejected before sending ({type(err).__name__}: {err})") from None
+        except UnicodeEncodeError as err:  # a non-ASCII header value
+            raise HttpCallError(f"POST {url}: request could not be encoded ({type(err).__name__})") from None
         except httpx.TransportError as err:
-            raise _Retryable(f"connection error ({type(err).__name__}: {err})", None) from err
+            raise _Retryable(f"connection error ({type(err).__name__}: {err})", None) from None
+        text = redact(response.text, secrets) if response.status_code >= 400 else ""
         if response.status_code in RETRYABLE_STATUSES:
             raise _Retryable(
-                f"HTTP {response.status_code}: {_excerpt(response.text)}",
+                f"HTTP {response.status_code}: {_excerpt(text)}",
                 response.status_code,
                 response.headers.get("retry-after"),
             )
         if response.status_code >= 400:
-            raise HttpCallError(
-                f"POST {url}: HTTP {response.status_code}: {_excerpt(response.text)}", response.status_code
-            )
+            raise HttpCallError(f"POST {url}: HTTP {response.status_code}: {_excerpt(text)}", response.status_code)
         try:
             return response.json()
-        except ValueError as err:
+        except ValueError:
             raise HttpCallError(
-                f"POST {url}: response is not JSON: {_excerpt(response.text)}", response.status_code
-            ) from err
+                f"POST {url}: response is not JSON: {_excerpt(redact(response.text, secrets))}", response.status_code
+            ) from None
+
+
+def redaction_forms(values: Iterable[str]) -> list[str]:
+    """Every spelling of the secret ``values`` an error text may contain, longest first.
+
+    A value, its stripped form, its long whitespace-separated tokens (the key of ``Bearer <key>``), and each
+    of those as ``repr`` escapes them (``\\r\\n``) for ``str`` and UTF-8 ``bytes``.
+    """
+    forms: set[str] = set()
+    for value in values:
+        pieces = {value, value.strip(), *(token for token in value.split() if len(token) >= _MIN_TOKEN_CHARS)}
+        for piece in pieces:
+            forms.update((piece, repr(piece)[1:-1], repr(piece.encode("utf-8", "backslashreplace"))[2:-1]))
+    forms.discard("")
+    return sorted(forms, key=len, reverse=True)
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every occurrence of each of ``secrets`` replaced by ``[REDACTED]``."""
+    for secret in secrets:
+        text = text.replace(secret, _REDACTED)
+    return text
 
 
 def _excerpt(text: str) -> str:

@@ -221,3 +221,45 @@ async def test_loaded_through_verls_custom_reward_hook():
         data_source="d", solution_str="<answer>Paris France</answer>", ground_truth="Paris", extra_info={}
     )
     assert result["score"] == 1.0 and result["exact_match"] == 0.0
+
+
+@pytest.mark.parametrize("secret", ["sk-SECRET\r\n", "sk-SECRET\n", "sk-SECRÉT"])
+@pytest.mark.parametrize("status", [200, 401])
+async def test_judge_key_is_stripped_validated_and_never_logged(secret, status, monkeypatch, caplog):
+    """A hostile judge quotes the bearer key it got; an unsendable key is a counted fallback, never a crash."""
+    monkeypatch.setenv("ACTGUIDE_JUDGE_API_KEY", secret)
+    for name in ("actguide_plugin.tools.httpclient", "actguide_plugin.reward"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    seen: list[str | None] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        if status == 401:
+            return web.Response(status=401, text=f"bad key {seen[-1]}")
+        return web.json_response({"choices": [{"message": {"content": f"A, as {seen[-1]} asked"}}]})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handle)
+    async with TestServer(app, host="127.0.0.1") as server:
+        result = await compute_score(
+            "d",
+            "<answer>Lyon</answer>",
+            "Paris",
+            {"question": "q"},
+            reward_mode="judge",
+            judge_base_url=str(server.make_url("")),
+            judge_model="m",
+            **FAST_RETRY,
+        )
+    assert result["judge_fallback"] == 1.0 and result["score"] == 0.0  # garbage verdict / 401 / unsendable key
+    assert "SECR" not in caplog.text and all("SECR" not in str(record.args) for record in caplog.records)
+    if secret.isascii():
+        assert seen == ["Bearer sk-SECRET"]
+    else:
+        assert seen == [] and "ACTGUIDE_JUDGE_API_KEY holds an invalid API key" in caplog.text
+
+
+async def test_stripped_judge_key_is_used(monkeypatch):
+    monkeypatch.setenv("ACTGUIDE_JUDGE_API_KEY", f"{JUDGE_KEY}\r\n")
+    result, fake = await judged(["A"], "<answer>Lyon</answer>")
+    assert result["judge_used"] == 1.0 and fake.auth == [f"Bearer {JUDGE_KEY}"]

@@ -8,7 +8,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from actguide_plugin.tools.httpclient import HttpCallError, JsonHttpClient, RetryPolicy
+from actguide_plugin.tools.httpclient import HttpCallError, JsonHttpClient, RetryPolicy, redact, redaction_forms
 
 FAST = {"backoff_base_s": 0.01, "backoff_max_s": 0.05}
 
@@ -107,3 +107,28 @@ def test_retry_after_is_honoured_and_capped():
 def test_bad_policies_are_rejected(bad):
     with pytest.raises(ValueError):
         RetryPolicy(**bad)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"X-API-KEY": "sk-SECRET\r\n"}, {"Authorization": "Bearer sk-SECRET\n"}, {"X-API-KEY": "sk-SECRÉT"}],
+)
+async def test_unsendable_header_values_are_redacted_and_not_retried(headers):
+    """httpx quotes an illegal header value in its error; the client's error must not."""
+    calls: list[dict] = []
+    async with TestServer(scripted_app([200], calls), host="127.0.0.1") as server:
+        client = JsonHttpClient(RetryPolicy(max_attempts=3, **FAST))
+        with pytest.raises(HttpCallError) as caught:
+            await client.post_json(str(server.make_url("/api")), {"x": 1}, headers)
+    assert "SECR" not in str(caught.value) and caught.value.__cause__ is None and calls == []
+
+
+def test_redaction_covers_raw_stripped_and_escaped_forms():
+    forms = redaction_forms(["Bearer sk-SECRÉT-123\r\n"])
+    texts = [
+        "b'Bearer sk-SECR\\xc3\\x89T-123\\r\\n'",
+        "'Bearer sk-SECRÉT-123\\r\\n'",
+        "token sk-SECRÉT-123 refused",
+        "Bearer sk-SECRÉT-123\r\n",
+    ]
+    assert all("SECR" not in redact(text, forms) for text in texts)

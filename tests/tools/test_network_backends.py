@@ -202,3 +202,49 @@ async def test_retrieval_server_backend_speaks_search_r1(call_tool):
     )
     assert requests[-1] == {"queries": ["q1", "q2"], "topk": 2, "return_scores": True}
     assert len(requests) == 2
+
+
+SECRET_KEYS = ["sk-SECRET\r\n", "sk-SECRET\n", " sk-SECRET ", "sk-SECRÉT"]
+LOGGERS = ("actguide_plugin.tools.httpclient", "actguide_plugin.tools.backends", "actguide_plugin.tools.search_tools")
+
+
+def echo_key_app(received: list[str | None]) -> web.Application:
+    """A hostile service: every endpoint answers 401 and quotes the key it was sent (header X-API-KEY)."""
+
+    async def handler(request: web.Request) -> web.Response:
+        received.append(request.headers.get("X-API-KEY"))
+        return web.Response(status=401, text=f"invalid API key {request.headers.get('X-API-KEY')!r}, try again")
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handler)
+    return app
+
+
+def _backend_block(name: str, base: str) -> dict:
+    if name == "web_api":
+        return {"name": "web_api", "search_url": f"{base}/search", "visit_url": f"{base}/scrape"}
+    return {"name": "retrieval_server", "base_url": base}
+
+
+@pytest.mark.parametrize("backend", ["web_api", "retrieval_server"])
+@pytest.mark.parametrize("secret", SECRET_KEYS)
+async def test_api_key_never_in_logs_or_tool_text(backend, secret, monkeypatch, caplog, call_tool):
+    """Keys are stripped and validated; whatever fails, no log record and no tool text holds any form of the key."""
+    monkeypatch.setenv("TEST_SEARCH_KEY", secret)
+    for name in LOGGERS:
+        caplog.set_level(logging.DEBUG, logger=name)
+    received: list[str | None] = []
+    async with TestServer(echo_key_app(received), host="127.0.0.1") as server:
+        block = {**_backend_block(backend, str(server.make_url("")).rstrip("/")), "api_key_env": "TEST_SEARCH_KEY"}
+        config = {"type": "native", "backend": {**block, **RETRY, "max_attempts": 1}}
+        search, _, search_metrics = await call_tool(WebSearchTool(config, None), {"query": ["alpha"]})
+        visit, _, _ = await call_tool(WebVisitTool(config, None), {"url": ["https://example.org/0"]})
+    texts = [search.text, visit.text, caplog.text, *(str(record.args) for record in caplog.records)]
+    assert all("SECR" not in text for text in texts), texts
+    assert search_metrics["errors"] + search_metrics["failed_items"] == 1
+    if secret.isascii():
+        assert received and set(received) == {"sk-SECRET"}  # sent stripped, refused by the server
+        assert "invalid API key '[REDACTED]'" in search.text
+    else:
+        assert received == []  # never sent; the error names the variable only
+        assert "environment variable TEST_SEARCH_KEY holds an invalid API key" in search.text
