@@ -53,7 +53,7 @@ class RetryPolicy:
     """How hard to try one request.
 
     Fields:
-        timeout_s: total time allowed for one attempt (connect + read), seconds.
+        timeout_s: total time allowed for one attempt (connect, send and the whole body read), seconds.
         max_attempts: attempts in all, the first included (1 = no retry).
         backoff_base_s: delay before the first retry; doubles each retry, with jitter in [0.5, 1] of it.
         backoff_max_s: cap on one delay, also the cap on a server's ``Retry-After``.
@@ -175,8 +175,12 @@ class JsonHttpClient:
         self, client: httpx.AsyncClient, url: str, payload: Any, headers: dict[str, str] | None, secrets: list[str]
     ) -> Any:
         try:
-            response = await client.post(url, json=payload, headers=headers)
-        except httpx.TimeoutException as err:
+            # httpx applies its timeout per phase (connect, each read): a server trickling a byte a second would
+            # hold the call forever. The deadline covers the attempt as a whole, body read included.
+            response = await asyncio.wait_for(
+                client.post(url, json=payload, headers=headers), timeout=self.policy.timeout_s
+            )
+        except (httpx.TimeoutException, asyncio.TimeoutError) as err:
             raise _Retryable(f"timeout after {self.policy.timeout_s}s ({type(err).__name__})", None) from None
         except httpx.LocalProtocolError as err:  # e.g. an illegal header value: retrying cannot help
             raise HttpCallError(f"POST {url}: request rejected before sending ({type(err).__name__}: {err})") from None

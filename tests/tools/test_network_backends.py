@@ -30,6 +30,8 @@ class FakeSerper:
         self.fail_next: list[int] = []
         self.broken_queries: set[str] = set()
         self.delay_s = 0.0
+        self.trickle_s = 0.0  # > 0: search answers 200 and then one body byte per trickle_s
+        self.hung_up = asyncio.Event()  # set when a trickled response's client hung up
         self.app = web.Application()
         self.app.router.add_post("/search", self.search)
         self.app.router.add_post("/scrape", self.scrape)
@@ -45,15 +47,29 @@ class FakeSerper:
             return web.Response(status=500, text="internal error")
         return body
 
-    async def search(self, request: web.Request) -> web.Response:
+    async def search(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)
         if isinstance(body, web.Response):
             return body
+        if self.trickle_s:
+            return await self._trickle(request)
         organic = [
             {"title": f"{body['q']} result {i}", "link": f"https://example.org/{i}", "snippet": f"snippet {i}"}
             for i in range(10)
         ]
         return web.json_response({"organic": organic})
+
+    async def _trickle(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json", "Content-Length": "1000"})
+        await response.prepare(request)
+        try:
+            for _ in range(1000):
+                await asyncio.sleep(self.trickle_s)
+                await response.write(b" ")
+        except (ConnectionError, asyncio.CancelledError):  # aiohttp cancels the handler when the peer hangs up
+            self.hung_up.set()
+            raise
+        return response
 
     async def scrape(self, request: web.Request) -> web.Response:
         body = await self._record(request)
@@ -130,6 +146,16 @@ async def test_timeout_becomes_error_text(serper, tmp_path, call_tool):
     response, _, metrics = await call_tool(tool, {"url": ["https://example.org/slow"]})
     assert "Visit https://example.org/slow failed" in response.text and "timeout" in response.text
     assert metrics["failed_items"] == 1 and len(serper.requests) == 2
+
+
+async def test_a_trickling_service_fails_the_attempt_at_timeout_s(serper, tmp_path, call_tool):
+    """Each byte arrives well within httpx's per-read timeout; the attempt's total deadline still ends it."""
+    serper.trickle_s = 0.2
+    tool = WebSearchTool(web_api_config(serper, tmp_path, timeout_s=1.0, max_attempts=1), None)
+    response, _, metrics = await call_tool(tool, {"query": ["slow"]})
+    assert 'Search for "slow" failed' in response.text and "timeout after 1.0s" in response.text
+    assert metrics["failed_items"] == 1 and metrics["latency_s"] < 10.0  # without the deadline: 200 s
+    await asyncio.wait_for(serper.hung_up.wait(), timeout=5.0)
 
 
 async def test_cache_hits_skip_the_network_and_failures_are_not_cached(serper, tmp_path, call_tool):
