@@ -40,7 +40,14 @@ _THINK = re.compile(r"<think>.*?</think>", re.S)
 
 
 class JudgeError(RuntimeError):
-    """The judge gave no usable verdict (unreachable, retries exhausted, or an unparseable reply)."""
+    """The judge gave no usable verdict (unreachable, retries exhausted, or an unparseable reply).
+
+    ``circuit_open``: not asked at all, because the judge's circuit breaker is open.
+    """
+
+    def __init__(self, message: str, circuit_open: bool = False) -> None:
+        super().__init__(message)
+        self.circuit_open = circuit_open
 
 
 def parse_verdict(body: Any) -> bool:
@@ -116,5 +123,7 @@ async def judge_answer(config: JudgeConfig, question: str, references: list[str]
         api_key = read_api_key(config.api_key_env)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
         return await _client(config.retry).post_json(config.endpoint, payload, headers, parse_verdict)
-    except (ConfigError, HttpCallError) as err:
+    except ConfigError as err:
         raise JudgeError(str(err)) from None
+    except HttpCallError as err:
+        raise JudgeError(str(err), err.circuit_open) from None

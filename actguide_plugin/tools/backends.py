@@ -61,9 +61,13 @@ class Page:
 
 @dataclass(frozen=True)
 class Failed:
-    """One item of a batch that could not be served; ``message`` is shown to the model."""
+    """One item of a batch that could not be served; ``message`` is shown to the model.
+
+    ``circuit_open``: skipped without a request because the service's circuit breaker is open.
+    """
 
     message: str
+    circuit_open: bool = False
 
 
 class SearchBackend(ABC):
@@ -307,7 +311,7 @@ class WebApiBackend(CachedHttpBackend):
         for item, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, HttpCallError):
                 logger.warning("web_api request for %r failed: %s", item, outcome)
-                results.append(Failed(str(outcome)))
+                results.append(Failed(str(outcome), outcome.circuit_open))
             elif isinstance(outcome, BaseException):
                 raise outcome
             else:

@@ -88,8 +88,8 @@ class HttpBackendConfig:
     """Settings every network backend shares: retries, concurrency and the SQLite cache.
 
     Fields:
-        timeout_s, max_attempts, backoff_base_s, backoff_max_s, max_concurrency: see
-            :class:`actguide_plugin.tools.httpclient.RetryPolicy`.
+        timeout_s, max_attempts, backoff_base_s, backoff_max_s, max_concurrency, circuit_failures,
+            circuit_open_s: see :class:`actguide_plugin.tools.httpclient.RetryPolicy`.
         cache_path: SQLite file for cached responses (``~`` expanded); empty or null disables the cache.
         search_ttl_s, visit_ttl_s: how long cached search results / page texts stay valid, seconds.
         api_key_env: name of the environment variable holding the API key (the key itself is never in a
@@ -102,6 +102,8 @@ class HttpBackendConfig:
     backoff_base_s: float = 0.5
     backoff_max_s: float = 8.0
     max_concurrency: int = 16
+    circuit_failures: int = 5
+    circuit_open_s: float = 30.0
     cache_path: str | None = None
     search_ttl_s: float = 86_400.0
     visit_ttl_s: float = 604_800.0
@@ -116,6 +118,8 @@ class HttpBackendConfig:
             backoff_base_s=self.backoff_base_s,
             backoff_max_s=self.backoff_max_s,
             max_concurrency=self.max_concurrency,
+            circuit_failures=self.circuit_failures,
+            circuit_open_s=self.circuit_open_s,
         )
 
     @property

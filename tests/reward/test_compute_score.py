@@ -15,7 +15,7 @@ from actguide_plugin.reward import compute_score
 
 JUDGE_KEY = "judge-secret-8d1e0b"  # must never appear in logs
 FAST_RETRY = {"judge_backoff_base_s": 0.01, "judge_backoff_max_s": 0.05, "judge_max_attempts": 3}
-EXTRAS = {"score", "acc", "answer_found", "exact_match", "f1", "judge_used", "judge_fallback"}
+EXTRAS = {"score", "acc", "answer_found", "exact_match", "f1", "judge_used", "judge_fallback", "judge_circuit_open"}
 
 
 class FakeJudge:
@@ -288,3 +288,30 @@ async def test_stripped_judge_key_is_used(monkeypatch):
     monkeypatch.setenv("ACTGUIDE_JUDGE_API_KEY", f"{JUDGE_KEY}\r\n")
     result, fake = await judged(["A"], "<answer>Lyon</answer>")
     assert result["judge_used"] == 1.0 and fake.auth == [f"Bearer {JUDGE_KEY}"]
+
+
+async def test_dead_judge_costs_one_timeout_per_window_not_per_trajectory(caplog):
+    """After judge_circuit_failures failed calls the judge is skipped; every fallback is still logged and counted."""
+    fake = FakeJudge([("sleep", 1.0)])
+    async with TestServer(fake.app, host="127.0.0.1") as server:
+        results = [
+            await compute_score(
+                "d",
+                f"<answer>guess {i}</answer>",
+                "Paris",
+                {"question": "q"},
+                reward_mode="judge",
+                judge_base_url=str(server.make_url("")),
+                judge_model="m",
+                judge_timeout_s=0.1,
+                judge_max_attempts=2,
+                judge_circuit_failures=3,
+                judge_circuit_open_s=60,
+                **{key: FAST_RETRY[key] for key in ("judge_backoff_base_s", "judge_backoff_max_s")},
+            )
+            for i in range(20)
+        ]
+    assert len(fake.requests) == 3 * 2  # three calls of two attempts, then the circuit is open
+    assert all(result["judge_fallback"] == 1.0 and result["score"] == 0.0 for result in results)
+    assert [result["judge_circuit_open"] for result in results] == [0.0] * 3 + [1.0] * 17
+    assert caplog.text.count("judge failed") == 20 and "circuit open" in caplog.text

@@ -274,3 +274,35 @@ async def test_api_key_never_in_logs_or_tool_text(backend, secret, monkeypatch, 
     else:
         assert received == []  # never sent; the error names the variable only
         assert "environment variable TEST_SEARCH_KEY holds an invalid API key" in search.text
+
+
+async def test_dead_search_api_is_skipped_for_a_window(serper, tmp_path, call_tool):
+    """After circuit_failures failed calls the endpoint gets no requests until the window ends; metric counted."""
+    serper.fail_next = [503] * 1000
+    config = web_api_config(serper, tmp_path, max_attempts=1, circuit_failures=2, circuit_open_s=60)
+    search = WebSearchTool(config, None)
+    metrics = [(await call_tool(search, {"query": [f"q{i}"]}))[2] for i in range(2)]
+    assert [m["circuit_open"] for m in metrics] == [0, 0] and len(serper.requests) == 2
+    response, _, skipped = await call_tool(search, {"query": ["q2", "q3"]})
+    assert skipped["failed_items"] == 2 and skipped["circuit_open"] == 2 and len(serper.requests) == 2
+    assert "circuit open after 2 consecutive failures" in response.text
+    visit, _, _ = await call_tool(WebVisitTool(config, None), {"url": ["https://example.org/1"]})
+    assert "Full text" not in visit.text and len(serper.requests) == 3  # another URL has its own breaker
+
+
+async def test_dead_retrieval_server_is_skipped_for_a_window(unused_tcp_port, call_tool):
+    config = {
+        "type": "native",
+        "backend": {
+            "name": "retrieval_server",
+            "base_url": f"http://127.0.0.1:{unused_tcp_port}",
+            **RETRY,
+            "max_attempts": 1,
+            "circuit_failures": 1,
+        },
+    }
+    tool = WebSearchTool(config, None)
+    first, _, first_metrics = await call_tool(tool, {"query": ["x"]})
+    second, _, second_metrics = await call_tool(tool, {"query": ["x"]})
+    assert "connection error" in first.text and first_metrics["circuit_open"] == 0
+    assert "circuit open" in second.text and second_metrics["circuit_open"] == 1 and second_metrics["errors"] == 1
