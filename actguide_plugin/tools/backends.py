@@ -322,9 +322,11 @@ class WebApiBackend(CachedHttpBackend):
         headers = self.config.api_key_headers()
 
         def parse(body: Any) -> list[SearchHit]:
-            organic = body.get("organic", []) if isinstance(body, dict) else None
-            if not isinstance(organic, list):
-                raise UnexpectedResponse("search API returned no 'organic' list")
+            # An error-shaped 200 (quota exhausted, bad key: {"message": ..., "statusCode": 403}) must not be
+            # read as "no results": that would be cached for search_ttl_s.
+            organic = body.get("organic") if isinstance(body, dict) else None
+            if not isinstance(organic, list) or body.get("error"):
+                raise UnexpectedResponse("search API answered without an 'organic' result list")
             return [
                 SearchHit(str(hit.get("title", "")), str(hit.get("link", "")), str(hit.get("snippet", "")))
                 for hit in organic[:topk]

@@ -30,6 +30,7 @@ class FakeSerper:
         self.fail_next: list[int] = []
         self.broken_queries: set[str] = set()
         self.delay_s = 0.0
+        self.bodies_next: list[object] = []  # 200 bodies served first by /search, whatever their shape
         self.trickle_s = 0.0  # > 0: search answers 200 and then one body byte per trickle_s
         self.hung_up = asyncio.Event()  # set when a trickled response's client hung up
         self.app = web.Application()
@@ -53,6 +54,8 @@ class FakeSerper:
             return body
         if self.trickle_s:
             return await self._trickle(request)
+        if self.bodies_next:
+            return web.json_response(self.bodies_next.pop(0))
         organic = [
             {"title": f"{body['q']} result {i}", "link": f"https://example.org/{i}", "snippet": f"snippet {i}"}
             for i in range(10)
@@ -306,3 +309,24 @@ async def test_dead_retrieval_server_is_skipped_for_a_window(unused_tcp_port, ca
     second, _, second_metrics = await call_tool(tool, {"query": ["x"]})
     assert "connection error" in first.text and first_metrics["circuit_open"] == 0
     assert "circuit open" in second.text and second_metrics["circuit_open"] == 1 and second_metrics["errors"] == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"message": f"Not enough credits for key {API_KEY}", "statusCode": 400},
+        {"error": f"key {API_KEY} is suspended", "organic": []},
+        {"organic": "none"},
+        [1, 2],
+    ],
+)
+async def test_error_shaped_200_is_an_error_and_never_cached(body, serper, tmp_path, caplog, call_tool):
+    serper.bodies_next = [body]
+    search = WebSearchTool(web_api_config(serper, tmp_path), None)
+    first, _, metrics = await call_tool(search, {"query": ["eta"]})
+    assert "search API answered without an 'organic' result list" in first.text and metrics["failed_items"] == 1
+    assert "No results" not in first.text and API_KEY not in first.text and API_KEY not in caplog.text
+    second, _, _ = await call_tool(search, {"query": ["eta"]})  # not served from the cache: asked again
+    assert "eta result 0" in second.text and len(serper.requests) == 2
+    third, _, _ = await call_tool(search, {"query": ["eta"]})  # the good answer was cached
+    assert third.text == second.text and len(serper.requests) == 2
