@@ -5,10 +5,10 @@ body, bound the number of requests in flight, give up after a timeout, and retry
 on the failures that are worth retrying (HTTP 429, 5xx, timeouts, refused connections). Keeping it in one
 place means one behaviour to test and one place that must never leak an API key.
 
-Secrets: callers pass headers per call; headers are never logged, and every header value (and each long
-token in it, e.g. the key of ``Bearer <key>``) is redacted from every error text this client produces, in
-the raw, stripped and escaped forms a transport error may print (httpx's "illegal header value b'...'"),
-and from response-body excerpts a hostile server may echo it into. ``parse`` callbacks run inside the same
+Secrets: callers pass headers per call; headers are never logged, and every header value (and the credential
+after an auth scheme, e.g. the key of ``Bearer <key>``) is redacted from every error text this client produces,
+in the raw, stripped and escaped forms a transport error may print (httpx's "illegal header value b'...'"), and
+from response-body excerpts a hostile server may echo it into. ``parse`` callbacks run inside the same
 redaction, so a caller's shape check can quote the body safely.
 
 Dead endpoints: a judge or search service that is down would cost every trajectory a full timeout (times the
@@ -42,7 +42,6 @@ logger = get_logger(__name__)
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _BODY_EXCERPT_CHARS = 200
 _REDACTED = "[REDACTED]"
-_MIN_TOKEN_CHARS = 8  # tokens of a header value at least this long are redacted on their own too
 
 
 class HttpCallError(RuntimeError):
@@ -309,12 +308,12 @@ class JsonHttpClient:
 def redaction_forms(values: Iterable[str]) -> list[str]:
     """Every spelling of the secret ``values`` an error text may contain, longest first.
 
-    A value, its stripped form, its long whitespace-separated tokens (the key of ``Bearer <key>``), and each
-    of those as ``repr`` escapes them (``\\r\\n``) for ``str`` and UTF-8 ``bytes``.
+    A value, its stripped form, what follows its first word (the key of ``Bearer <key>``), and each of those
+    as ``repr`` escapes them (``\\r\\n``) for ``str`` and UTF-8 ``bytes``.
     """
     forms: set[str] = set()
     for value in values:
-        pieces = {value, value.strip(), *(token for token in value.split() if len(token) >= _MIN_TOKEN_CHARS)}
+        pieces = {value, value.strip(), *value.split()[1:]}
         for piece in pieces:
             forms.update((piece, repr(piece)[1:-1], repr(piece.encode("utf-8", "backslashreplace"))[2:-1]))
     forms.discard("")

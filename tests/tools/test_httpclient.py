@@ -227,3 +227,9 @@ async def test_client_errors_do_not_open_the_circuit():
                 await client.post_json(str(server.make_url("/api")), {})
             assert not caught.value.endpoint_failure and not caught.value.circuit_open
     assert len(calls) == 3
+
+
+def test_a_short_bearer_key_is_redacted_on_its_own():
+    assert redact("server says: key k1x is unknown", redaction_forms(["Bearer k1x"])) == (
+        "server says: key [REDACTED] is unknown"
+    )
