@@ -21,37 +21,20 @@ EXTRAS = {"score", "acc", "answer_found", "exact_match", "f1", "judge_used", "ju
 class FakeJudge:
     """OpenAI-compatible /v1/chat/completions; each request takes the next scripted step (the last repeats).
 
-    Steps: ``"A"``/``"B"``/any text -> that reply; ``429``/``500`` -> that status; ``("sleep", s)`` -> delay;
-    ``("trickle", s)`` -> a 200 whose body comes one byte per ``s`` seconds (``hung_up`` is set when the client
-    drops it).
+    Steps: ``"A"``/``"B"``/any text -> that reply; ``429``/``500`` -> that status; ``("sleep", s)`` -> delay.
     """
 
     def __init__(self, steps: list) -> None:
         self.steps = steps
         self.requests: list[dict] = []
         self.auth: list[str | None] = []
-        self.hung_up = asyncio.Event()
         self.app = web.Application()
         self.app.router.add_post("/v1/chat/completions", self.handle)
 
-    async def trickle(self, request: web.Request, interval_s: float) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "application/json", "Content-Length": "1000"})
-        await response.prepare(request)
-        try:
-            for _ in range(1000):
-                await asyncio.sleep(interval_s)
-                await response.write(b" ")
-        except (ConnectionError, asyncio.CancelledError):  # aiohttp cancels the handler when the peer hangs up
-            self.hung_up.set()
-            raise
-        return response
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.Request) -> web.Response:
         self.requests.append(await request.json())
         self.auth.append(request.headers.get("Authorization"))
         step = self.steps[min(len(self.requests) - 1, len(self.steps) - 1)]
-        if isinstance(step, tuple) and step[0] == "trickle":
-            return await self.trickle(request, step[1])
         if isinstance(step, tuple):
             await asyncio.sleep(step[1])
             step = "A"
@@ -170,12 +153,26 @@ async def test_slow_judge_times_out_and_falls_back():
     assert result["judge_fallback"] == 1.0 and result["score"] == 0.0 and len(fake.requests) == 2
 
 
-async def test_trickling_judge_fails_each_attempt_at_timeout_s_and_falls_back():
+async def test_trickling_judge_fails_the_attempt_at_timeout_s_and_falls_back(trickle):
+    hung_up = asyncio.Event()
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", trickle(0.2, hung_up))
     started = asyncio.get_running_loop().time()
-    result, fake = await judged([("trickle", 0.2)], "<answer>Lyon</answer>", judge_timeout_s=1.0, judge_max_attempts=1)
-    assert result["judge_fallback"] == 1.0 and result["score"] == 0.0 and len(fake.requests) == 1
-    assert asyncio.get_running_loop().time() - started < 10.0  # without the deadline: 200 s
-    await asyncio.wait_for(fake.hung_up.wait(), timeout=5.0)
+    async with TestServer(app, host="127.0.0.1") as server:
+        result = await compute_score(
+            "d",
+            "<answer>Lyon</answer>",
+            "Paris",
+            {"question": "q"},
+            reward_mode="judge",
+            judge_base_url=str(server.make_url("")),
+            judge_model="m",
+            judge_timeout_s=1.0,
+            judge_max_attempts=1,
+        )
+        assert result["judge_fallback"] == 1.0 and result["score"] == 0.0
+        assert asyncio.get_running_loop().time() - started < 10.0  # without the deadline: 200 s
+        await asyncio.wait_for(hung_up.wait(), timeout=5.0)
 
 
 async def test_concurrent_calls_share_the_judge():

@@ -25,7 +25,8 @@ class FakeSerper:
     ``fail_next`` statuses are served first; queries in ``broken_queries`` always get HTTP 500.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, trickle) -> None:
+        self.trickle = trickle  # the conftest fixture
         self.requests: list[tuple[str, dict, str | None]] = []
         self.fail_next: list[int] = []
         self.broken_queries: set[str] = set()
@@ -53,7 +54,7 @@ class FakeSerper:
         if isinstance(body, web.Response):
             return body
         if self.trickle_s:
-            return await self._trickle(request)
+            return await self.trickle(self.trickle_s, self.hung_up)(request)
         if self.bodies_next:
             return web.json_response(self.bodies_next.pop(0))
         organic = [
@@ -61,18 +62,6 @@ class FakeSerper:
             for i in range(10)
         ]
         return web.json_response({"organic": organic})
-
-    async def _trickle(self, request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "application/json", "Content-Length": "1000"})
-        await response.prepare(request)
-        try:
-            for _ in range(1000):
-                await asyncio.sleep(self.trickle_s)
-                await response.write(b" ")
-        except (ConnectionError, asyncio.CancelledError):  # aiohttp cancels the handler when the peer hangs up
-            self.hung_up.set()
-            raise
-        return response
 
     async def scrape(self, request: web.Request) -> web.Response:
         body = await self._record(request)
@@ -82,8 +71,8 @@ class FakeSerper:
 
 
 @pytest.fixture
-async def serper():
-    fake = FakeSerper()
+async def serper(trickle):
+    fake = FakeSerper(trickle)
     async with TestServer(fake.app, host="127.0.0.1") as server:
         fake.base = str(server.make_url("")).rstrip("/")
         yield fake
