@@ -234,7 +234,6 @@ class RetrievalServerBackend(CachedHttpBackend):
 
     async def search(self, queries: Sequence[str], topk: int) -> list[list[SearchHit] | Failed]:
         url = f"{self.base_url}/retrieve"
-
         headers = self.http_config.api_key_headers()
 
         async def fetch(batch: list[str]) -> list[list[SearchHit] | Failed]:
@@ -251,7 +250,6 @@ class RetrievalServerBackend(CachedHttpBackend):
 
     async def visit(self, urls: Sequence[str]) -> list[Page | Failed]:
         url = f"{self.base_url}/visit"
-
         headers = self.http_config.api_key_headers()
 
         async def fetch(batch: list[str]) -> list[Page | Failed]:
