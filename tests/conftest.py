@@ -66,3 +66,33 @@ def tiny_bytes_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_qwen_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Random 2-layer Qwen3 model with the real Qwen vocabulary (tokenizer conversion cached on disk)."""
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-qwen", vocab="qwen", seed=0)
+
+
+@pytest.fixture()
+def trickle():
+    """``trickle(interval_s, hung_up)``: an aiohttp handler answering 200 with a 1,000-byte body, one byte per interval.
+
+    For loopback fakes of slow services: every read finishes within any per-phase timeout, so only a deadline on
+    the whole attempt ends the call. ``hung_up`` (an ``asyncio.Event``) is set when the client drops the
+    connection (aiohttp then cancels the handler, or the next write fails).
+    """
+    import asyncio
+
+    from aiohttp import web
+
+    def handler(interval_s: float, hung_up: asyncio.Event):
+        async def respond(request: web.Request) -> web.StreamResponse:
+            response = web.StreamResponse(headers={"Content-Type": "application/json", "Content-Length": "1000"})
+            await response.prepare(request)
+            try:
+                for _ in range(1000):
+                    await asyncio.sleep(interval_s)
+                    await response.write(b" ")
+            except (ConnectionError, asyncio.CancelledError):
+                hung_up.set()
+                raise
+            return response
+
+        return respond
+
+    return handler

@@ -21,21 +21,27 @@ keyword (``reward_kwargs``)   environment                 meaning
 ``f1_threshold``              —                           rule: token F1 that counts as correct (0.8)
 ``judge_base_url``            ``ACTGUIDE_JUDGE_BASE_URL`` judge: OpenAI-compatible server root
 ``judge_model``               ``ACTGUIDE_JUDGE_MODEL``    judge: model name
-—                             ``ACTGUIDE_JUDGE_API_KEY``  judge: bearer key (environment only, never logged)
+—                             ``ACTGUIDE_JUDGE_API_KEY``  judge: bearer key (environment only, never logged;
+                                                          stripped; an unusable key is a judge fallback)
 ``judge_timeout_s``           —                           per attempt (30)
 ``judge_max_attempts``        —                           attempts in all (4)
 ``judge_backoff_base_s``      —                           first retry delay, doubling (0.5)
 ``judge_backoff_max_s``       —                           cap on one delay (8)
 ``judge_max_concurrency``     —                           judge requests in flight per process (32)
+``judge_circuit_failures``    —                           consecutive failed calls that open the breaker (5;
+                                                          0: never skip the judge)
+``judge_circuit_open_s``      —                           an open breaker skips the judge this long (30)
 ``judge_max_tokens``          —                           reply budget (8)
 ============================  ==========================  ===============================================
 
 In ``judge`` mode an exact (normalized) match is scored 1 without asking the judge; otherwise the judge
-decides, and if it cannot (unreachable, retries exhausted, unparseable reply) the rule verdict is used and
-``judge_fallback`` is 1.
+decides, and if it cannot (unreachable, retries exhausted, unparseable reply, unusable key) the rule verdict is
+used and ``judge_fallback`` is 1. After ``judge_circuit_failures`` consecutive calls that found the judge down,
+it is skipped for ``judge_circuit_open_s`` (then one call probes it), so a dead judge costs one timeout per
+window rather than one per trajectory; such skipped calls are fallbacks too, with ``judge_circuit_open`` 1.
 
 Returned extras (every key, every time, all numeric so verl can average them): ``acc`` (= score),
-``answer_found``, ``exact_match``, ``f1``, ``judge_used``, ``judge_fallback``.
+``answer_found``, ``exact_match``, ``f1``, ``judge_used``, ``judge_fallback``, ``judge_circuit_open``.
 """
 
 from __future__ import annotations
@@ -58,6 +64,8 @@ _RETRY_KWARGS = {
     "judge_backoff_base_s": "backoff_base_s",
     "judge_backoff_max_s": "backoff_max_s",
     "judge_max_concurrency": "max_concurrency",
+    "judge_circuit_failures": "circuit_failures",
+    "judge_circuit_open_s": "circuit_open_s",
 }
 _OWN_KWARGS = {"reward_mode", "f1_threshold", "judge_base_url", "judge_model", "judge_max_tokens", *_RETRY_KWARGS}
 # verl's reward managers add these when a reward model router is configured; they are not ours to read.
@@ -100,7 +108,6 @@ def resolve_settings(kwargs: dict[str, Any]) -> RewardSettings:
     judge = JudgeConfig(
         base_url=base_url,
         model=model,
-        api_key=os.environ.get("ACTGUIDE_JUDGE_API_KEY") or None,
         retry=RetryPolicy(**retry_fields),
         max_tokens=int(kwargs.get("judge_max_tokens", 8)),
     )
@@ -125,6 +132,7 @@ async def compute_score(
         "f1": 0.0,
         "judge_used": 0.0,
         "judge_fallback": 0.0,
+        "judge_circuit_open": 0.0,
     }
     prediction = extract_answer(solution_str)
     if prediction is None:
@@ -141,5 +149,6 @@ async def compute_score(
         except JudgeError as err:
             logger.warning("judge failed for data_source=%s, using the rule verdict: %s", data_source, err)
             result["judge_fallback"] = 1.0
+            result["judge_circuit_open"] = float(err.circuit_open)
     result["score"] = result["acc"] = float(correct)
     return result

@@ -7,16 +7,20 @@ question, the reference and the prediction, at temperature 0, and must reply wit
 
 The HTTP call goes through the shared retrying client (:mod:`actguide_plugin.tools.httpclient`): 429, 5xx
 and timeouts are retried with backoff. A parse failure is not retried: at temperature 0 the same request
-gives the same text. The caller falls back to rule matching on any :class:`JudgeError`.
+gives the same text. The caller falls back to rule matching on any :class:`JudgeError`, including a key in
+the environment that cannot be sent (:func:`actguide_plugin.tools.config.read_api_key`). Verdicts are parsed
+inside the client, so every error text is redacted of the key.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
-from actguide_plugin.tools.httpclient import HttpCallError, JsonHttpClient, RetryPolicy
+from actguide_plugin.tools.config import ConfigError, read_api_key
+from actguide_plugin.tools.httpclient import HttpCallError, JsonHttpClient, RetryPolicy, UnexpectedResponse
 
 JUDGE_PROMPT = """You grade answers to questions. Decide whether the predicted answer says the same thing as \
 the reference answer for this question. Wording, word order, abbreviations and extra detail that does not \
@@ -36,14 +40,30 @@ _THINK = re.compile(r"<think>.*?</think>", re.S)
 
 
 class JudgeError(RuntimeError):
-    """The judge gave no usable verdict (unreachable, retries exhausted, or an unparseable reply)."""
+    """The judge gave no usable verdict (unreachable, retries exhausted, or an unparseable reply).
+
+    ``circuit_open``: not asked at all, because the judge's circuit breaker is open.
+    """
+
+    def __init__(self, message: str, circuit_open: bool = False) -> None:
+        super().__init__(message)
+        self.circuit_open = circuit_open
 
 
-def parse_verdict(reply: str) -> bool:
-    """``True`` for ``A``, ``False`` for ``B`` (a closed ``<think>`` block before it is ignored)."""
+def parse_verdict(body: Any) -> bool:
+    """``True`` for ``A``, ``False`` for ``B`` (a closed ``<think>`` block before it is ignored).
+
+    ``body`` is the chat-completions response; raises :class:`UnexpectedResponse` for anything else.
+    """
+    try:
+        reply = body["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        raise UnexpectedResponse("judge response has no choices[0].message.content") from None
+    if not isinstance(reply, str):
+        raise UnexpectedResponse("judge message content is not text")
     match = _VERDICT.match(_THINK.sub("", reply))
     if match is None:
-        raise JudgeError(f"judge reply is not a single verdict letter: {reply[:100]!r}")
+        raise UnexpectedResponse("judge reply is not a single verdict letter")
     return match.group(1) == "A"
 
 
@@ -55,15 +75,15 @@ class JudgeConfig:
         base_url: server root, e.g. ``http://127.0.0.1:8001`` (``/v1/chat/completions`` is appended; a base
             ending in ``/v1`` is accepted too).
         model: model name sent in the request.
-        api_key: bearer token (read from the environment by the caller; never logged).
+        api_key_env: environment variable holding the bearer token, read at each call (never logged).
         retry: timeouts, attempts, backoff and concurrency of the HTTP calls.
         max_tokens: reply budget; raise it for judges that think before answering.
     """
 
     base_url: str
     model: str
-    api_key: str | None = field(repr=False)  # kept out of any log line or traceback that prints the config
     retry: RetryPolicy
+    api_key_env: str = "ACTGUIDE_JUDGE_API_KEY"
     max_tokens: int = 8
 
     @property
@@ -99,15 +119,11 @@ async def judge_answer(config: JudgeConfig, question: str, references: list[str]
         "temperature": 0,
         "max_tokens": config.max_tokens,
     }
-    headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else None
     try:
-        body = await _client(config.retry).post_json(config.endpoint, payload, headers)
+        api_key = read_api_key(config.api_key_env)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        return await _client(config.retry).post_json(config.endpoint, payload, headers, parse_verdict)
+    except ConfigError as err:
+        raise JudgeError(str(err)) from None
     except HttpCallError as err:
-        raise JudgeError(str(err)) from err
-    try:
-        reply = body["choices"][0]["message"]["content"]
-    except (KeyError, IndexError, TypeError) as err:
-        raise JudgeError(f"judge response has no choices[0].message.content: {str(body)[:200]}") from err
-    if not isinstance(reply, str):
-        raise JudgeError(f"judge message content is not text: {reply!r}")
-    return parse_verdict(reply)
+        raise JudgeError(str(err), err.circuit_open) from None

@@ -7,7 +7,8 @@
 Every backend answers a batch of queries or urls with one result per item, where a single item may fail
 (:class:`Failed`) without failing the others. Network backends share one retrying HTTP client
 (:mod:`actguide_plugin.tools.httpclient`) and a persistent SQLite cache (:mod:`actguide_plugin.tools.cache`);
-only successful results are cached.
+only successful results are cached. Every message of a failed item or call is redacted of the API key by the
+client, so it can go to the logs and to the model.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import asyncio
 import dataclasses
 import hashlib
 import json
-import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -34,7 +34,7 @@ from actguide_plugin.tools.config import (
     WebApiBackendConfig,
     parse_config,
 )
-from actguide_plugin.tools.httpclient import HttpCallError, JsonHttpClient
+from actguide_plugin.tools.httpclient import HttpCallError, JsonHttpClient, UnexpectedResponse
 
 logger = get_logger(__name__)
 
@@ -61,13 +61,13 @@ class Page:
 
 @dataclass(frozen=True)
 class Failed:
-    """One item of a batch that could not be served; ``message`` is shown to the model."""
+    """One item of a batch that could not be served; ``message`` is shown to the model.
+
+    ``circuit_open``: skipped without a request because the service's circuit breaker is open.
+    """
 
     message: str
-
-
-class BackendError(RuntimeError):
-    """The backend cannot serve at all (misconfiguration, missing key, unreachable service)."""
+    circuit_open: bool = False
 
 
 class SearchBackend(ABC):
@@ -157,6 +157,7 @@ class CachedHttpBackend(SearchBackend):
     kind: ClassVar[str]
 
     def __init__(self, config: HttpBackendConfig) -> None:
+        self.http_config = config
         self.client = JsonHttpClient(config.retry_policy)
         self.ttl_s = {"search": config.search_ttl_s, "visit": config.visit_ttl_s}
         cache_path = config.resolved_cache_path
@@ -233,13 +234,15 @@ class RetrievalServerBackend(CachedHttpBackend):
 
     async def search(self, queries: Sequence[str], topk: int) -> list[list[SearchHit] | Failed]:
         url = f"{self.base_url}/retrieve"
+        headers = self.http_config.api_key_headers()
 
         async def fetch(batch: list[str]) -> list[list[SearchHit] | Failed]:
-            body = await self.client.post_json(url, {"queries": batch, "topk": topk, "return_scores": True})
-            result = body.get("result") if isinstance(body, dict) else None
-            if not isinstance(result, list) or len(result) != len(batch):
-                raise HttpCallError(f"POST {url}: expected 'result' with {len(batch)} lists, got {str(body)[:200]}")
-            return [[_hit_from_search_r1(item) for item in per_query] for per_query in result]
+            def parse(body: Any) -> list[list[SearchHit] | Failed]:
+                result = _result_list(body, len(batch))
+                return [[_hit_from_search_r1(item) for item in per_query] for per_query in result]
+
+            payload = {"queries": batch, "topk": topk, "return_scores": True}
+            return await self.client.post_json(url, payload, headers, parse)
 
         return await self.cached_batch(
             "search", queries, {"url": url, "topk": topk}, fetch, _hits_to_json, _hits_from_json
@@ -247,15 +250,23 @@ class RetrievalServerBackend(CachedHttpBackend):
 
     async def visit(self, urls: Sequence[str]) -> list[Page | Failed]:
         url = f"{self.base_url}/visit"
+        headers = self.http_config.api_key_headers()
 
         async def fetch(batch: list[str]) -> list[Page | Failed]:
-            body = await self.client.post_json(url, {"urls": batch})
-            result = body.get("result") if isinstance(body, dict) else None
-            if not isinstance(result, list) or len(result) != len(batch):
-                raise HttpCallError(f"POST {url}: expected 'result' with {len(batch)} pages, got {str(body)[:200]}")
-            return [_page_from_server(page) for page in result]
+            def parse(body: Any) -> list[Page | Failed]:
+                return [_page_from_server(page) for page in _result_list(body, len(batch))]
+
+            return await self.client.post_json(url, {"urls": batch}, headers, parse)
 
         return await self.cached_batch("visit", urls, {"url": url}, fetch, dataclasses.asdict, _page_from_json)
+
+
+def _result_list(body: Any, expected: int) -> list:
+    """The ``result`` list of a retrieval-server reply, one entry per item asked for."""
+    result = body.get("result") if isinstance(body, dict) else None
+    if not isinstance(result, list) or len(result) != expected:
+        raise UnexpectedResponse(f"expected 'result' with {expected} entries")
+    return result
 
 
 def _page_from_server(page: Any) -> Page | Failed:
@@ -263,7 +274,7 @@ def _page_from_server(page: Any) -> Page | Failed:
     if isinstance(page, dict) and page.get("error"):
         return Failed(str(page["error"]))
     if not isinstance(page, dict) or not all(isinstance(page.get(key), str) for key in ("title", "url", "text")):
-        raise HttpCallError(f"retrieval server returned a malformed page: {str(page)[:200]}")
+        raise UnexpectedResponse("retrieval server returned a malformed page")
     return Page(page["title"], page["url"], page["text"])
 
 
@@ -271,7 +282,7 @@ def _hit_from_search_r1(item: Any) -> SearchHit:
     """One ``{"document": {...}, "score": s}`` entry (or a bare document) as a hit."""
     document = item.get("document", item) if isinstance(item, dict) else None
     if not isinstance(document, dict):
-        raise HttpCallError(f"retrieval server returned a malformed document: {str(item)[:200]}")
+        raise UnexpectedResponse("retrieval server returned a malformed document")
     title, text = document.get("title"), document.get("text")
     if title is None or text is None:
         # Search-R1 corpora store '"Title"\ntext' in one 'contents' field.
@@ -291,12 +302,6 @@ class WebApiBackend(CachedHttpBackend):
         super().__init__(config)
         self.config = config
 
-    def _headers(self) -> dict[str, str]:
-        key = os.environ.get(self.config.api_key_env)
-        if not key:
-            raise BackendError(f"web_api backend: environment variable {self.config.api_key_env} is not set")
-        return {self.config.api_key_header: key}
-
     async def _each(self, batch: list[str], call: Callable[[str], Awaitable[T]]) -> list[T | Failed]:
         """Run ``call`` per item concurrently (the client bounds concurrency); a failed item stays local."""
         outcomes = await asyncio.gather(*(call(item) for item in batch), return_exceptions=True)
@@ -304,7 +309,7 @@ class WebApiBackend(CachedHttpBackend):
         for item, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, HttpCallError):
                 logger.warning("web_api request for %r failed: %s", item, outcome)
-                results.append(Failed(str(outcome)))
+                results.append(Failed(str(outcome), outcome.circuit_open))
             elif isinstance(outcome, BaseException):
                 raise outcome
             else:
@@ -312,18 +317,22 @@ class WebApiBackend(CachedHttpBackend):
         return results
 
     async def search(self, queries: Sequence[str], topk: int) -> list[list[SearchHit] | Failed]:
-        headers = self._headers()
+        headers = self.config.api_key_headers()
 
-        async def one(query: str) -> list[SearchHit]:
-            body = await self.client.post_json(self.config.search_url, {"q": query, "num": topk}, headers)
-            organic = body.get("organic", []) if isinstance(body, dict) else None
-            if not isinstance(organic, list):
-                raise HttpCallError(f"search API returned no 'organic' list: {str(body)[:200]}")
+        def parse(body: Any) -> list[SearchHit]:
+            # An error-shaped 200 (quota exhausted, bad key: {"message": ..., "statusCode": 403}) must not be
+            # read as "no results": that would be cached for search_ttl_s.
+            organic = body.get("organic") if isinstance(body, dict) else None
+            if not isinstance(organic, list) or body.get("error"):
+                raise UnexpectedResponse("search API answered without an 'organic' result list")
             return [
                 SearchHit(str(hit.get("title", "")), str(hit.get("link", "")), str(hit.get("snippet", "")))
                 for hit in organic[:topk]
                 if isinstance(hit, dict)
             ]
+
+        async def one(query: str) -> list[SearchHit]:
+            return await self.client.post_json(self.config.search_url, {"q": query, "num": topk}, headers, parse)
 
         async def fetch(batch: list[str]) -> list[list[SearchHit] | Failed]:
             return await self._each(batch, one)
@@ -332,16 +341,18 @@ class WebApiBackend(CachedHttpBackend):
         return await self.cached_batch("search", queries, params, fetch, _hits_to_json, _hits_from_json)
 
     async def visit(self, urls: Sequence[str]) -> list[Page | Failed]:
-        headers = self._headers()
+        headers = self.config.api_key_headers()
 
         async def one(url: str) -> Page:
-            body = await self.client.post_json(self.config.visit_url, {"url": url}, headers)
-            text = body.get("text") if isinstance(body, dict) else None
-            if not isinstance(text, str):
-                raise HttpCallError(f"page API returned no 'text' for {url}: {str(body)[:200]}")
-            metadata = body.get("metadata")
-            title = metadata.get("title", "") if isinstance(metadata, dict) else ""
-            return Page(str(title), url, text)
+            def parse(body: Any) -> Page:
+                text = body.get("text") if isinstance(body, dict) else None
+                if not isinstance(text, str):
+                    raise UnexpectedResponse(f"page API returned no 'text' for {url}")
+                metadata = body.get("metadata")
+                title = metadata.get("title", "") if isinstance(metadata, dict) else ""
+                return Page(str(title), url, text)
+
+            return await self.client.post_json(self.config.visit_url, {"url": url}, headers, parse)
 
         async def fetch(batch: list[str]) -> list[Page | Failed]:
             return await self._each(batch, one)

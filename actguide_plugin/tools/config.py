@@ -22,6 +22,24 @@ class ConfigError(ValueError):
     """A tool or backend config has an unknown key or a bad value."""
 
 
+def read_api_key(variable: str) -> str | None:
+    """The API key in environment variable ``variable``, stripped; ``None`` when unset or blank.
+
+    Secret files and ``.env`` lines often end in ``\\r`` or ``\\n``; sent as is, the key would be an illegal
+    header value whose error text quotes it. What remains after stripping must be printable ASCII (what an
+    HTTP header can carry), else :class:`ConfigError` names the variable, never the value.
+    """
+    key = os.environ.get(variable, "").strip()
+    if not key:
+        return None
+    if not all(" " <= char <= "~" for char in key):
+        raise ConfigError(
+            f"environment variable {variable} holds an invalid API key: only printable ASCII characters are "
+            "allowed (it has a non-ASCII or control character)"
+        )
+    return key
+
+
 def parse_config(config_type: type[T], raw: Mapping[str, Any], where: str) -> T:
     """Build ``config_type`` from ``raw``; ``where`` names the yaml section in error messages."""
     if not isinstance(raw, Mapping):
@@ -70,10 +88,13 @@ class HttpBackendConfig:
     """Settings every network backend shares: retries, concurrency and the SQLite cache.
 
     Fields:
-        timeout_s, max_attempts, backoff_base_s, backoff_max_s, max_concurrency: see
-            :class:`actguide_plugin.tools.httpclient.RetryPolicy`.
+        timeout_s, max_attempts, backoff_base_s, backoff_max_s, max_concurrency, circuit_failures,
+            circuit_open_s: see :class:`actguide_plugin.tools.httpclient.RetryPolicy`.
         cache_path: SQLite file for cached responses (``~`` expanded); empty or null disables the cache.
         search_ttl_s, visit_ttl_s: how long cached search results / page texts stay valid, seconds.
+        api_key_env: name of the environment variable holding the API key (the key itself is never in a
+            config); null sends no key.
+        api_key_header: HTTP header that carries the key.
     """
 
     timeout_s: float = 30.0
@@ -81,9 +102,13 @@ class HttpBackendConfig:
     backoff_base_s: float = 0.5
     backoff_max_s: float = 8.0
     max_concurrency: int = 16
+    circuit_failures: int = 5
+    circuit_open_s: float = 30.0
     cache_path: str | None = None
     search_ttl_s: float = 86_400.0
     visit_ttl_s: float = 604_800.0
+    api_key_env: str | None = None
+    api_key_header: str = "X-API-KEY"
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -93,15 +118,28 @@ class HttpBackendConfig:
             backoff_base_s=self.backoff_base_s,
             backoff_max_s=self.backoff_max_s,
             max_concurrency=self.max_concurrency,
+            circuit_failures=self.circuit_failures,
+            circuit_open_s=self.circuit_open_s,
         )
 
     @property
     def resolved_cache_path(self) -> str | None:
         return os.path.expanduser(self.cache_path) if self.cache_path else None
 
+    def api_key_headers(self) -> dict[str, str]:
+        """The header carrying the key read (and validated) from ``api_key_env`` now; empty without a key."""
+        if self.api_key_env is None:
+            return {}
+        key = read_api_key(self.api_key_env)
+        if key is None:
+            raise ConfigError(f"environment variable {self.api_key_env} is not set")
+        return {self.api_key_header: key}
+
     def __post_init__(self) -> None:
         _ = self.retry_policy  # validates the retry fields now, not at the first request
         _require_positive("cache", search_ttl_s=self.search_ttl_s, visit_ttl_s=self.visit_ttl_s)
+        if self.api_key_env is not None and not self.api_key_env:
+            raise ValueError("api_key_env must name an environment variable (or be null for no key)")
 
 
 @dataclass(frozen=True)
@@ -111,6 +149,7 @@ class RetrievalServerBackendConfig(HttpBackendConfig):
     Fields:
         name: always ``retrieval_server``.
         base_url: e.g. ``http://127.0.0.1:8000``; search posts to ``/retrieve``, visit to ``/visit`` (ours only).
+        api_key_env, api_key_header: optional, for a server behind an authenticating proxy (see the base).
     """
 
     name: str = "retrieval_server"
@@ -130,15 +169,13 @@ class WebApiBackendConfig(HttpBackendConfig):
         name: always ``web_api``.
         search_url: POST ``{"q": query, "num": k}`` -> ``{"organic": [{"title", "link", "snippet"}]}``.
         visit_url: POST ``{"url": url}`` -> ``{"text": ..., "metadata": {"title": ...}}``.
-        api_key_env: name of the environment variable holding the key (the key itself is never in a config).
-        api_key_header: HTTP header that carries the key.
+        api_key_env, api_key_header: see the base; required here (default ``SERPER_API_KEY`` in ``X-API-KEY``).
     """
 
     name: str = "web_api"
     search_url: str = "https://google.serper.dev/search"
     visit_url: str = "https://scrape.serper.dev"
     api_key_env: str = "SERPER_API_KEY"
-    api_key_header: str = "X-API-KEY"
 
     def __post_init__(self) -> None:
         super().__post_init__()

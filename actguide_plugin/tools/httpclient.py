@@ -5,7 +5,17 @@ body, bound the number of requests in flight, give up after a timeout, and retry
 on the failures that are worth retrying (HTTP 429, 5xx, timeouts, refused connections). Keeping it in one
 place means one behaviour to test and one place that must never leak an API key.
 
-Secrets: callers pass headers per call; headers are never logged and never copied into error messages.
+Secrets: callers pass headers per call; headers are never logged, and every header value (and the credential
+after an auth scheme, e.g. the key of ``Bearer <key>``) is redacted from every error text this client produces,
+in the raw, stripped and escaped forms a transport error may print (httpx's "illegal header value b'...'"), and
+from response-body excerpts a hostile server may echo it into. ``parse`` callbacks run inside the same
+redaction, so a caller's shape check can quote the body safely.
+
+Dead endpoints: a judge or search service that is down would cost every trajectory a full timeout (times the
+attempts). A :class:`CircuitBreaker` per URL opens after ``circuit_failures`` consecutive calls that failed at
+the endpoint (timeouts, refused connections, 408/429/5xx after all retries); while open, calls to that URL fail
+at once with ``HttpCallError.circuit_open`` set, and after ``circuit_open_s`` a single call probes it (success
+closes the circuit, failure keeps it open another window): one timeout per window, not per trajectory.
 
 Event loops: verl runs tools and rewards on long-lived loops, tests on a fresh loop each. An
 ``httpx.AsyncClient`` and an ``asyncio.Semaphore`` belong to the loop that first used them, so the client
@@ -16,7 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
+import time
 import weakref
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,17 +41,24 @@ logger = get_logger(__name__)
 
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _BODY_EXCERPT_CHARS = 200
+_REDACTED = "[REDACTED]"
 
 
 class HttpCallError(RuntimeError):
     """A request failed for good (non-retryable status, or retries exhausted).
 
     ``status`` is the last HTTP status, or ``None`` when no response arrived (timeout, connection error).
+    ``endpoint_failure``: the endpoint looked down or overloaded (what the circuit breaker counts).
+    ``circuit_open``: not sent at all, because the URL's circuit breaker is open.
     """
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, status: int | None = None, *, endpoint_failure: bool = False, circuit_open: bool = False
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.endpoint_failure = endpoint_failure
+        self.circuit_open = circuit_open
 
 
 @dataclass(frozen=True)
@@ -46,11 +66,13 @@ class RetryPolicy:
     """How hard to try one request.
 
     Fields:
-        timeout_s: total time allowed for one attempt (connect + read), seconds.
+        timeout_s: total time allowed for one attempt (connect, send and the whole body read), seconds.
         max_attempts: attempts in all, the first included (1 = no retry).
         backoff_base_s: delay before the first retry; doubles each retry, with jitter in [0.5, 1] of it.
         backoff_max_s: cap on one delay, also the cap on a server's ``Retry-After``.
         max_concurrency: requests in flight at once per event loop (the rest wait).
+        circuit_failures: consecutive failed calls to one URL that open its circuit breaker; 0 disables it.
+        circuit_open_s: how long an open circuit skips the URL before one call probes it, seconds.
     """
 
     timeout_s: float = 30.0
@@ -58,11 +80,13 @@ class RetryPolicy:
     backoff_base_s: float = 0.5
     backoff_max_s: float = 8.0
     max_concurrency: int = 16
+    circuit_failures: int = 5
+    circuit_open_s: float = 30.0
 
     def __post_init__(self) -> None:
         if self.timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
-        for name in ("max_attempts", "max_concurrency"):
+        for name in ("max_attempts", "max_concurrency", "circuit_failures"):
             if not isinstance(getattr(self, name), int):
                 raise ValueError(f"{name} must be an integer, got {getattr(self, name)!r}")
         if self.max_attempts < 1:
@@ -71,6 +95,10 @@ class RetryPolicy:
             raise ValueError("backoff_base_s and backoff_max_s must be >= 0")
         if self.max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {self.max_concurrency}")
+        if self.circuit_failures < 0:
+            raise ValueError(f"circuit_failures must be >= 0 (0 disables the breaker), got {self.circuit_failures}")
+        if self.circuit_open_s <= 0:
+            raise ValueError(f"circuit_open_s must be > 0, got {self.circuit_open_s}")
 
     def delay_s(self, retry_index: int, retry_after: str | None = None) -> float:
         """Seconds to wait before retry number ``retry_index`` (0-based); honours a numeric Retry-After."""
@@ -81,6 +109,61 @@ class RetryPolicy:
                 pass  # an HTTP-date Retry-After: fall back to our own schedule
         delay = min(self.backoff_base_s * (2**retry_index), self.backoff_max_s)
         return delay * random.uniform(0.5, 1.0)
+
+
+class CircuitBreaker:
+    """Consecutive endpoint failures of one URL, and whether calls to it should be skipped for now.
+
+    Shared by every event loop and thread of the process (the client serves many loops), hence the lock.
+    """
+
+    def __init__(self, failures: int, open_s: float) -> None:
+        self.failures = failures
+        self.open_s = open_s
+        self._lock = threading.Lock()
+        self._consecutive = 0
+        self._opened_at: float | None = None
+        self._probing = False
+
+    def allow(self) -> bool:
+        """Whether a call may go out now: always when closed; when open, one probe once the window is over."""
+        with self._lock:
+            if self._opened_at is None:
+                return True
+            if self._probing or time.monotonic() - self._opened_at < self.open_s:
+                return False
+            self._probing = True
+            return True
+
+    def seconds_left(self) -> float:
+        """Time until an open circuit lets a probe through (0 when closed)."""
+        with self._lock:
+            if self._opened_at is None:
+                return 0.0
+            return max(self.open_s - (time.monotonic() - self._opened_at), 0.0)
+
+    def record(self, endpoint_failed: bool | None) -> bool:
+        """Count one finished call (``None``: no verdict, e.g. cancelled); ``True`` when this opened the circuit."""
+        with self._lock:
+            self._probing = False
+            if endpoint_failed is None:
+                return False
+            if not endpoint_failed:
+                self._consecutive, self._opened_at = 0, None
+                return False
+            self._consecutive += 1
+            if self.failures and (self._opened_at is not None or self._consecutive >= self.failures):
+                was_closed = self._opened_at is None
+                self._opened_at = time.monotonic()
+                return was_closed
+            return False
+
+
+class UnexpectedResponse(ValueError):
+    """Raised by a ``post_json`` ``parse`` callback: the body lacks the expected shape.
+
+    The message says what was expected; the client adds a redacted excerpt of the body.
+    """
 
 
 class _Retryable(Exception):
@@ -104,6 +187,16 @@ class JsonHttpClient:
             asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, asyncio.Semaphore]
         ]
         self._per_loop = weakref.WeakKeyDictionary()
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._breakers_lock = threading.Lock()
+
+    def _breaker(self, url: str) -> CircuitBreaker:
+        with self._breakers_lock:
+            breaker = self._breakers.get(url)
+            if breaker is None:
+                breaker = CircuitBreaker(self.policy.circuit_failures, self.policy.circuit_open_s)
+                self._breakers[url] = breaker
+            return breaker
 
     def _loop_state(self) -> _LoopState:
         loop = asyncio.get_running_loop()
@@ -115,46 +208,123 @@ class JsonHttpClient:
             self._per_loop[loop] = state
         return state
 
-    async def post_json(self, url: str, payload: Any, headers: dict[str, str] | None = None) -> Any:
-        """POST ``payload`` to ``url``; return the decoded JSON body or raise :class:`HttpCallError`."""
+    async def post_json(
+        self,
+        url: str,
+        payload: Any,
+        headers: Mapping[str, str] | None = None,
+        parse: Callable[[Any], Any] | None = None,
+    ) -> Any:
+        """POST ``payload`` to ``url``; return the decoded JSON body, through ``parse`` when given.
+
+        ``parse`` raises :class:`UnexpectedResponse` for a body of the wrong shape (not retried; the error
+        quotes the body, redacted). Raises :class:`HttpCallError`, its message redacted of the header values,
+        at once when the URL's circuit breaker is open.
+        """
+        breaker = self._breaker(url)
+        if not breaker.allow():
+            raise HttpCallError(
+                f"POST {url} skipped: circuit open after {breaker.failures} consecutive failures "
+                f"(next try in {breaker.seconds_left():.0f}s)",
+                circuit_open=True,
+            )
+        secrets = redaction_forms(headers.values() if headers else ())
+        endpoint_failed: bool | None = None
+        try:
+            body = await self._post_with_retries(url, payload, dict(headers) if headers else None, secrets)
+            endpoint_failed = False
+            if parse is None:
+                return body
+            try:
+                return parse(body)
+            except UnexpectedResponse as err:
+                raise HttpCallError(f"POST {url}: {err}; got: {_excerpt(redact(str(body), secrets))}", 200) from None
+        except HttpCallError as err:
+            endpoint_failed = err.endpoint_failure
+            raise HttpCallError(redact(str(err), secrets), err.status, endpoint_failure=err.endpoint_failure) from None
+        finally:
+            if breaker.record(endpoint_failed):
+                logger.warning(
+                    "POST %s: circuit open after %d consecutive failures; calls skipped for %.0fs",
+                    url,
+                    breaker.failures,
+                    breaker.open_s,
+                )
+
+    async def _post_with_retries(
+        self, url: str, payload: Any, headers: dict[str, str] | None, secrets: list[str]
+    ) -> Any:
         client, semaphore = self._loop_state()
         last: _Retryable | None = None
         for attempt in range(self.policy.max_attempts):
             if last is not None:
                 delay = self.policy.delay_s(attempt - 1, last.retry_after)
-                logger.info("retrying POST %s in %.2fs after: %s", url, delay, last)
+                logger.info("retrying POST %s in %.2fs after: %s", url, delay, redact(str(last), secrets))
                 await asyncio.sleep(delay)
             try:
                 async with semaphore:
-                    return await self._attempt(client, url, payload, headers)
+                    return await self._attempt(client, url, payload, headers, secrets)
             except _Retryable as err:
                 last = err
         assert last is not None
-        raise HttpCallError(f"POST {url} failed after {self.policy.max_attempts} attempts: {last}", last.status)
+        raise HttpCallError(
+            f"POST {url} failed after {self.policy.max_attempts} attempts: {last}", last.status, endpoint_failure=True
+        )
 
-    async def _attempt(self, client: httpx.AsyncClient, url: str, payload: Any, headers: dict[str, str] | None) -> Any:
+    async def _attempt(
+        self, client: httpx.AsyncClient, url: str, payload: Any, headers: dict[str, str] | None, secrets: list[str]
+    ) -> Any:
         try:
-            response = await client.post(url, json=payload, headers=headers)
-        except httpx.TimeoutException as err:
-            raise _Retryable(f"timeout after {self.policy.timeout_s}s ({type(err).__name__})", None) from err
+            # httpx applies its timeout per phase (connect, each read): a server trickling a byte a second would
+            # hold the call forever. The deadline covers the attempt as a whole, body read included.
+            response = await asyncio.wait_for(
+                client.post(url, json=payload, headers=headers), timeout=self.policy.timeout_s
+            )
+        except (httpx.TimeoutException, asyncio.TimeoutError) as err:
+            raise _Retryable(f"timeout after {self.policy.timeout_s}s ({type(err).__name__})", None) from None
+        except httpx.LocalProtocolError as err:  # e.g. an illegal header value: retrying cannot help
+            raise HttpCallError(f"POST {url}: request rejected before sending ({type(err).__name__}: {err})") from None
+        except UnicodeEncodeError as err:  # a non-ASCII header value
+            raise HttpCallError(f"POST {url}: request could not be encoded ({type(err).__name__})") from None
         except httpx.TransportError as err:
-            raise _Retryable(f"connection error ({type(err).__name__}: {err})", None) from err
+            raise _Retryable(f"connection error ({type(err).__name__}: {err})", None) from None
+        text = redact(response.text, secrets) if response.status_code >= 400 else ""
         if response.status_code in RETRYABLE_STATUSES:
             raise _Retryable(
-                f"HTTP {response.status_code}: {_excerpt(response.text)}",
+                f"HTTP {response.status_code}: {_excerpt(text)}",
                 response.status_code,
                 response.headers.get("retry-after"),
             )
         if response.status_code >= 400:
-            raise HttpCallError(
-                f"POST {url}: HTTP {response.status_code}: {_excerpt(response.text)}", response.status_code
-            )
+            raise HttpCallError(f"POST {url}: HTTP {response.status_code}: {_excerpt(text)}", response.status_code)
         try:
             return response.json()
-        except ValueError as err:
+        except ValueError:
             raise HttpCallError(
-                f"POST {url}: response is not JSON: {_excerpt(response.text)}", response.status_code
-            ) from err
+                f"POST {url}: response is not JSON: {_excerpt(redact(response.text, secrets))}", response.status_code
+            ) from None
+
+
+def redaction_forms(values: Iterable[str]) -> list[str]:
+    """Every spelling of the secret ``values`` an error text may contain, longest first.
+
+    A value, its stripped form, what follows its first word (the key of ``Bearer <key>``), and each of those
+    as ``repr`` escapes them (``\\r\\n``) for ``str`` and UTF-8 ``bytes``.
+    """
+    forms: set[str] = set()
+    for value in values:
+        pieces = {value, value.strip(), *value.split()[1:]}
+        for piece in pieces:
+            forms.update((piece, repr(piece)[1:-1], repr(piece.encode("utf-8", "backslashreplace"))[2:-1]))
+    forms.discard("")
+    return sorted(forms, key=len, reverse=True)
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every occurrence of each of ``secrets`` replaced by ``[REDACTED]``."""
+    for secret in secrets:
+        text = text.replace(secret, _REDACTED)
+    return text
 
 
 def _excerpt(text: str) -> str:

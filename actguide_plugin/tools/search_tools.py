@@ -7,7 +7,8 @@ and ``release(instance_id)``. The dataset also instantiates the tools just to re
 constructor only validates the config: the backend (and the BM25 index) is opened at the first call.
 
 A failed call never raises into the rollout: the model gets an ``Error: ...`` text it can react to, and the
-third element of ``execute``'s result carries the metrics (``errors``, ``failed_items``, ``latency_s``).
+third element of ``execute``'s result carries the metrics (``errors``, ``failed_items``, ``circuit_open``: items
+or calls skipped because the service's circuit breaker is open, ``latency_s``). Every failure is logged.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from actguide_plugin.logs import get_logger
 from actguide_plugin.tools.backends import Failed, SearchBackend, get_backend, parse_backend_config
 from actguide_plugin.tools.config import SearchToolConfig, VisitToolConfig, parse_config
 from actguide_plugin.tools.formatting import format_search, format_visit
+from actguide_plugin.tools.httpclient import HttpCallError
 
 logger = get_logger(__name__)
 
@@ -76,10 +78,12 @@ class _BackendTool(BaseTool):
         self, instance_id: str, parameters: dict[str, Any], **kwargs: Any
     ) -> tuple[ToolResponse, float, dict]:
         started = time.perf_counter()
-        metrics: dict[str, float] = {"errors": 0, "failed_items": 0}
+        metrics: dict[str, float] = {"errors": 0, "failed_items": 0, "circuit_open": 0}
         try:
-            text, failed_items = await self.run(get_backend(self.settings.backend), parameters)
-            metrics["failed_items"] = failed_items
+            failures: list[Failed] = []
+            text = await self.run(get_backend(self.settings.backend), parameters, failures)
+            metrics["failed_items"] = len(failures)
+            metrics["circuit_open"] = sum(failure.circuit_open for failure in failures)
         except ToolArgumentError as err:
             text = f"Error: {err}"
             metrics["errors"] = 1
@@ -87,11 +91,12 @@ class _BackendTool(BaseTool):
             logger.warning("%s failed: %s: %s", self.name, type(err).__name__, err)
             text = f"Error: {self.name} failed: {err}"
             metrics["errors"] = 1
+            metrics["circuit_open"] = float(isinstance(err, HttpCallError) and err.circuit_open)
         metrics["latency_s"] = time.perf_counter() - started
         return ToolResponse(text=text), 0.0, metrics
 
-    async def run(self, backend: SearchBackend, parameters: dict[str, Any]) -> tuple[str, int]:
-        """The response text and the number of items that failed."""
+    async def run(self, backend: SearchBackend, parameters: dict[str, Any], failures: list[Failed]) -> str:
+        """The response text; items that failed are appended to ``failures``."""
         raise NotImplementedError
 
 
@@ -106,14 +111,15 @@ class WebSearchTool(_BackendTool):
         ["query"],
     )
 
-    async def run(self, backend: SearchBackend, parameters: dict[str, Any]) -> tuple[str, int]:
+    async def run(self, backend: SearchBackend, parameters: dict[str, Any], failures: list[Failed]) -> str:
         settings: SearchToolConfig = self.settings
         queries = _string_list(parameters, "query", self.name)
         limit = settings.max_queries_per_call
         results = await backend.search(queries[:limit], settings.topk)
-        text = format_search(queries[:limit], results, settings.snippet_chars)
-        failed = sum(isinstance(result, Failed) for result in results)
-        return text + _skipped_note(len(queries) - limit, "queries", limit), failed
+        failures.extend(result for result in results if isinstance(result, Failed))
+        return format_search(queries[:limit], results, settings.snippet_chars) + _skipped_note(
+            len(queries) - limit, "queries", limit
+        )
 
 
 class WebVisitTool(_BackendTool):
@@ -134,7 +140,7 @@ class WebVisitTool(_BackendTool):
         ["url"],
     )
 
-    async def run(self, backend: SearchBackend, parameters: dict[str, Any]) -> tuple[str, int]:
+    async def run(self, backend: SearchBackend, parameters: dict[str, Any], failures: list[Failed]) -> str:
         settings: VisitToolConfig = self.settings
         urls = _string_list(parameters, "url", self.name)
         goal = parameters.get("goal")
@@ -142,6 +148,7 @@ class WebVisitTool(_BackendTool):
             raise ToolArgumentError(f"{self.name}: 'goal' must be a string, got {goal!r}")
         limit = settings.max_urls_per_call
         results = await backend.visit(urls[:limit])
-        text = format_visit(urls[:limit], results, settings.max_page_chars)
-        failed = sum(isinstance(result, Failed) for result in results)
-        return text + _skipped_note(len(urls) - limit, "urls", limit), failed
+        failures.extend(result for result in results if isinstance(result, Failed))
+        return format_visit(urls[:limit], results, settings.max_page_chars) + _skipped_note(
+            len(urls) - limit, "urls", limit
+        )

@@ -15,7 +15,7 @@ from actguide_plugin.reward import compute_score
 
 JUDGE_KEY = "judge-secret-8d1e0b"  # must never appear in logs
 FAST_RETRY = {"judge_backoff_base_s": 0.01, "judge_backoff_max_s": 0.05, "judge_max_attempts": 3}
-EXTRAS = {"score", "acc", "answer_found", "exact_match", "f1", "judge_used", "judge_fallback"}
+EXTRAS = {"score", "acc", "answer_found", "exact_match", "f1", "judge_used", "judge_fallback", "judge_circuit_open"}
 
 
 class FakeJudge:
@@ -153,6 +153,28 @@ async def test_slow_judge_times_out_and_falls_back():
     assert result["judge_fallback"] == 1.0 and result["score"] == 0.0 and len(fake.requests) == 2
 
 
+async def test_trickling_judge_fails_the_attempt_at_timeout_s_and_falls_back(trickle):
+    hung_up = asyncio.Event()
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", trickle(0.2, hung_up))
+    started = asyncio.get_running_loop().time()
+    async with TestServer(app, host="127.0.0.1") as server:
+        result = await compute_score(
+            "d",
+            "<answer>Lyon</answer>",
+            "Paris",
+            {"question": "q"},
+            reward_mode="judge",
+            judge_base_url=str(server.make_url("")),
+            judge_model="m",
+            judge_timeout_s=1.0,
+            judge_max_attempts=1,
+        )
+        assert result["judge_fallback"] == 1.0 and result["score"] == 0.0
+        assert asyncio.get_running_loop().time() - started < 10.0  # without the deadline: 200 s
+        await asyncio.wait_for(hung_up.wait(), timeout=5.0)
+
+
 async def test_concurrent_calls_share_the_judge():
     fake = FakeJudge([("sleep", 0.05)])
     async with TestServer(fake.app, host="127.0.0.1") as server:
@@ -221,3 +243,72 @@ async def test_loaded_through_verls_custom_reward_hook():
         data_source="d", solution_str="<answer>Paris France</answer>", ground_truth="Paris", extra_info={}
     )
     assert result["score"] == 1.0 and result["exact_match"] == 0.0
+
+
+@pytest.mark.parametrize("secret", ["sk-SECRET\r\n", "sk-SECRET\n", "sk-SECRÉT"])
+@pytest.mark.parametrize("status", [200, 401])
+async def test_judge_key_is_stripped_validated_and_never_logged(secret, status, monkeypatch, caplog):
+    """A hostile judge quotes the bearer key it got; an unsendable key is a counted fallback, never a crash."""
+    monkeypatch.setenv("ACTGUIDE_JUDGE_API_KEY", secret)
+    for name in ("actguide_plugin.tools.httpclient", "actguide_plugin.reward"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    seen: list[str | None] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        if status == 401:
+            return web.Response(status=401, text=f"bad key {seen[-1]}")
+        return web.json_response({"choices": [{"message": {"content": f"A, as {seen[-1]} asked"}}]})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handle)
+    async with TestServer(app, host="127.0.0.1") as server:
+        result = await compute_score(
+            "d",
+            "<answer>Lyon</answer>",
+            "Paris",
+            {"question": "q"},
+            reward_mode="judge",
+            judge_base_url=str(server.make_url("")),
+            judge_model="m",
+            **FAST_RETRY,
+        )
+    assert result["judge_fallback"] == 1.0 and result["score"] == 0.0  # garbage verdict / 401 / unsendable key
+    assert "SECR" not in caplog.text and all("SECR" not in str(record.args) for record in caplog.records)
+    if secret.isascii():
+        assert seen == ["Bearer sk-SECRET"]
+    else:
+        assert seen == [] and "ACTGUIDE_JUDGE_API_KEY holds an invalid API key" in caplog.text
+
+
+async def test_stripped_judge_key_is_used(monkeypatch):
+    monkeypatch.setenv("ACTGUIDE_JUDGE_API_KEY", f"{JUDGE_KEY}\r\n")
+    result, fake = await judged(["A"], "<answer>Lyon</answer>")
+    assert result["judge_used"] == 1.0 and fake.auth == [f"Bearer {JUDGE_KEY}"]
+
+
+async def test_dead_judge_costs_one_timeout_per_window_not_per_trajectory(caplog):
+    """After judge_circuit_failures failed calls the judge is skipped; every fallback is still logged and counted."""
+    fake = FakeJudge([("sleep", 1.0)])
+    async with TestServer(fake.app, host="127.0.0.1") as server:
+        results = [
+            await compute_score(
+                "d",
+                f"<answer>guess {i}</answer>",
+                "Paris",
+                {"question": "q"},
+                reward_mode="judge",
+                judge_base_url=str(server.make_url("")),
+                judge_model="m",
+                judge_timeout_s=0.1,
+                judge_max_attempts=2,
+                judge_circuit_failures=3,
+                judge_circuit_open_s=60,
+                **{key: FAST_RETRY[key] for key in ("judge_backoff_base_s", "judge_backoff_max_s")},
+            )
+            for i in range(20)
+        ]
+    assert len(fake.requests) == 3 * 2  # three calls of two attempts, then the circuit is open
+    assert all(result["judge_fallback"] == 1.0 and result["score"] == 0.0 for result in results)
+    assert [result["judge_circuit_open"] for result in results] == [0.0] * 3 + [1.0] * 17
+    assert caplog.text.count("judge failed") == 20 and "circuit open" in caplog.text

@@ -8,7 +8,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from actguide_plugin.tools.httpclient import HttpCallError, JsonHttpClient, RetryPolicy
+from actguide_plugin.tools.httpclient import HttpCallError, JsonHttpClient, RetryPolicy, redact, redaction_forms
 
 FAST = {"backoff_base_s": 0.01, "backoff_max_s": 0.05}
 
@@ -102,8 +102,112 @@ def test_retry_after_is_honoured_and_capped():
 
 @pytest.mark.parametrize(
     "bad",
-    [{"timeout_s": 0}, {"max_attempts": 0}, {"max_attempts": 2.5}, {"max_concurrency": 0}, {"backoff_base_s": -1}],
+    [
+        {"timeout_s": 0},
+        {"max_attempts": 0},
+        {"circuit_failures": -1},
+        {"circuit_open_s": 0},
+        {"max_attempts": 2.5},
+        {"max_concurrency": 0},
+        {"backoff_base_s": -1},
+    ],
 )
 def test_bad_policies_are_rejected(bad):
     with pytest.raises(ValueError):
         RetryPolicy(**bad)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"X-API-KEY": "sk-SECRET\r\n"}, {"Authorization": "Bearer sk-SECRET\n"}, {"X-API-KEY": "sk-SECRÉT"}],
+)
+async def test_unsendable_header_values_are_redacted_and_not_retried(headers):
+    """httpx quotes an illegal header value in its error; the client's error must not."""
+    calls: list[dict] = []
+    async with TestServer(scripted_app([200], calls), host="127.0.0.1") as server:
+        client = JsonHttpClient(RetryPolicy(max_attempts=3, **FAST))
+        with pytest.raises(HttpCallError) as caught:
+            await client.post_json(str(server.make_url("/api")), {"x": 1}, headers)
+    assert "SECR" not in str(caught.value) and caught.value.__cause__ is None and calls == []
+
+
+def test_redaction_covers_raw_stripped_and_escaped_forms():
+    forms = redaction_forms(["Bearer sk-SECRÉT-123\r\n"])
+    texts = [
+        "b'Bearer sk-SECR\\xc3\\x89T-123\\r\\n'",
+        "'Bearer sk-SECRÉT-123\\r\\n'",
+        "token sk-SECRÉT-123 refused",
+        "Bearer sk-SECRÉT-123\r\n",
+    ]
+    assert all("SECR" not in redact(text, forms) for text in texts)
+
+
+async def test_timeout_caps_the_whole_attempt_including_a_trickled_body(trickle):
+    closed = asyncio.Event()
+    app = web.Application()
+    app.router.add_post("/api", trickle(0.2, closed))
+    async with TestServer(app, host="127.0.0.1") as server:
+        client = JsonHttpClient(RetryPolicy(timeout_s=1.0, max_attempts=1, **FAST))
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(HttpCallError, match=r"timeout after 1\.0s"):
+            await client.post_json(str(server.make_url("/api")), {})
+        assert asyncio.get_running_loop().time() - started < 10.0  # without the deadline: 200 s
+        await asyncio.wait_for(closed.wait(), timeout=5.0)  # the connection was dropped, not left trickling
+
+
+async def test_circuit_breaker_skips_a_dead_endpoint_then_probes_it_once_per_window():
+    calls: list[dict] = []
+    statuses = [503]
+    async with TestServer(scripted_app(statuses, calls), host="127.0.0.1") as server:
+        url = str(server.make_url("/api"))
+        client = JsonHttpClient(RetryPolicy(max_attempts=1, circuit_failures=2, circuit_open_s=0.5, **FAST))
+        for _ in range(2):
+            with pytest.raises(HttpCallError) as caught:
+                await client.post_json(url, {})
+            assert caught.value.endpoint_failure and not caught.value.circuit_open
+        for _ in range(10):  # open: no request goes out
+            with pytest.raises(HttpCallError, match="circuit open after 2 consecutive failures") as caught:
+                await client.post_json(url, {})
+            assert caught.value.circuit_open
+        assert len(calls) == 2
+        await asyncio.sleep(0.6)
+        with pytest.raises(HttpCallError, match="failed after 1 attempts"):  # the probe fails: open again
+            await client.post_json(url, {})
+        with pytest.raises(HttpCallError, match="circuit open"):
+            await client.post_json(url, {})
+        assert len(calls) == 3
+        statuses[0] = 200
+        await asyncio.sleep(0.6)
+        assert await client.post_json(url, {"n": 1}) == {"echo": {"n": 1}}  # the probe succeeds: closed
+        assert await client.post_json(url, {"n": 2}) == {"echo": {"n": 2}} and len(calls) == 5
+
+
+async def test_open_circuit_lets_exactly_one_probe_through_concurrent_calls():
+    calls: list[dict] = []
+    async with TestServer(scripted_app([503, 200], calls, delay_s=0.2), host="127.0.0.1") as server:
+        url = str(server.make_url("/api"))
+        client = JsonHttpClient(RetryPolicy(max_attempts=1, circuit_failures=1, circuit_open_s=0.3, **FAST))
+        with pytest.raises(HttpCallError):
+            await client.post_json(url, {})
+        await asyncio.sleep(0.4)
+        outcomes = await asyncio.gather(*(client.post_json(url, {}) for _ in range(5)), return_exceptions=True)
+    assert len(calls) == 2 and sum(not isinstance(outcome, Exception) for outcome in outcomes) == 1
+    assert all(outcome.circuit_open for outcome in outcomes if isinstance(outcome, HttpCallError))
+
+
+async def test_client_errors_do_not_open_the_circuit():
+    """A 4xx says the endpoint is up (the request was bad): calls keep going out."""
+    calls: list[dict] = []
+    async with TestServer(scripted_app([400], calls), host="127.0.0.1") as server:
+        client = JsonHttpClient(RetryPolicy(max_attempts=1, circuit_failures=1, **FAST))
+        for _ in range(3):
+            with pytest.raises(HttpCallError) as caught:
+                await client.post_json(str(server.make_url("/api")), {})
+            assert not caught.value.endpoint_failure and not caught.value.circuit_open
+    assert len(calls) == 3
+
+
+def test_a_short_bearer_key_is_redacted_on_its_own():
+    assert redact("server says: key k1x is unknown", redaction_forms(["Bearer k1x"])) == (
+        "server says: key [REDACTED] is unknown"
+    )

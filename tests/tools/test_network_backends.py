@@ -25,11 +25,15 @@ class FakeSerper:
     ``fail_next`` statuses are served first; queries in ``broken_queries`` always get HTTP 500.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, trickle) -> None:
+        self.trickle = trickle  # the conftest fixture
         self.requests: list[tuple[str, dict, str | None]] = []
         self.fail_next: list[int] = []
         self.broken_queries: set[str] = set()
         self.delay_s = 0.0
+        self.bodies_next: list[object] = []  # 200 bodies served first by /search, whatever their shape
+        self.trickle_s = 0.0  # > 0: search answers 200 and then one body byte per trickle_s
+        self.hung_up = asyncio.Event()  # set when a trickled response's client hung up
         self.app = web.Application()
         self.app.router.add_post("/search", self.search)
         self.app.router.add_post("/scrape", self.scrape)
@@ -45,10 +49,14 @@ class FakeSerper:
             return web.Response(status=500, text="internal error")
         return body
 
-    async def search(self, request: web.Request) -> web.Response:
+    async def search(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)
         if isinstance(body, web.Response):
             return body
+        if self.trickle_s:
+            return await self.trickle(self.trickle_s, self.hung_up)(request)
+        if self.bodies_next:
+            return web.json_response(self.bodies_next.pop(0))
         organic = [
             {"title": f"{body['q']} result {i}", "link": f"https://example.org/{i}", "snippet": f"snippet {i}"}
             for i in range(10)
@@ -63,8 +71,8 @@ class FakeSerper:
 
 
 @pytest.fixture
-async def serper():
-    fake = FakeSerper()
+async def serper(trickle):
+    fake = FakeSerper(trickle)
     async with TestServer(fake.app, host="127.0.0.1") as server:
         fake.base = str(server.make_url("")).rstrip("/")
         yield fake
@@ -130,6 +138,16 @@ async def test_timeout_becomes_error_text(serper, tmp_path, call_tool):
     response, _, metrics = await call_tool(tool, {"url": ["https://example.org/slow"]})
     assert "Visit https://example.org/slow failed" in response.text and "timeout" in response.text
     assert metrics["failed_items"] == 1 and len(serper.requests) == 2
+
+
+async def test_a_trickling_service_fails_the_attempt_at_timeout_s(serper, tmp_path, call_tool):
+    """Each byte arrives well within httpx's per-read timeout; the attempt's total deadline still ends it."""
+    serper.trickle_s = 0.2
+    tool = WebSearchTool(web_api_config(serper, tmp_path, timeout_s=1.0, max_attempts=1), None)
+    response, _, metrics = await call_tool(tool, {"query": ["slow"]})
+    assert 'Search for "slow" failed' in response.text and "timeout after 1.0s" in response.text
+    assert metrics["failed_items"] == 1 and metrics["latency_s"] < 10.0  # without the deadline: 200 s
+    await asyncio.wait_for(serper.hung_up.wait(), timeout=5.0)
 
 
 async def test_cache_hits_skip_the_network_and_failures_are_not_cached(serper, tmp_path, call_tool):
@@ -202,3 +220,102 @@ async def test_retrieval_server_backend_speaks_search_r1(call_tool):
     )
     assert requests[-1] == {"queries": ["q1", "q2"], "topk": 2, "return_scores": True}
     assert len(requests) == 2
+
+
+SECRET_KEYS = ["sk-SECRET\r\n", "sk-SECRET\n", " sk-SECRET ", "sk-SECRÉT"]
+LOGGERS = ("actguide_plugin.tools.httpclient", "actguide_plugin.tools.backends", "actguide_plugin.tools.search_tools")
+
+
+def echo_key_app(received: list[str | None]) -> web.Application:
+    """A hostile service: every endpoint answers 401 and quotes the key it was sent (header X-API-KEY)."""
+
+    async def handler(request: web.Request) -> web.Response:
+        received.append(request.headers.get("X-API-KEY"))
+        return web.Response(status=401, text=f"invalid API key {request.headers.get('X-API-KEY')!r}, try again")
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handler)
+    return app
+
+
+def _backend_block(name: str, base: str) -> dict:
+    if name == "web_api":
+        return {"name": "web_api", "search_url": f"{base}/search", "visit_url": f"{base}/scrape"}
+    return {"name": "retrieval_server", "base_url": base}
+
+
+@pytest.mark.parametrize("backend", ["web_api", "retrieval_server"])
+@pytest.mark.parametrize("secret", SECRET_KEYS)
+async def test_api_key_never_in_logs_or_tool_text(backend, secret, monkeypatch, caplog, call_tool):
+    """Keys are stripped and validated; whatever fails, no log record and no tool text holds any form of the key."""
+    monkeypatch.setenv("TEST_SEARCH_KEY", secret)
+    for name in LOGGERS:
+        caplog.set_level(logging.DEBUG, logger=name)
+    received: list[str | None] = []
+    async with TestServer(echo_key_app(received), host="127.0.0.1") as server:
+        block = {**_backend_block(backend, str(server.make_url("")).rstrip("/")), "api_key_env": "TEST_SEARCH_KEY"}
+        config = {"type": "native", "backend": {**block, **RETRY, "max_attempts": 1}}
+        search, _, search_metrics = await call_tool(WebSearchTool(config, None), {"query": ["alpha"]})
+        visit, _, _ = await call_tool(WebVisitTool(config, None), {"url": ["https://example.org/0"]})
+    texts = [search.text, visit.text, caplog.text, *(str(record.args) for record in caplog.records)]
+    assert all("SECR" not in text for text in texts), texts
+    assert search_metrics["errors"] + search_metrics["failed_items"] == 1
+    if secret.isascii():
+        assert received and set(received) == {"sk-SECRET"}  # sent stripped, refused by the server
+        assert "invalid API key '[REDACTED]'" in search.text
+    else:
+        assert received == []  # never sent; the error names the variable only
+        assert "environment variable TEST_SEARCH_KEY holds an invalid API key" in search.text
+
+
+async def test_dead_search_api_is_skipped_for_a_window(serper, tmp_path, call_tool):
+    """After circuit_failures failed calls the endpoint gets no requests until the window ends; metric counted."""
+    serper.fail_next = [503] * 1000
+    config = web_api_config(serper, tmp_path, max_attempts=1, circuit_failures=2, circuit_open_s=60)
+    search = WebSearchTool(config, None)
+    metrics = [(await call_tool(search, {"query": [f"q{i}"]}))[2] for i in range(2)]
+    assert [m["circuit_open"] for m in metrics] == [0, 0] and len(serper.requests) == 2
+    response, _, skipped = await call_tool(search, {"query": ["q2", "q3"]})
+    assert skipped["failed_items"] == 2 and skipped["circuit_open"] == 2 and len(serper.requests) == 2
+    assert "circuit open after 2 consecutive failures" in response.text
+    visit, _, _ = await call_tool(WebVisitTool(config, None), {"url": ["https://example.org/1"]})
+    assert "Full text" not in visit.text and len(serper.requests) == 3  # another URL has its own breaker
+
+
+async def test_dead_retrieval_server_is_skipped_for_a_window(unused_tcp_port, call_tool):
+    config = {
+        "type": "native",
+        "backend": {
+            "name": "retrieval_server",
+            "base_url": f"http://127.0.0.1:{unused_tcp_port}",
+            **RETRY,
+            "max_attempts": 1,
+            "circuit_failures": 1,
+        },
+    }
+    tool = WebSearchTool(config, None)
+    first, _, first_metrics = await call_tool(tool, {"query": ["x"]})
+    second, _, second_metrics = await call_tool(tool, {"query": ["x"]})
+    assert "connection error" in first.text and first_metrics["circuit_open"] == 0
+    assert "circuit open" in second.text and second_metrics["circuit_open"] == 1 and second_metrics["errors"] == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"message": f"Not enough credits for key {API_KEY}", "statusCode": 400},
+        {"error": f"key {API_KEY} is suspended", "organic": []},
+        {"organic": "none"},
+        [1, 2],
+    ],
+)
+async def test_error_shaped_200_is_an_error_and_never_cached(body, serper, tmp_path, caplog, call_tool):
+    serper.bodies_next = [body]
+    search = WebSearchTool(web_api_config(serper, tmp_path), None)
+    first, _, metrics = await call_tool(search, {"query": ["eta"]})
+    assert "search API answered without an 'organic' result list" in first.text and metrics["failed_items"] == 1
+    assert "No results" not in first.text and API_KEY not in first.text and API_KEY not in caplog.text
+    second, _, _ = await call_tool(search, {"query": ["eta"]})  # not served from the cache: asked again
+    assert "eta result 0" in second.text and len(serper.requests) == 2
+    third, _, _ = await call_tool(search, {"query": ["eta"]})  # the good answer was cached
+    assert third.text == second.text and len(serper.requests) == 2
