@@ -120,16 +120,16 @@ def _accept(record: SourceRecord, options: ConvertOptions, format_name: str) -> 
     if not isinstance(record.data, Mapping):
         raise RecordError(f"invalid record: expected a JSON object, got {type(record.data).__name__}")
     parsed = FORMATS[format_name].parse(record.data, options.fields)
+    gold = answer_text(parsed.answer, options.fields.answer)
     actions = options.policy.apply(parsed.actions)
     if options.require_correct:
         if parsed.final_answer is None:
             raise RecordError("no final answer: the trajectory gives no answer to check (--require-correct)")
-        if not answer_matches(parsed.final_answer, parsed.answer):
+        if not answer_matches(parsed.final_answer, gold):
             raise RecordError(
-                f"wrong answer: the trajectory answered {parsed.final_answer!r}, "
-                f"gold is {answer_text(parsed.answer)!r} (--require-correct)"
+                f"wrong answer: the trajectory answered {parsed.final_answer!r}, gold is {gold!r} (--require-correct)"
             )
-    return ParsedTask(parsed.question, parsed.answer, actions, parsed.task_id, parsed.final_answer)
+    return ParsedTask(parsed.question, gold, actions, parsed.task_id, parsed.final_answer)
 
 
 @contextlib.contextmanager

@@ -29,6 +29,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from actguide_plugin.core.actions import Action, ActionFormatError, loads_actions
+from actguide_plugin.reward.answer import (
+    encode_gold_answers,
+    gold_answer_text,
+    normalize_answer,
+    parse_gold_answers,
+)
 from data_preprocess.records import RecordError
 
 WIKIPEDIA_PREFIX = "https://en.wikipedia.org/wiki/"
@@ -54,7 +60,8 @@ class FieldMap:
 
 @dataclass(frozen=True)
 class ParsedTask:
-    """What every format yields. ``answer`` is the gold answer as the source has it (str, number, list, dict)."""
+    """What every format yields. ``answer`` is the gold answer as the source has it (str, number, list, dict)
+    until ``convert`` replaces it by its ``ground_truth`` text (:func:`answer_text`)."""
 
     question: str
     answer: Any
@@ -76,11 +83,28 @@ def get_field(record: Mapping[str, Any], path: str) -> Any:
     return value
 
 
-def answer_text(answer: Any) -> str:
-    """The gold answer as one string (parquet needs one type): JSON for numbers, lists and objects."""
-    if isinstance(answer, str):
-        return answer.strip()
-    return json.dumps(answer, ensure_ascii=False, sort_keys=True)
+def answer_text(answer: Any, field: str = "answer") -> str:
+    """The ``ground_truth`` text for a source gold answer, or :class:`RecordError` naming ``field``.
+
+    A string, a number or a list of them (alternatives) is accepted: each item becomes text by the reward's
+    rule (:func:`~actguide_plugin.reward.answer.gold_answer_text`: ``1945`` → ``"1945"``, ``3.0`` → ``"3"``),
+    so the reward reads back exactly these answers. Rejected: empty lists, booleans, objects other than
+    ``{"target": ...}``, and an answer that normalizes to nothing (``"The"``, ``"?"``), which the reward could
+    only "match" with an empty prediction.
+    """
+    try:
+        answers = parse_gold_answers(answer)
+    except ValueError as err:
+        reason = str(err).removeprefix("ground_truth: ")
+        raise RecordError(f"invalid answer (field {field!r}): {reason}") from err
+    for position, text in enumerate(answers):
+        if not normalize_answer(text):
+            which = f"item {position} " if len(answers) > 1 else ""
+            raise RecordError(
+                f"invalid answer (field {field!r}): {which}{text!r} is empty once normalized "
+                "(case, punctuation and articles removed), so no prediction can match it"
+            )
+    return encode_gold_answers(answers)
 
 
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
@@ -299,6 +323,8 @@ class FanOutQAFormat(TrajectoryFormat):
             return ", ".join(cls.answer_prose(v) for v in value)
         if isinstance(value, Mapping):
             return "; ".join(f"{k}: {cls.answer_prose(v)}" for k, v in value.items())
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return gold_answer_text(value)
         return json.dumps(value, ensure_ascii=False)
 
     def _walk(self, nodes: list[Any], path: str, out: list[FanOutQAStep]) -> None:

@@ -19,6 +19,7 @@ then exact match against any gold answer, or token F1 with any gold answer at or
 from __future__ import annotations
 
 import json
+import math
 import re
 import string
 from collections import Counter
@@ -69,8 +70,31 @@ def token_f1(prediction: str, gold: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def gold_answer_text(value: Any) -> str:
+    """One gold answer as text, by the rule the preprocessor writes and the reward reads.
+
+    Strings are stripped; integers are written in decimal; a float is written without a fraction when it is
+    integral (``3.0`` → ``"3"``, so the answer "3" matches) and as its shortest round-trip text otherwise
+    (``2.5`` → ``"2.5"``). Booleans, NaN/infinity, ``None`` and nested lists or objects are not answers.
+    """
+    if isinstance(value, str):
+        return value.strip()
+    if hasattr(value, "item") and not isinstance(value, (list, tuple)):  # numpy scalar from a parquet column
+        value = value.item()
+    if isinstance(value, bool):
+        raise ValueError(f"a boolean is not an answer, got {value!r}")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"a number answer must be finite, got {value!r}")
+        return str(int(value)) if value.is_integer() else repr(value)
+    raise ValueError(f"an answer must be a string or a number, got {type(value).__name__}")
+
+
 def parse_gold_answers(ground_truth: Any) -> list[str]:
-    """Gold answers from a string, a list/array of strings, a JSON string of a list, or ``{"target": ...}``."""
+    """Gold answers (alternatives) from a string, a number, a list/array of those, a JSON string of such a
+    list, or ``{"target": ...}``; every item becomes text by :func:`gold_answer_text`."""
     value = ground_truth
     if isinstance(value, dict) and "target" in value:  # Search-R1 style ground_truth
         value = value["target"]
@@ -83,15 +107,23 @@ def parse_gold_answers(ground_truth: Any) -> list[str]:
                 decoded = None
             if isinstance(decoded, list):
                 value = decoded
-    if isinstance(value, str):
-        answers = [value]
-    elif isinstance(value, Sequence) or hasattr(value, "tolist"):  # list, tuple, numpy array (parquet)
-        answers = list(value.tolist() if hasattr(value, "tolist") else value)
-    else:
-        raise ValueError(f"ground_truth must be a string or a list of strings, got {type(ground_truth).__name__}")
-    if not answers or not all(isinstance(answer, str) for answer in answers):
-        raise ValueError(f"ground_truth must hold at least one string answer, got {ground_truth!r}")
-    return answers
+    if hasattr(value, "tolist") and not isinstance(value, str):  # numpy array (parquet) or numpy scalar
+        value = value.tolist()
+    items = value if isinstance(value, (list, tuple)) else [value]
+    if not items:
+        raise ValueError("ground_truth must hold at least one answer, got an empty list")
+    try:
+        return [gold_answer_text(item) for item in items]
+    except ValueError as err:
+        raise ValueError(f"ground_truth: {err}") from err
+
+
+def encode_gold_answers(answers: Sequence[str]) -> str:
+    """The ``ground_truth`` column text for ``answers``: the answer itself when there is one (unless it would
+    read back as a JSON list), else a JSON list of alternatives; :func:`parse_gold_answers` reads it back."""
+    if len(answers) == 1 and not answers[0].startswith("["):
+        return answers[0]
+    return json.dumps(list(answers), ensure_ascii=False)
 
 
 @dataclass(frozen=True)

@@ -212,3 +212,50 @@ def test_progress_bar_on_request(tmp_path, capsys):
     src = write_jsonl(tmp_path / "in.jsonl", [with_id(actions_record(PRODUCT_ACTIONS), i) for i in range(5)])
     assert main(["convert", str(src), "-o", str(tmp_path / "out"), "--progress"]) == 0
     assert "5/5" in capsys.readouterr().err
+
+
+GOLD_CASES = [  # (source answer, a prediction the reward must score 1)
+    ([1945], "1945"),
+    (1945, "1945"),
+    (3.0, "3"),
+    (2.5, "2.5"),
+    (["1945", 1946], "1946"),
+    ("[1945]", "1945"),
+    ("Paris", "paris"),
+    ("[citation needed]", "citation needed"),
+]
+BAD_GOLDS = [  # (source answer, reason the preprocessor gives)
+    ([], "missing answer (field 'answer')"),
+    (True, "invalid answer (field 'answer'): a boolean is not an answer"),
+    ({"x": 1}, "invalid answer (field 'answer'): an answer must be a string or a number, got dict"),
+    ([[1945]], "invalid answer (field 'answer'): an answer must be a string or a number, got list"),
+    ("The", "invalid answer (field 'answer'): 'The' is empty once normalized"),
+    ("?", "invalid answer (field 'answer'): '?' is empty once normalized"),
+    (["Paris", "the"], "invalid answer (field 'answer'): item 1 'the' is empty once normalized"),
+]
+
+
+async def test_gold_answers_written_by_the_preprocessor_are_scored_by_the_reward(tmp_path):
+    """Numbers and lists round-trip as strings; bad golds are rejected with their line; the reward never raises."""
+    from actguide_plugin.reward import compute_score
+
+    base = actions_record(PRODUCT_ACTIONS)
+    records = [{**base, "id": f"g{i}", "answer": gold} for i, (gold, _) in enumerate(GOLD_CASES + BAD_GOLDS)]
+    src = write_jsonl(tmp_path / "in.jsonl", records)
+    assert main(["convert", str(src), "-o", str(tmp_path / "out"), "--val-ratio", "0", "--on-error", "skip"]) == 0
+
+    rejects = [json.loads(line) for line in (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()]
+    assert [r["location"] for r in rejects] == [f"line {len(GOLD_CASES) + i + 1}" for i in range(len(BAD_GOLDS))]
+    for reject, (_, reason) in zip(rejects, BAD_GOLDS, strict=True):
+        assert reject["reason"].startswith(reason)
+
+    rows = read_rows(tmp_path / "out" / "train.parquet")
+    assert [r["reward_model"]["ground_truth"] for r in rows] == [
+        "1945", "1945", "3", "2.5", '["1945", "1946"]', "1945", "Paris", '["[citation needed]"]',
+    ]  # fmt: skip
+    for row, (_, prediction) in zip(rows, GOLD_CASES, strict=True):
+        gold = row["reward_model"]["ground_truth"]
+        assert row["extra_info"]["answer"] == gold
+        right = await compute_score("in", f"<answer>{prediction}</answer>", gold, row["extra_info"])
+        wrong = await compute_score("in", "<answer>Lyon</answer>", gold, row["extra_info"])
+        assert (right["score"], wrong["score"]) == (1.0, 0.0), gold

@@ -20,7 +20,7 @@ from data_preprocess.output import (
 TOOLS = ("web_search", "web_visit")
 TASK = ParsedTask(
     question="Wie hoch ist die Zugspitze? 🏔",
-    answer={"m": 2962},
+    answer=[2962, "2962 m"],
     actions=(Action("web_search", {"query": ["Zugspitze"]}), Action("web_visit", {"url": ["u"], "goal": "Höhe"})),
     task_id="z1",
 )
@@ -42,7 +42,7 @@ def test_row_schema_round_trips_through_parquet(tmp_path):
     assert row == rows[0]
     assert row["agent_name"] == AGENT_NAME
     assert row["prompt"] == [{"role": "system", "content": "SYS"}, {"role": "user", "content": TASK.question}]
-    assert row["reward_model"] == {"style": "rule", "ground_truth": '{"m": 2962}'}
+    assert row["reward_model"] == {"style": "rule", "ground_truth": '["2962", "2962 m"]'}
     info = row["extra_info"]
     assert list(info) == [
         "index", "split", "task_id", "question", "answer", "reference_actions", "num_reference_actions",
@@ -54,7 +54,7 @@ def test_row_schema_round_trips_through_parquet(tmp_path):
 
 
 def test_val_rows_carry_no_reference_actions_and_index_counts_per_split():
-    tasks = [ParsedTask(f"q{i}", "a", TASK.actions, f"id{i}") for i in range(10)]
+    tasks = [ParsedTask(f"q{i}", "ans", TASK.actions, f"id{i}") for i in range(10)]
     splits = _splits(tasks, val_ratio=0.3)
     assert (len(splits["train"]), len(splits["val"])) == (7, 3)
     for split, rows in splits.items():
@@ -83,7 +83,7 @@ def test_validation_ratio_range():
 
 
 def test_same_rows_give_byte_identical_parquet(tmp_path):
-    tasks = [ParsedTask(f"q{i} ü", "a", TASK.actions, f"id{i}") for i in range(50)]
+    tasks = [ParsedTask(f"q{i} ü", "ans", TASK.actions, f"id{i}") for i in range(50)]
     blobs = []
     for attempt in range(2):
         with StagedOutputs(tmp_path / str(attempt)) as out:

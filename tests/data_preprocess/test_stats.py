@@ -19,7 +19,7 @@ TOOLS = ("web_search", "web_visit")
 def parquet(tmp_path):
     long_plan = tuple(Action("web_search", {"query": [f"question number {i}"]}) for i in range(12))
     tasks = [
-        TaskRecord(ParsedTask("short?", "a", (Action("web_visit", {"url": ["u"]}),), "t0"), "t0", "s"),
+        TaskRecord(ParsedTask("short?", "alpha", (Action("web_visit", {"url": ["u"]}),), "t0"), "t0", "s"),
         TaskRecord(ParsedTask("long plan?", "b", long_plan, "t1"), "t1", "s"),
         TaskRecord(ParsedTask("two?", "c", long_plan[:2], "t2"), "t2", "s"),
     ]

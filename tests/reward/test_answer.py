@@ -9,6 +9,7 @@ import pytest
 
 from actguide_plugin.reward.answer import (
     assistant_text,
+    encode_gold_answers,
     extract_answer,
     normalize_answer,
     parse_gold_answers,
@@ -95,13 +96,39 @@ def test_rule_match_exact_or_f1_threshold():
         ("[not json", ["[not json"]),
         (np.array(["Paris", "Lutetia"], dtype=object), ["Paris", "Lutetia"]),
         ({"target": ["Paris"]}, ["Paris"]),
+        (1945, ["1945"]),
+        ([1945], ["1945"]),
+        ("[1945]", ["1945"]),  # what main wrote for a source answer [1945]: the reward raised on it
+        ([1945, "1945 AD"], ["1945", "1945 AD"]),
+        (3.0, ["3"]),
+        (2.5, ["2.5"]),
+        (np.array([1945, 1946]), ["1945", "1946"]),
+        (np.int64(7), ["7"]),
     ],
 )
 def test_parse_gold_answers(ground_truth, answers):
     assert parse_gold_answers(ground_truth) == answers
 
 
-@pytest.mark.parametrize("bad", [None, 3, [], [1, 2], {"answer": "x"}])
-def test_bad_ground_truth_is_named(bad):
-    with pytest.raises(ValueError, match="ground_truth"):
+@pytest.mark.parametrize(
+    "answers", [["Paris"], ["1945"], ["Paris", "Lutetia"], ["[citation needed]"], ['["a", "b"]'], ["a\nb"]]
+)
+def test_encoded_gold_answers_read_back(answers):
+    assert parse_gold_answers(encode_gold_answers(answers)) == answers
+
+
+@pytest.mark.parametrize(
+    ("bad", "why"),
+    [
+        (None, "NoneType"),
+        ([], "empty list"),
+        ({"answer": "x"}, "dict"),
+        (True, "boolean"),
+        ([[1]], "list"),
+        (float("nan"), "finite"),
+        ("[1, NaN]", "finite"),
+    ],
+)
+def test_bad_ground_truth_is_named(bad, why):
+    with pytest.raises(ValueError, match=f"ground_truth.*{why}"):
         parse_gold_answers(bad)
