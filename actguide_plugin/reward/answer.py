@@ -136,8 +136,15 @@ class RuleMatch:
 
 
 def rule_match(prediction: str, gold_answers: Sequence[str], f1_threshold: float) -> RuleMatch:
-    """Correct when the normalized prediction equals a gold answer or reaches ``f1_threshold`` token F1."""
+    """Correct when the normalized prediction equals a gold answer or reaches ``f1_threshold`` token F1.
+
+    A gold answer that normalizes to nothing (``"The"``, ``"?"``) matches nothing: otherwise every prediction
+    that also normalizes to nothing (an empty ``<answer></answer>``, ``"a"``) would be scored correct.
+    """
+    golds = [normalized for normalized in map(normalize_answer, gold_answers) if normalized]
+    if not golds:
+        return RuleMatch(exact=False, f1=0.0, correct=False)
     normalized = normalize_answer(prediction)
-    exact = any(normalized == normalize_answer(gold) for gold in gold_answers)
-    f1 = max(token_f1(prediction, gold) for gold in gold_answers)
+    exact = normalized in golds
+    f1 = max(token_f1(prediction, gold) for gold in golds)
     return RuleMatch(exact=exact, f1=f1, correct=exact or f1 >= f1_threshold)

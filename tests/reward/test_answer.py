@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from actguide_plugin.reward.answer import (
+    RuleMatch,
     assistant_text,
     encode_gold_answers,
     extract_answer,
@@ -85,6 +86,17 @@ def test_rule_match_exact_or_f1_threshold():
     assert not partial.exact and partial.f1 == pytest.approx(0.8) and partial.correct
     assert not rule_match("Barack Obama Jr", ["Barack Obama"], 0.9).correct
     assert rule_match("NYC", ["New York City", "NYC"], 0.8).exact  # any gold answer
+
+
+@pytest.mark.parametrize("prediction", ["", "the", "?", "a an", "Paris"])
+@pytest.mark.parametrize("gold", ["The", "?", "  ", "an"])
+def test_gold_that_normalizes_to_empty_matches_nothing(prediction, gold):
+    assert rule_match(prediction, [gold], 0.8) == RuleMatch(exact=False, f1=0.0, correct=False)
+
+
+def test_empty_normalizing_alternative_is_ignored():
+    assert not rule_match("", ["The", "Paris"], 0.8).correct
+    assert rule_match("Paris", ["The", "Paris"], 0.8).exact
 
 
 @pytest.mark.parametrize(
