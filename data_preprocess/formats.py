@@ -30,8 +30,10 @@ from typing import Any, ClassVar
 
 from actguide_plugin.core.actions import Action, ActionFormatError, loads_actions
 from actguide_plugin.reward.answer import (
+    closed_blocks,
     encode_gold_answers,
     gold_answer_text,
+    last_block,
     normalize_answer,
     parse_gold_answers,
 )
@@ -107,20 +109,32 @@ def answer_text(answer: Any, field: str = "answer") -> str:
     return encode_gold_answers(answers)
 
 
-_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-_FINAL_ANSWER = re.compile(r"^\s*Final Answer\s*:(.*)", re.DOTALL | re.MULTILINE)
-_THINK_OR_CALL = re.compile(r"<think>.*?</think>|<tool_call>.*?</tool_call>", re.DOTALL)
+# Line-anchored, and [^\S\n]* rather than \s* before the keyword: \s* at every line start of a long run of blank
+# lines would rescan the run from each of them (quadratic).
+_FINAL_ANSWER = re.compile(r"^[^\S\n]*Final Answer\s*:(.*)", re.DOTALL | re.MULTILINE)
+
+
+def _without_closed_blocks(text: str, open_tag: str, close_tag: str) -> str:
+    """``text`` without its closed ``open…close`` blocks; an unclosed open tag and what follows it stay."""
+    kept, position = [], 0
+    for start, end in closed_blocks(text, open_tag, close_tag):
+        kept.append(text[position : start - len(open_tag)])
+        position = end + len(close_tag)
+    kept.append(text[position:])
+    return "".join(kept)
 
 
 def extract_final_answer(text: str) -> str | None:
-    """A trajectory's final answer: the last ``<answer>…</answer>``, else ``Final Answer: …``, else the text."""
-    tagged = _ANSWER_TAG.findall(text)
-    if tagged:
-        return tagged[-1].strip()
+    """A trajectory's final answer: the last ``<answer>…</answer>``, else ``Final Answer: …``, else the text
+    without its ``<think>`` and ``<tool_call>`` blocks. Linear in the text (tags found with ``str.find``)."""
+    tagged = last_block(text, "<answer>", "</answer>")
+    if tagged is not None:
+        return tagged.strip()
     final = _FINAL_ANSWER.search(text)
     if final:
         return final.group(1).strip() or None
-    return _THINK_OR_CALL.sub("", text).strip() or None
+    prose = _without_closed_blocks(_without_closed_blocks(text, "<think>", "</think>"), "<tool_call>", "</tool_call>")
+    return prose.strip() or None
 
 
 class TrajectoryFormat(ABC):
@@ -445,8 +459,12 @@ class OpenAIFormat(_MessageFormat):
         return actions
 
 
-_TOOL_CALL = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
-_CODE_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
+def _without_code_fence(text: str) -> str:
+    """``text`` stripped, without a surrounding Markdown code fence (```` ```json ```` … ```` ``` ````)."""
+    text = text.strip()
+    if text.startswith("```"):
+        text = text[3:].removeprefix("json")
+    return text.removesuffix("```").strip()
 
 
 @register_format
@@ -459,14 +477,14 @@ class HermesFormat(_MessageFormat):
         return any(t.role == "assistant" and "<tool_call>" in t.text for t in _looks_like_messages(record, fields))
 
     def turn_actions(self, turn: _Turn) -> list[Action]:
-        blocks = _TOOL_CALL.findall(turn.text)
+        blocks = [turn.text[start:end] for start, end in closed_blocks(turn.text, "<tool_call>", "</tool_call>")]
         if turn.text.count("<tool_call>") != len(blocks):
             raise RecordError(f"unparseable tool call (message {turn.index}): unterminated <tool_call> block")
         actions = []
         for j, block in enumerate(blocks):
             where = f"message {turn.index}, tool call {j}"
             try:
-                call = json.loads(_CODE_FENCE.sub("", block.strip()))
+                call = json.loads(_without_code_fence(block))
             except json.JSONDecodeError as err:
                 raise RecordError(f"unparseable tool call ({where}): invalid JSON: {err}") from err
             if not isinstance(call, Mapping):
@@ -476,7 +494,7 @@ class HermesFormat(_MessageFormat):
         return actions
 
 
-_REACT_ACTION = re.compile(r"^\s*Action\s*:\s*(.*?)\s*$")
+_REACT_ACTION = re.compile(r"^\s*Action\s*:(.*)$")  # the name is stripped after: (.*?)\s*$ is quadratic
 _REACT_INPUT = re.compile(r"^\s*Action Input\s*:\s?(.*)$")
 _REACT_STOP = re.compile(r"^\s*(Observation|Thought|Action|Final Answer)\s*:")
 
@@ -502,7 +520,7 @@ class ReActFormat(_MessageFormat):
             i += 1
             if match is None:
                 continue
-            name = match.group(1).strip("`[] ")
+            name = match.group(1).strip().strip("`[] ")
             where = f"message {turn.index}, action {len(actions)}"
             while i < len(lines) and not lines[i].strip():
                 i += 1
@@ -514,7 +532,7 @@ class ReActFormat(_MessageFormat):
             while i < len(lines) and not _REACT_STOP.match(lines[i]):
                 body.append(lines[i])
                 i += 1
-            text = _CODE_FENCE.sub("", "\n".join(body).strip())
+            text = _without_code_fence("\n".join(body))
             try:
                 arguments = json.loads(text) if text else {}
             except json.JSONDecodeError as err:

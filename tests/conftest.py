@@ -66,3 +66,27 @@ def tiny_bytes_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_qwen_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Random 2-layer Qwen3 model with the real Qwen vocabulary (tokenizer conversion cached on disk)."""
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny-qwen", vocab="qwen", seed=0)
+
+
+@pytest.fixture()
+def hang_guard():
+    """``with hang_guard(s):`` fails the test if the block runs past ``s`` seconds. For degenerate inputs that a
+    quadratic scan turns into minutes: a guard against hangs set far above the linear time, not a speed test
+    (speed is measured in ``benchmarks/``)."""
+    import contextlib
+    import signal
+
+    @contextlib.contextmanager
+    def guard(seconds: float):
+        def expire(signum, frame):
+            raise TimeoutError(f"still running after {seconds} s: not linear in the input")
+
+        previous = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+    return guard

@@ -23,35 +23,79 @@ import math
 import re
 import string
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-_CHATML_TURN = re.compile(r"<\|im_start\|>([^\n<]*)\n(.*?)(?:<\|im_end\|>|(?=<\|im_start\|>)|\Z)", re.S)
-_TOOL_RESPONSE = re.compile(r"<tool_response>.*?(?:</tool_response>|\Z)", re.S)
-_TOOL_CALL = re.compile(r"<tool_call>.*?(?:</tool_call>|\Z)", re.S)
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
+_IM_START, _IM_END = "<|im_start|>", "<|im_end|>"
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = str.maketrans("", "", string.punctuation + "‘’“”–—")
+
+# Tag scanning is linear in the text, built on str.find / str.split: a response can be megabytes of garbage,
+# and a lazy regex such as <answer>(.*?)</answer> rescans to the end for every unclosed tag (quadratic).
+
+
+def closed_blocks(text: str, open_tag: str, close_tag: str) -> Iterator[tuple[int, int]]:
+    """``(content_start, content_end)`` of every ``open…close`` block, left to right, without overlap (the
+    matches of ``re.finditer(open(.*?)close, re.S)``). An unclosed open tag ends the scan: no later one can
+    be closed either."""
+    position = 0
+    while (start := text.find(open_tag, position)) >= 0:
+        start += len(open_tag)
+        end = text.find(close_tag, start)
+        if end < 0:
+            return
+        yield start, end
+        position = end + len(close_tag)
+
+
+def without_blocks(text: str, open_tag: str, close_tag: str) -> str:
+    """``text`` with each ``open…close`` block replaced by a space; an unclosed block runs to the end."""
+    chunks = text.split(open_tag)
+    if len(chunks) == 1:
+        return text
+    # after the first chunk, each chunk starts inside a block: keep what follows its first close tag
+    return " ".join([chunks[0], *[chunk.partition(close_tag)[2] for chunk in chunks[1:]]])
+
+
+def last_block(text: str, open_tag: str, close_tag: str) -> str | None:
+    """Content of the last open tag that a close tag follows, up to the first close tag after it.
+
+    The same as the last match of ``open(.*?)close`` unless blocks nest (``<a>x<a>y</a>`` gives ``y``, the
+    innermost, where the regex gave ``x<a>y``); two reverse searches, whatever the text's shape.
+    """
+    last_close = text.rfind(close_tag)
+    if last_close < 0:
+        return None
+    start = text.rfind(open_tag, 0, last_close)
+    if start < 0:
+        return None
+    start += len(open_tag)
+    return text[start : text.find(close_tag, start)]
 
 
 def assistant_text(solution_str: str) -> str:
     """The parts of a decoded response the assistant wrote (tool outputs and tool-call blocks removed)."""
     text = solution_str
-    if "<|im_start|>" in text:
-        # The response starts inside the assistant turn opened by the generation prompt.
-        head, _, rest = text.partition("<|im_start|>")
-        kept = [head.split("<|im_end|>", 1)[0]]
-        kept += [body for role, body in _CHATML_TURN.findall("<|im_start|>" + rest) if role.strip() == "assistant"]
+    if _IM_START in text:
+        # The response starts inside the assistant turn opened by the generation prompt. A turn is
+        # "<|im_start|>role\nbody", the body ending at <|im_end|>, at the next turn or at the end.
+        head, *turns = text.split(_IM_START)
+        kept = [head.partition(_IM_END)[0]]
+        for turn in turns:
+            role, newline, body = turn.partition("\n")
+            if newline and "<" not in role and role.strip() == "assistant":
+                kept.append(body.partition(_IM_END)[0])
         text = "\n".join(kept)
-    text = _TOOL_RESPONSE.sub(" ", text)
-    return _TOOL_CALL.sub(" ", text)
+    text = without_blocks(text, "<tool_response>", "</tool_response>")
+    return without_blocks(text, "<tool_call>", "</tool_call>")
 
 
 def extract_answer(solution_str: str) -> str | None:
-    """The content of the assistant's last ``<answer>...</answer>``, stripped; ``None`` when there is none."""
-    matches = _ANSWER.findall(assistant_text(solution_str))
-    return matches[-1].strip() if matches else None
+    """The content of the assistant's last ``<answer>...</answer>`` (see :func:`last_block`), stripped;
+    ``None`` when there is none."""
+    answer = last_block(assistant_text(solution_str), "<answer>", "</answer>")
+    return None if answer is None else answer.strip()
 
 
 def normalize_answer(text: str) -> str:

@@ -222,6 +222,38 @@ def test_extract_final_answer(text, expected):
     assert extract_final_answer(text) == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("<answer>" * 20_000, "<answer>" * 20_000),  # no closed tag, no Final Answer: the text itself
+        ("<think>" * 20_000 + "<answer>x</answer>", "x"),
+        ("<think>" * 20_000 + "Paris", "<think>" * 20_000 + "Paris"),
+        ("\n" * 100_000 + "Paris", "Paris"),  # ^\s*Final Answer rescanned the blank run from every line
+        ("\n" * 100_000 + "Final Answer: Paris", "Paris"),
+    ],
+    ids=["unclosed-answers", "unclosed-think-then-answer", "unclosed-thinks", "blank-lines", "blank-final"],
+)
+def test_extract_final_answer_on_degenerate_text(hang_guard, text, expected):
+    with hang_guard(5):
+        assert extract_final_answer(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("fmt", "content", "match"),
+    [
+        ("hermes", "<tool_call>" * 20_000, "unterminated <tool_call>"),
+        ("hermes", "<tool_call>{}</tool_call>" + "<tool_call>" * 20_000, "unterminated <tool_call>"),
+        ("hermes", "<tool_call>x" + " " * 100_000 + "y</tool_call>", "invalid JSON"),  # \s*```$ from every space
+        ("react", "Action: a" + " " * 100_000 + "b", "has no 'Action Input:' line"),  # (.*?)\s*$ likewise
+    ],
+    ids=["unclosed-calls", "closed-then-unclosed", "spaces-in-call", "react-spaces"],
+)
+def test_degenerate_tool_calls_are_rejected_in_linear_time(hang_guard, fmt, content, match):
+    record = {"question": "q", "answer": "ans", "messages": [{"role": "assistant", "content": content}]}
+    with hang_guard(5), pytest.raises(RecordError, match=match):
+        FORMATS[fmt].parse(record, FIELDS)
+
+
 # --- property: arbitrary unicode names and nested JSON arguments survive every message format -----------------
 
 _json_leaf = st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.text(max_size=12)

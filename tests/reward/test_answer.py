@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+import string
 
 import numpy as np
 import pytest
@@ -144,3 +146,34 @@ def test_encoded_gold_answers_read_back(answers):
 def test_bad_ground_truth_is_named(bad, why):
     with pytest.raises(ValueError, match=f"ground_truth.*{why}"):
         parse_gold_answers(bad)
+
+
+RANDOM_10MB = "".join(random.Random(0).choices(string.printable, k=10 * 2**20))
+
+
+@pytest.mark.parametrize(
+    ("response", "answer"),
+    [
+        ("<answer>" * 20_000, None),  # 160 KB of unclosed tags: 12 s with the lazy regex
+        ("<answer>x</answer>" + "<answer>" * 20_000, "x"),
+        ("</answer>" + "<answer>" * 20_000, None),
+        ("<answer>" * 20_000 + "Paris</answer>", "Paris"),  # many opens, one close: the innermost
+        ("<answer>" * 20_000 + "Paris</answer>" + "<answer>" * 20_000, "Paris"),
+        (RANDOM_10MB, None),
+        (RANDOM_10MB + "<answer>Paris</answer>", "Paris"),
+        ("<tool_call>" * 20_000 + "<answer>Paris</answer>", None),  # inside a tool call cut short
+        ("<tool_response>" * 20_000 + "</tool_response><answer>Paris</answer>", "Paris"),
+        ("<|im_start|>" * 20_000 + "assistant\n<answer>Paris</answer>", "Paris"),
+        ("<|im_start|>user\n" * 20_000 + "<answer>Paris</answer>", None),
+    ],
+    ids=lambda value: value[:20] if isinstance(value, str) else repr(value),
+)
+def test_degenerate_responses_are_read_in_linear_time(hang_guard, response, answer):
+    with hang_guard(5):
+        assert extract_answer(response) == answer
+
+
+def test_nested_answer_tags_give_the_innermost():
+    """The one documented difference from the lazy regex (which gave 'draft <answer>final')."""
+    assert extract_answer("<answer>draft <answer>final</answer>") == "final"
+    assert extract_answer("<answer>a</answer> stray </answer>") == "a"
