@@ -36,6 +36,7 @@ from actguide_plugin.reward.answer import (
     last_block,
     normalize_answer,
     parse_gold_answers,
+    without_blocks,
 )
 from data_preprocess.records import RecordError
 
@@ -109,19 +110,42 @@ def answer_text(answer: Any, field: str = "answer") -> str:
     return encode_gold_answers(answers)
 
 
-# Line-anchored, and [^\S\n]* rather than \s* before the keyword: \s* at every line start of a long run of blank
-# lines would rescan the run from each of them (quadratic).
-_FINAL_ANSWER = re.compile(r"^[^\S\n]*Final Answer\s*:(.*)", re.DOTALL | re.MULTILINE)
+_FINAL_ANSWER = "Final Answer"
+_LINE_INDENT = re.compile(r"[^\S\n]*")
+_COLON = re.compile(r"\s*:")
+
+
+def _final_answer_line(text: str) -> str | None:
+    r"""What follows ``Final Answer:`` at the start of a line (after indentation), to the end of the text.
+
+    One candidate per line (only a line's first word can be it), found with ``str.find``: linear, where the
+    regex ``^\s*Final Answer`` rescanned a run of blank lines from each of them.
+    """
+    position = line_start = 0
+    while (found := text.find(_FINAL_ANSWER, position)) >= 0:
+        newline = text.rfind("\n", position, found)
+        if newline >= 0:
+            line_start = newline + 1
+        if _LINE_INDENT.match(text, line_start).end() == found:
+            colon = _COLON.match(text, found + len(_FINAL_ANSWER))
+            if colon:
+                return text[colon.end() :]
+        next_line = text.find("\n", found)
+        if next_line < 0:
+            return None
+        position = line_start = next_line + 1
+    return None
 
 
 def _without_closed_blocks(text: str, open_tag: str, close_tag: str) -> str:
-    """``text`` without its closed ``open…close`` blocks; an unclosed open tag and what follows it stay."""
-    kept, position = [], 0
-    for start, end in closed_blocks(text, open_tag, close_tag):
-        kept.append(text[position : start - len(open_tag)])
-        position = end + len(close_tag)
-    kept.append(text[position:])
-    return "".join(kept)
+    """``text`` without its closed ``open…close`` blocks; an unclosed open tag and what follows it stay.
+
+    Before the last close tag every block is closed, so that part is :func:`without_blocks`' job."""
+    last_close = text.rfind(close_tag)
+    if last_close < 0:
+        return text
+    end = last_close + len(close_tag)
+    return without_blocks(text[:end], open_tag, close_tag, replacement="") + text[end:]
 
 
 def extract_final_answer(text: str) -> str | None:
@@ -130,9 +154,9 @@ def extract_final_answer(text: str) -> str | None:
     tagged = last_block(text, "<answer>", "</answer>")
     if tagged is not None:
         return tagged.strip()
-    final = _FINAL_ANSWER.search(text)
-    if final:
-        return final.group(1).strip() or None
+    final = _final_answer_line(text)
+    if final is not None:
+        return final.strip() or None
     prose = _without_closed_blocks(_without_closed_blocks(text, "<think>", "</think>"), "<tool_call>", "</tool_call>")
     return prose.strip() or None
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 _IM_START, _IM_END = "<|im_start|>", "<|im_end|>"
+_FEW_BLOCKS = 64
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = str.maketrans("", "", string.punctuation + "‘’“”–—")
 
@@ -49,13 +50,28 @@ def closed_blocks(text: str, open_tag: str, close_tag: str) -> Iterator[tuple[in
         position = end + len(close_tag)
 
 
-def without_blocks(text: str, open_tag: str, close_tag: str) -> str:
-    """``text`` with each ``open…close`` block replaced by a space; an unclosed block runs to the end."""
-    chunks = text.split(open_tag)
-    if len(chunks) == 1:
+def without_blocks(text: str, open_tag: str, close_tag: str, replacement: str = " ") -> str:
+    """``text`` with each ``open…close`` block replaced by ``replacement``; an unclosed block runs to the end.
+
+    A find loop for the first blocks (it jumps over any number of open tags nested in a block); past
+    ``_FEW_BLOCKS`` blocks, the rest is split on the open tag and each chunk, which starts inside a block,
+    keeps what follows its first close tag (one C call per block instead of a loop turn).
+    """
+    kept, position = [], 0
+    for _ in range(_FEW_BLOCKS):
+        start = text.find(open_tag, position)
+        if start < 0:
+            break
+        kept.append(text[position:start])
+        end = text.find(close_tag, start + len(open_tag))
+        position = len(text) if end < 0 else end + len(close_tag)
+    else:
+        chunks = text[position:].split(open_tag)
+        return replacement.join([*kept, chunks[0], *[chunk.partition(close_tag)[2] for chunk in chunks[1:]]])
+    if not kept:
         return text
-    # after the first chunk, each chunk starts inside a block: keep what follows its first close tag
-    return " ".join([chunks[0], *[chunk.partition(close_tag)[2] for chunk in chunks[1:]]])
+    kept.append(text[position:])
+    return replacement.join(kept)
 
 
 def last_block(text: str, open_tag: str, close_tag: str) -> str | None:
@@ -94,7 +110,11 @@ def assistant_text(solution_str: str) -> str:
 def extract_answer(solution_str: str) -> str | None:
     """The content of the assistant's last ``<answer>...</answer>`` (see :func:`last_block`), stripped;
     ``None`` when there is none."""
-    answer = last_block(assistant_text(solution_str), "<answer>", "</answer>")
+    last_close = solution_str.rfind("</answer>")
+    if last_close < 0:
+        return None
+    # What follows the last close tag cannot hold an answer, and removing blocks is decided left to right.
+    answer = last_block(assistant_text(solution_str[: last_close + len("</answer>")]), "<answer>", "</answer>")
     return None if answer is None else answer.strip()
 
 
