@@ -124,8 +124,8 @@ def _print_convert_summary(result: ConvertResult, options: ConvertOptions) -> No
     if not result.ok:
         for rejection in result.rejections[:MAX_ERRORS_SHOWN]:
             print(f"error: {rejection.where()}: {rejection.reason}", file=sys.stderr)
-        if len(result.rejections) > MAX_ERRORS_SHOWN:
-            print(f"error: ... and {len(result.rejections) - MAX_ERRORS_SHOWN} more", file=sys.stderr)
+        if stats["rejected"] > MAX_ERRORS_SHOWN:
+            print(f"error: ... and {stats['rejected'] - MAX_ERRORS_SHOWN} more", file=sys.stderr)
         why = "no record was accepted" if not stats["accepted"] else f"{stats['rejected']} record(s) rejected"
         print(f"error: {why}; nothing written (use --on-error skip to keep the good records)", file=sys.stderr)
         return

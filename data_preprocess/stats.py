@@ -16,10 +16,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from actguide_plugin.core.actions import loads_actions
 from actguide_plugin.core.guidance import guided_messages
+from data_preprocess.records import InputFileError
 
 
 class ChatTokenizer(Protocol):
@@ -30,22 +32,36 @@ class ChatTokenizer(Protocol):
     def __call__(self, text: str, **kwargs: Any) -> Any: ...
 
 
-def dataset_stats(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Row count, reference actions per row (histogram), tool calls per tool, rows per data source."""
-    per_row: Counter[int] = Counter()
-    tools: Counter[str] = Counter()
-    sources: Counter[str] = Counter()
-    for row in rows:
+class DatasetStats:
+    """Row count, reference actions per row (histogram), tool calls per tool, rows per data source, counted
+    one row at a time (``convert`` streams its rows)."""
+
+    def __init__(self) -> None:
+        self.per_row: Counter[int] = Counter()
+        self.tools: Counter[str] = Counter()
+        self.sources: Counter[str] = Counter()
+
+    def add(self, row: Mapping[str, Any]) -> None:
         actions = loads_actions(row["extra_info"]["reference_actions"])
-        per_row[len(actions)] += 1
-        tools.update(a.name for a in actions)
-        sources[row["data_source"]] += 1
-    return {
-        "rows": sum(per_row.values()),
-        "actions_per_row": {str(k): per_row[k] for k in sorted(per_row)},
-        "tool_calls": dict(sorted(tools.items())),
-        "data_sources": dict(sorted(sources.items())),
-    }
+        self.per_row[len(actions)] += 1
+        self.tools.update(a.name for a in actions)
+        self.sources[row["data_source"]] += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows": sum(self.per_row.values()),
+            "actions_per_row": {str(k): self.per_row[k] for k in sorted(self.per_row)},
+            "tool_calls": dict(sorted(self.tools.items())),
+            "data_sources": dict(sorted(self.sources.items())),
+        }
+
+
+def dataset_stats(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """:class:`DatasetStats` of ``rows``."""
+    stats = DatasetStats()
+    for row in rows:
+        stats.add(row)
+    return stats.as_dict()
 
 
 def prompt_tokens(tokenizer: ChatTokenizer, messages: Sequence[Mapping[str, Any]]) -> int:
@@ -70,11 +86,33 @@ def _summary(values: Sequence[int]) -> dict[str, float]:
     }
 
 
+_REQUIRED = {"data_source": None, "prompt": None, "extra_info": ("index", "split", "task_id", "reference_actions")}
+
+
+def _our_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a parquet ``convert``/``build-offline`` wrote; :class:`InputFileError` (one line) otherwise."""
+    try:
+        schema = pq.read_schema(path)
+    except (OSError, ValueError) as err:  # pyarrow's errors subclass these
+        raise InputFileError(f"{path}: cannot read parquet: {err}") from err
+    missing = [column for column in _REQUIRED if column not in schema.names]
+    if not missing:
+        info = schema.field("extra_info").type
+        fields = {info.field(i).name for i in range(info.num_fields)} if isinstance(info, pa.StructType) else set()
+        missing = [f"extra_info.{name}" for name in _REQUIRED["extra_info"] if name not in fields]
+    if missing:
+        raise InputFileError(
+            f"{path}: not an actguide-preprocess dataset: no {', '.join(missing)} column "
+            f"(columns: {', '.join(schema.names)}); make one with actguide-preprocess convert"
+        )
+    return pq.read_table(path).to_pylist()
+
+
 def inspect_parquet(
     path: str | Path, tokenizer: ChatTokenizer | None = None, max_prompt_length: int | None = None
 ) -> dict[str, Any]:
     """Stats for one produced parquet; token lengths and overflow need ``tokenizer``."""
-    rows = pq.read_table(path).to_pylist()
+    rows = _our_rows(path)
     report: dict[str, Any] = {"file": str(path), **dataset_stats(rows)}
     report["splits"] = dict(sorted(Counter(row["extra_info"]["split"] for row in rows).items()))
     if tokenizer is None:

@@ -259,3 +259,35 @@ async def test_gold_answers_written_by_the_preprocessor_are_scored_by_the_reward
         right = await compute_score("in", f"<answer>{prediction}</answer>", gold, row["extra_info"])
         wrong = await compute_score("in", "<answer>Lyon</answer>", gold, row["extra_info"])
         assert (right["score"], wrong["score"]) == (1.0, 0.0), gold
+
+
+def test_invalid_utf8_line_is_named_and_skippable(tmp_path, capsys):
+    good = [json.dumps(with_id(actions_record(PRODUCT_ACTIONS), i)).encode() for i in range(2)]
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(good[0] + b"\n" + b'{"question": "caf\xe9"}\n' + good[1] + b"\n")
+    out = tmp_path / "out"
+    assert main(["convert", str(src), "-o", str(out)]) == 1
+    assert f"error: {src}:line 2: invalid UTF-8: at byte 18 of the line" in capsys.readouterr().err
+    assert main(["convert", str(src), "-o", str(out), "--on-error", "skip", "--val-ratio", "0"]) == 0
+    assert len(read_rows(out / "train.parquet")) == 2
+    (reject,) = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    assert (reject["location"], reject["record"]) == ("line 2", '{"question": "caf\\xe9"}')
+
+
+def test_rejection_messages_are_bounded(tmp_path):
+    huge = "x" * 100_000
+    record = actions_record([Action(huge, {"query": ["q"]}), *PRODUCT_ACTIONS])
+    src = write_jsonl(tmp_path / "in.jsonl", [with_id(record, 0), with_id(actions_record(PRODUCT_ACTIONS), 1)])
+    assert main(["convert", str(src), "-o", str(tmp_path / "out"), "--on-error", "skip"]) == 0
+    (reject,) = [json.loads(line) for line in (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()]
+    assert reject["reason"].startswith("unknown tool: 'xxx")
+    assert len(reject["reason"]) < 400 and reject["reason"].endswith("more characters]")
+
+
+def test_outputs_written_into_a_directory_holding_the_input(tmp_path):
+    """The output set is swapped in file by file then; the input and other files stay, stale outputs go."""
+    src = write_jsonl(tmp_path / "in.jsonl", [with_id(actions_record(PRODUCT_ACTIONS), i) for i in range(4)])
+    assert main(["convert", str(src), "-o", str(tmp_path), "--val-ratio", "0.5"]) == 0
+    assert main(["convert", str(src), "-o", str(tmp_path), "--val-ratio", "0"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "stats.json", "train.parquet"]
+    assert len(read_rows(tmp_path / "train.parquet")) == 4

@@ -71,3 +71,30 @@ def test_max_prompt_length_needs_a_tokenizer(parquet, capsys):
         main(["inspect", str(parquet), "--max-prompt-length", "10"])
     assert info.value.code == 2
     assert "--max-prompt-length needs --tokenizer" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("table", "missing"),
+    [
+        ({"question": ["q"], "answer": ["a"]}, "no data_source, prompt, extra_info column"),
+        ({"data_source": ["s"], "prompt": ["p"], "extra_info": [{"index": 0}]}, "no extra_info.split, "),
+    ],
+)
+def test_inspect_of_a_foreign_parquet_is_one_clear_line(tmp_path, capsys, table, missing):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "foreign.parquet"
+    pq.write_table(pa.table(table), path)
+    assert main(["inspect", str(path)]) == 1
+    captured = capsys.readouterr()
+    (line,) = captured.err.splitlines()
+    assert line.startswith(f"error: {path}: not an actguide-preprocess dataset: {missing}")
+    assert "Traceback" not in captured.err and captured.out == ""
+
+
+def test_inspect_of_a_file_that_is_not_parquet(tmp_path, capsys):
+    path = tmp_path / "x.parquet"
+    path.write_text("not parquet")
+    assert main(["inspect", str(path)]) == 1
+    assert capsys.readouterr().err.startswith(f"error: {path}: cannot read parquet: ")
