@@ -4,12 +4,15 @@
 tools they use, and — given a tokenizer — how long the prompts are and which rows would exceed
 ``--max-prompt-length`` once the *full* guidance block (all L actions, paper §3.1) is appended. Those rows
 can still train unguided, but the fallback could never show them their whole plan. Prompt lengths are
-the chat-templated messages with the generation prompt, without tool schemas (which add the same amount
-to every row).
+what the agent loop renders: the chat template with the generation prompt and the tool schemas of the tool
+config (``--tool-config``, default the recipe's), unguided and at k = L (max, p95, ...), so
+``data.max_prompt_length`` / ``rollout.prompt_length`` can be sized to the guided prompt.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -64,9 +67,27 @@ def dataset_stats(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     return stats.as_dict()
 
 
-def prompt_tokens(tokenizer: ChatTokenizer, messages: Sequence[Mapping[str, Any]]) -> int:
-    text = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+def prompt_tokens(
+    tokenizer: ChatTokenizer, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None = None
+) -> int:
+    """Tokens of the prompt as the agent loop renders it: chat template, tool schemas, generation prompt."""
+    text = tokenizer.apply_chat_template(
+        list(messages), tools=tools or None, add_generation_prompt=True, tokenize=False
+    )
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def tool_schemas(tool_config: str | Path) -> list[dict[str, Any]]:
+    """The tool schemas the agent loop puts in the prompt, read as verl's ``ToolAgentLoop`` reads them
+    (``initialize_tools_from_config``, then ``tool_schema.model_dump(exclude_unset=True, exclude_none=True)``)."""
+    from verl.tools.tool_registry import initialize_tools_from_config
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # verl prints each schema; stdout is the report's
+            tools = initialize_tools_from_config(str(tool_config))
+    except Exception as err:  # verl raises whatever the tool classes and the yaml loader raise
+        raise InputFileError(f"{tool_config}: cannot load the tool config: {type(err).__name__}: {err}") from err
+    return [tool.tool_schema.model_dump(exclude_unset=True, exclude_none=True) for tool in tools]
 
 
 def _summary(values: Sequence[int]) -> dict[str, float]:
@@ -81,6 +102,7 @@ def _summary(values: Sequence[int]) -> dict[str, float]:
         "min": ordered[0],
         "p50": pct(0.5),
         "p90": pct(0.9),
+        "p95": pct(0.95),
         "max": ordered[-1],
         "mean": round(statistics.fmean(ordered), 1),
     }
@@ -109,9 +131,13 @@ def _our_rows(path: str | Path) -> list[dict[str, Any]]:
 
 
 def inspect_parquet(
-    path: str | Path, tokenizer: ChatTokenizer | None = None, max_prompt_length: int | None = None
+    path: str | Path,
+    tokenizer: ChatTokenizer | None = None,
+    max_prompt_length: int | None = None,
+    tools: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Stats for one produced parquet; token lengths and overflow need ``tokenizer``."""
+    """Stats for one produced parquet; token lengths and overflow need ``tokenizer`` (``tools``: the schemas the
+    chat template renders into every prompt, see :func:`tool_schemas`)."""
     rows = _our_rows(path)
     report: dict[str, Any] = {"file": str(path), **dataset_stats(rows)}
     report["splits"] = dict(sorted(Counter(row["extra_info"]["split"] for row in rows).items()))
@@ -120,11 +146,12 @@ def inspect_parquet(
     plain, guided, overflow = [], [], []
     for row in rows:
         actions = loads_actions(row["extra_info"]["reference_actions"])
-        plain.append(prompt_tokens(tokenizer, row["prompt"]))
-        guided.append(prompt_tokens(tokenizer, guided_messages(row["prompt"], actions, len(actions))))
+        plain.append(prompt_tokens(tokenizer, row["prompt"], tools))
+        guided.append(prompt_tokens(tokenizer, guided_messages(row["prompt"], actions, len(actions)), tools))
         if max_prompt_length is not None and guided[-1] > max_prompt_length:
             overflow.append({"index": row["extra_info"]["index"], "task_id": row["extra_info"]["task_id"],
                              "prompt_tokens": plain[-1], "full_guidance_tokens": guided[-1]})  # fmt: skip
+    report["tool_schemas"] = [schema.get("function", schema).get("name") for schema in tools or ()]
     report["prompt_tokens"] = _summary(plain)
     report["full_guidance_prompt_tokens"] = _summary(guided)
     if max_prompt_length is not None:
@@ -147,13 +174,17 @@ def format_report(report: Mapping[str, Any], max_listed: int = 20) -> str:
         lines.append(f"  {count:>4} | {n:>7} {'#' * max(1, round(40 * n / width))}")
     lines.append("tool calls:")
     lines += [f"  {tool:<20} {n:>9}" for tool, n in report["tool_calls"].items()] or ["  (none)"]
-    for key, label in (("prompt_tokens", "prompt tokens"), ("full_guidance_prompt_tokens", "with full guidance")):
+    if "tool_schemas" in report:
+        lines.append("prompt tokens as the agent loop renders them (chat template, generation prompt, tool schemas: "
+                     f"{', '.join(report['tool_schemas']) or 'none'})")  # fmt: skip
+    for key, label in (("prompt_tokens", "  unguided"), ("full_guidance_prompt_tokens", "  full guidance (k = L)")):
         if key in report:
             lines.append(f"{label}: " + ", ".join(f"{k}={v}" for k, v in report[key].items()))
     if "max_prompt_length" in report:
         lines.append(
             f"rows over max_prompt_length={report['max_prompt_length']}: "
-            f"{report['overflow_with_full_guidance']} with full guidance, {report['overflow_unguided']} unguided"
+            f"{report['overflow_with_full_guidance']} with full guidance (k = L), "
+            f"{report['overflow_unguided']} unguided"
         )
         for item in report["overflow_rows"][:max_listed]:
             lines.append(
