@@ -9,7 +9,11 @@ see the same tasks, the same n, m and τ, and the same random draws per (task, e
   probes are discarded, then n guided rollouts at the best level found (L if none was verified); all
   prompts wait for each round (a global barrier).
 * ours: :func:`actguide_plugin.core.search.run_group` per prompt, concurrently, with the warm-start cache
-  across epochs, probe reuse and an exact search.
+  across epochs, probe reuse and an exact search; when no probe suffices the group at L is completed
+  (``full_level_check=group``, the default). A third column shows ``full_level_check=probe``.
+
+Per-task success probabilities at sufficient levels are drawn from ``--p-range`` (default [0.05, 0.9]): the
+low values are the barrier tasks where whole-group sampling at L matters.
 
 Latency model: one rollout takes ``base + Exp(mean=tail)`` seconds; a generation call of c rollouts
 runs them in parallel and takes the slowest. A global-round scheme pays the slowest prompt every round.
@@ -46,7 +50,7 @@ def make_tasks(args: argparse.Namespace, rng: random.Random) -> list[Task]:
         num_actions = rng.randint(2, args.max_actions)
         kind = rng.choices(["easy", "barrier", "impossible"], weights=[args.easy, args.barrier, args.impossible])[0]
         k_true = {"easy": 0, "barrier": rng.randint(1, num_actions), "impossible": num_actions + 1}[kind]
-        tasks.append(Task(f"task-{i}", num_actions, kind, k_true, rng.uniform(0.3, 0.9)))
+        tasks.append(Task(f"task-{i}", num_actions, kind, k_true, rng.uniform(*args.p_range)))
     return tasks
 
 
@@ -82,9 +86,11 @@ class Tally:
     serial_rounds_max: int = 0
     latency: float = 0.0
 
-    def row(self, epochs: int) -> dict[str, float]:
+    def row(self, epochs: int, n: int) -> dict[str, float]:
+        per_rescued = self.guidance_trajectories / max(self.rescued, 1)
         return {
-            "trajectories per rescued group": self.guidance_trajectories / max(self.rescued, 1),
+            "trajectories per rescued group": per_rescued,
+            "… against the floor n (= 1.00)": per_rescued / n,
             "global barrier rounds / step": self.global_rounds / epochs,
             "longest serial chain / step": self.serial_rounds_max / epochs,
             "rescued fraction of hard groups": self.rescued / max(self.hard, 1),
@@ -133,9 +139,18 @@ def authors_epoch(tasks: list[Task], epoch: int, args, world: World, tally: Tall
 
 
 async def ours_epoch(
-    tasks: list[Task], epoch: int, args, world: World, tally: Tally, cache: LevelCache, rng: random.Random
+    tasks: list[Task],
+    epoch: int,
+    args,
+    world: World,
+    tally: Tally,
+    cache: LevelCache,
+    rng: random.Random,
+    full_level_check: str,
 ) -> None:
-    cfg = SearchConfig(mode="fallback_adaptive", n=args.n, probe_m=args.m, tau=args.tau)
+    cfg = SearchConfig(
+        mode="fallback_adaptive", n=args.n, probe_m=args.m, tau=args.tau, full_level_check=full_level_check
+    )
     clocks: dict[str, float] = {}
 
     def rollout_for(task: Task):
@@ -159,8 +174,8 @@ async def ours_epoch(
         if outcome.status is GroupStatus.RESCUED:
             tally.rescued += 1
             tally.overshoot += outcome.level - task.k_true
-            verified = any(p.level == outcome.level and p.sufficient for p in outcome.probes)
-            tally.unverified += not verified
+            probed = any(p.level == outcome.level and p.sufficient for p in outcome.probes)
+            tally.unverified += not (probed or sum(r > 0 for r in outcome.trajectories) >= args.tau)
     tally.serial_rounds_max += max(o.serial_rounds for o in outcomes)
     tally.latency += max(clocks.values())
 
@@ -169,25 +184,35 @@ def simulate(args: argparse.Namespace) -> dict[str, Tally]:
     rng = random.Random(args.seed)
     tasks = make_tasks(args, rng)
     world = World(args.seed, args.base_latency, args.tail_latency)
-    authors, ours, cache = Tally(), Tally(), LevelCache()
+    checks = ("group", "probe")
+    authors, ours, caches = Tally(), {c: Tally() for c in checks}, {c: LevelCache() for c in checks}
     for epoch in range(args.epochs):
+        world.counters.clear()  # each scheme sees the same i-th draw of (task, epoch, level)
         authors_epoch(tasks, epoch, args, world, authors, random.Random(f"lat-a-{epoch}"))
-        asyncio.run(ours_epoch(tasks, epoch, args, world, ours, cache, random.Random(f"lat-o-{epoch}")))
+        for check in checks:
+            world.counters.clear()
+            latency_rng = random.Random(f"lat-o-{epoch}")
+            asyncio.run(ours_epoch(tasks, epoch, args, world, ours[check], caches[check], latency_rng, check))
         for task in tasks:  # the policy learns: barriers come down a little each epoch
             if task.kind == "barrier" and task.k_true > 1 and rng.random() < args.drift:
                 task.k_true -= 1
-    return {"authors (5 global rounds)": authors, "ours (per-prompt, warm start)": ours}
+    return {
+        "authors (5 global rounds)": authors,
+        "ours (per-prompt, warm start)": ours["group"],
+        "ours, full_level_check=probe": ours["probe"],
+    }
 
 
-def format_table(results: dict[str, Tally], epochs: int) -> str:
+def format_table(results: dict[str, Tally], epochs: int, n: int) -> str:
+    """One row per metric, one column per scheme, and ours (the second column) over the authors' (the first)."""
     names = list(results)
-    rows = {name: tally.row(epochs) for name, tally in results.items()}
+    rows = {name: tally.row(epochs, n) for name, tally in results.items()}
     metrics = list(next(iter(rows.values())))
     lines = ["| metric | " + " | ".join(names) + " | ours / authors |", "|---|" + "---|" * (len(names) + 1)]
     for metric in metrics:
-        a, o = rows[names[0]][metric], rows[names[1]][metric]
-        ratio = f"{o / a:.2f}×" if a else "–"
-        lines.append(f"| {metric} | {a:.2f} | {o:.2f} | {ratio} |")
+        values = [rows[name][metric] for name in names]
+        ratio = f"{values[1] / values[0]:.2f}×" if values[0] else "–"
+        lines.append(f"| {metric} | " + " | ".join(f"{v:.2f}" for v in values) + f" | {ratio} |")
     return "\n".join(lines)
 
 
@@ -206,14 +231,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--drift", type=float, default=0.3, help="chance per epoch that k_true drops by one")
     parser.add_argument("--base-latency", type=float, default=20.0, help="seconds per rollout, fixed part")
     parser.add_argument("--tail-latency", type=float, default=15.0, help="mean of the exponential part")
+    parser.add_argument(
+        "--p-range", type=float, nargs=2, default=(0.05, 0.9), metavar=("LOW", "HIGH"),
+        help="per-task success probability at sufficient levels is uniform in [LOW, HIGH]",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if not 0.0 <= args.p_range[0] <= args.p_range[1] <= 1.0:
+        parser.error(f"--p-range must satisfy 0 <= LOW <= HIGH <= 1, got {args.p_range}")
     results = simulate(args)
     print(
         f"Guidance cost over {args.epochs} epochs, {args.tasks} tasks (easy/barrier/impossible = "
-        f"{args.easy}/{args.barrier}/{args.impossible}), L ≤ {args.max_actions}, n={args.n}, m={args.m}, τ={args.tau}\n"
+        f"{args.easy}/{args.barrier}/{args.impossible}), L ≤ {args.max_actions}, n={args.n}, m={args.m}, τ={args.tau}, "
+        f"p ∈ [{args.p_range[0]}, {args.p_range[1]}]\n"
     )
-    print(format_table(results, args.epochs))
+    print(format_table(results, args.epochs, args.n))
 
 
 if __name__ == "__main__":

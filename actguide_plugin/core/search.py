@@ -10,6 +10,11 @@ For one prompt with L reference actions and a group size n:
    was probed and succeeded, so the search is exact for any L (no round cap, no unverified level).
 3. Roll out the guided group at k*. Successful probe rollouts at k* are reused as group members, so
    only the remainder is sampled.
+4. If no probed level was sufficient, complete the group at k = L (the failed probes at L reused): the
+   authors always sample all n at L, and for a task whose success at L is low the whole group is far
+   more likely to contain a success than the m probes (p = 0.15, n = 8, m = 2: 73 % against 28 %). A group
+   with ``tau`` successes is rescued at L; only a group that still fails is a full failure
+   (``full_level_check=probe`` keeps the cheaper rule: the probes at L decide alone).
 
 Differences from the authors' fork, all deliberate: each prompt searches in its own coroutine (no global
 rounds where solved prompts wait for others), probes are reused, the last k* of each task warm-starts the
@@ -43,6 +48,7 @@ MODES = frozenset(
 
 
 REUSE_CHOICES = ("all", "successes", "none")
+FULL_LEVEL_CHECKS = ("group", "probe")
 
 
 class GroupStatus(str, enum.Enum):
@@ -72,6 +78,9 @@ class SearchConfig:
     fixed_k / fixed_ratio: the level for ``fixed_k`` / ``fixed_ratio`` (k = ceil(r · L)).
     ladder: ratios probed in order by ``fallback_ladder``.
     on_full_failure: ``keep`` | ``drop`` | ``unguided`` (see :class:`FullFailurePolicy`).
+    full_level_check: what decides that even k = L failed: ``group`` (default; the group is completed to n
+        rollouts at L and rescued if it has ``tau`` successes, as the authors sample all n at L) or ``probe``
+        (the m probes at L alone; cheaper, gives up on low-success tasks ~3x more often).
     warm_start: start from the task's cached k*.
     reuse_probes: which rollouts of the successful probe at k* join the guided group: ``all`` (default;
         they are draws from the same guided policy), ``successes`` (only the rewarded ones) or ``none``.
@@ -86,6 +95,7 @@ class SearchConfig:
     fixed_ratio: float = 0.5
     ladder: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
     on_full_failure: str = "unguided"
+    full_level_check: str = "group"
     warm_start: bool = True
     reuse_probes: str = "all"
 
@@ -107,6 +117,10 @@ class SearchConfig:
             raise ValueError(f"actguide.ladder must be non-empty ratios in (0, 1], got {list(self.ladder)}")
         if self.reuse_probes not in REUSE_CHOICES:
             raise ValueError(f"actguide.reuse_probes={self.reuse_probes!r} is not one of {list(REUSE_CHOICES)}")
+        if self.full_level_check not in FULL_LEVEL_CHECKS:
+            raise ValueError(
+                f"actguide.full_level_check={self.full_level_check!r} is not one of {list(FULL_LEVEL_CHECKS)}"
+            )
         allowed = [p.value for p in FullFailurePolicy]
         if self.on_full_failure not in allowed:
             raise ValueError(f"actguide.on_full_failure={self.on_full_failure!r} is not one of {allowed}")
@@ -179,6 +193,10 @@ class _Group(Generic[T]):
 
     def succeeded(self, trajectory: T) -> bool:
         return self._reward(trajectory) > self.cfg.success_threshold
+
+    def sufficient(self, trajectories: Sequence[T]) -> bool:
+        """A group recovers reward when it has at least ``tau`` successes (the probes' rule, over the group)."""
+        return sum(self.succeeded(t) for t in trajectories) >= self.cfg.tau
 
     async def sample(self, level: int, count: int) -> list[T]:
         """One serial generation round of ``count`` rollouts at ``level``."""
@@ -356,16 +374,23 @@ async def run_group(
         return group.outcome(GroupStatus.SOLVED_UNGUIDED, 0, unguided, unguided_rewards=unguided_rewards)
 
     level = await _FINDERS[cfg.mode](group, cache)
-    if level is not None:
+    if level is None:  # no probed level was sufficient: the group at L decides (or the probes, if so configured)
+        level = group.num_actions
+        complete = cfg.full_level_check == "group" or cfg.on_full_failure == FullFailurePolicy.KEEP.value
+        if not complete:
+            return _full_failure(group, cache, unguided, unguided_rewards, guided_at_full=None)
+        # the failed probes at L are valid members of the group at L: reuse all of them
+        trajectories, reused = await group.guided_group(level, "none" if cfg.reuse_probes == "none" else "all")
+    else:
         trajectories, reused = await group.guided_group(level, cfg.reuse_probes)
-        if cfg.mode == "fallback_full" and not any(group.succeeded(t) for t in trajectories):
-            return _full_failure(group, cache, unguided, unguided_rewards, guided_at_full=trajectories)
-        if cache is not None:
-            cache.put(task_id, num_actions, level)
-        return group.outcome(
-            GroupStatus.RESCUED, level, trajectories, unguided_rewards=unguided_rewards, reused=reused, is_hard=True
-        )
-    return await _resolve_full_failure(group, cache, unguided, unguided_rewards)
+    verified = any(p.level == level and p.sufficient for p in group.probes)
+    if not verified and not group.sufficient(trajectories):
+        return _full_failure(group, cache, unguided, unguided_rewards, guided_at_full=trajectories)
+    if cache is not None:
+        cache.put(task_id, num_actions, level)
+    return group.outcome(
+        GroupStatus.RESCUED, level, trajectories, unguided_rewards=unguided_rewards, reused=reused, is_hard=True
+    )
 
 
 def _unconditional_level(cfg: SearchConfig, num_actions: int) -> int:
@@ -374,17 +399,6 @@ def _unconditional_level(cfg: SearchConfig, num_actions: int) -> int:
     if cfg.mode == "fixed_k":
         return min(cfg.fixed_k, num_actions)
     return level_from_ratio(cfg.fixed_ratio, num_actions)
-
-
-async def _resolve_full_failure(
-    group: _Group[T], cache: LevelCache | None, unguided: list[T], unguided_rewards: list[float]
-) -> GroupOutcome[T]:
-    guided_at_full = None
-    if group.cfg.on_full_failure == FullFailurePolicy.KEEP.value:
-        # the probe at L failed: its rollouts are still valid members of the all-zero group at L
-        reuse = "none" if group.cfg.reuse_probes == "none" else "all"
-        guided_at_full, _ = await group.guided_group(group.num_actions, reuse)
-    return _full_failure(group, cache, unguided, unguided_rewards, guided_at_full)
 
 
 def _full_failure(

@@ -43,6 +43,7 @@ class ActGuideConfig(BaseConfig):
     probe_m / tau / success_threshold: probe size, successes a probe needs, reward a success exceeds.
     fixed_k / fixed_ratio / ladder: levels of the fixed and ladder modes.
     on_full_failure: ``keep`` | ``drop`` | ``unguided`` when even full guidance fails.
+    full_level_check: ``group`` (complete the group at k = L and rescue it on ``tau`` successes) | ``probe``.
     warm_start / reuse_probes: search from the task's last k*; probe rollouts reused at k*.
     guided_clip / guided_ratio_cap / shaping_gamma: clipping of guided tokens (``same`` | ``cap`` | ``shaping``).
     ratio_source: ``actor`` (old log-probs recomputed by the actor on the guided view, default) or
@@ -62,6 +63,7 @@ class ActGuideConfig(BaseConfig):
     fixed_ratio: float = 0.5
     ladder: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])
     on_full_failure: str = "unguided"
+    full_level_check: str = "group"
     warm_start: bool = True
     reuse_probes: str = "all"
     guided_clip: str = "same"

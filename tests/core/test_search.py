@@ -68,13 +68,16 @@ def test_returned_level_is_always_verified_under_noisy_monotone_oracle(num_actio
 
     cfg = SearchConfig(n=6, probe_m=2, tau=1)
     outcome = run(run_group("t", num_actions, noisy, reward, cfg))
-    if outcome.status is GroupStatus.RESCUED:
-        probed = {p.level: p.sufficient for p in outcome.probes}
-        assert probed[outcome.level] is True  # the chosen level was probed and succeeded
+    probed = {p.level: p.sufficient for p in outcome.probes}
+    if outcome.status is GroupStatus.RESCUED and probed.get(outcome.level):
         # exactness of the bracket: the level below was probed insufficient (or is the failed level 0)
         assert outcome.level == 1 or probed.get(outcome.level - 1) is False
+    elif outcome.status is GroupStatus.RESCUED:  # no probe sufficed: the completed group at L has the success
+        assert outcome.level == num_actions and probed[num_actions] is False
+        assert any(r > 0 for _, r in outcome.trajectories)
     elif outcome.status is GroupStatus.FULL_FAILED:
-        assert {p.level: p.sufficient for p in outcome.probes}[num_actions] is False
+        assert probed[num_actions] is False
+        assert outcome.sampled == 6 + outcome.probe_trajectories + 6 - 2  # the group at L was completed
 
 
 @settings(max_examples=100, deadline=None)
@@ -86,8 +89,9 @@ def test_correct_warm_start_costs_one_probe_round(num_actions, data):
     run(run_group("t", num_actions, Oracle(threshold), reward, cfg, cache))
     oracle = Oracle(threshold)
     outcome = run(run_group("t", num_actions, oracle, reward, cfg, cache))
-    # one unguided round, one (concurrent) probe round, and a guided round only if something was rescued
-    assert outcome.serial_rounds == (3 if threshold <= num_actions else 2)
+    # one unguided round, one (concurrent) probe round, and the guided round (completing the failed group at L
+    # when nothing was rescued)
+    assert outcome.serial_rounds == 3
     assert outcome.warm_started
     assert len({p.level for p in outcome.probes}) <= 2
     assert outcome.level == (threshold if threshold <= num_actions else 0)
@@ -147,7 +151,65 @@ def test_full_failure_is_remembered_so_next_epoch_probes_only_the_top():
     run(run_group("t", 9, Oracle(99), reward, SearchConfig(), cache))
     oracle = Oracle(99)
     run(run_group("t", 9, oracle, reward, SearchConfig(), cache))
-    assert oracle.calls == [(0, 8), (9, 2)]
+    assert oracle.calls == [(0, 8), (9, 2), (9, 6)]  # probe L, then complete the group at L
+
+
+class LateSuccess:
+    """Level-L rollouts that succeed only from the ``first_success``-th one on: the m probes fail, the
+    rest of the group does (a task whose success at L is low but not zero)."""
+
+    def __init__(self, num_actions: int, first_success: int):
+        self.num_actions, self.first_success = num_actions, first_success
+        self.calls: list[tuple[int, int]] = []
+        self.sampled_at_top = 0
+
+    async def __call__(self, level: int, count: int):
+        self.calls.append((level, count))
+        out = []
+        for _ in range(count):
+            index = self.sampled_at_top if level == self.num_actions else -1
+            self.sampled_at_top += level == self.num_actions
+            out.append((level, 1.0 if index >= self.first_success else 0.0))
+        return out
+
+
+def test_failed_probes_at_top_level_complete_the_group_and_rescue_it():
+    cache = LevelCache()
+    oracle = LateSuccess(num_actions=5, first_success=2)  # both probes at L fail, the third rollout succeeds
+    outcome = run(run_group("t", 5, oracle, reward, SearchConfig(n=8, probe_m=2), cache))
+    assert outcome.status is GroupStatus.RESCUED and outcome.level == 5 and outcome.is_hard
+    assert oracle.calls[-1] == (5, 6)  # the probes at L are reused, n - m more sampled
+    assert outcome.reused == 2 and len(outcome.trajectories) == 8
+    assert sum(r for _, r in outcome.trajectories) == 6
+    assert cache.get("t", 5) == 5  # cached as L, not as a full failure (L + 1)
+
+
+@pytest.mark.parametrize("policy", ["unguided", "keep", "drop"])
+def test_probe_only_check_gives_up_after_the_probes(policy):
+    oracle = LateSuccess(num_actions=5, first_success=2)
+    cfg = SearchConfig(n=8, probe_m=2, full_level_check="probe", on_full_failure=policy)
+    outcome = run(run_group("t", 5, oracle, reward, cfg))
+    if policy == "keep":  # keep samples the rest of the group at L anyway, so it looks at it
+        assert outcome.status is GroupStatus.RESCUED and outcome.level == 5
+    else:
+        assert outcome.status is GroupStatus.FULL_FAILED
+        assert oracle.sampled_at_top == 2  # nothing sampled at L beyond the probes
+
+
+def test_completed_group_needs_tau_successes():
+    oracle = LateSuccess(num_actions=3, first_success=7)  # probes (m=3) fail; only the 8th rollout at L succeeds
+    outcome = run(run_group("t", 3, oracle, reward, SearchConfig(n=8, probe_m=3, tau=2, on_full_failure="keep")))
+    assert outcome.status is GroupStatus.FULL_FAILED and outcome.level == 3
+    assert sum(r for _, r in outcome.trajectories) == 1 and len(outcome.trajectories) == 8
+
+
+def test_fallback_full_rescues_with_tau_successes_in_the_group():
+    oracle = LateSuccess(num_actions=4, first_success=3)  # one success out of n = 4 at L
+    rescued = run(run_group("t", 4, oracle, reward, SearchConfig(mode="fallback_full", n=4)))
+    assert rescued.status is GroupStatus.RESCUED
+    oracle = LateSuccess(num_actions=4, first_success=3)
+    cfg = SearchConfig(mode="fallback_full", n=4, probe_m=2, tau=2)
+    assert run(run_group("t", 4, oracle, reward, cfg)).status is GroupStatus.FULL_FAILED
 
 
 @pytest.mark.parametrize(
@@ -241,6 +303,7 @@ def test_rollout_returning_wrong_count_is_an_error():
         ({"mode": "sometimes"}, "actguide.mode"),
         ({"tau": 3, "probe_m": 2}, "actguide.tau"),
         ({"on_full_failure": "retry"}, "actguide.on_full_failure"),
+        ({"full_level_check": "never"}, "actguide.full_level_check"),
         ({"fixed_ratio": 1.5}, "actguide.fixed_ratio"),
         ({"ladder": (0.5, 0.0)}, "actguide.ladder"),
         ({"n": 0}, "actguide.n"),
