@@ -241,13 +241,14 @@ class StagingDirectory:
     The staging directory is ``<parent>/.<name>.staging-<pid>-<random>`` (same filesystem, so renames are
     atomic). :meth:`commit` renames it to ``directory`` when that does not exist, or swaps it with a
     ``directory`` that holds nothing but ``owned`` files (old set renamed aside, new set renamed in, old set
-    deleted); a directory that also holds other files (e.g. the inputs) gets each staged file renamed in, and
+    deleted). A directory that also holds other files (e.g. the inputs), that is the working directory or
+    above it, or that is a mount point (staged inside it then) gets each staged file renamed in instead, and
     ``owned`` files this run did not make are deleted. On any error, Ctrl-C or SIGTERM the staging directory is
     removed; staging directories left by a killed run (their pid is gone) are removed by the next run.
     """
 
     def __init__(self, directory: Path, owned: Sequence[str]) -> None:
-        self.directory = Path(directory).absolute()
+        self.directory = Path(directory).resolve()
         self.owned = set(owned)
         self.path = self.directory  # set on enter
         self.stale_removed: list[Path] = []
@@ -258,13 +259,19 @@ class StagingDirectory:
     def _prefixes(self) -> tuple[str, str]:
         return f".{self.directory.name}.staging-", f".{self.directory.name}.old-"
 
+    def _home(self) -> Path:
+        """Where to stage: beside the directory, or inside it when it is a mount point (renames cannot cross)."""
+        target, parent = self.directory, self.directory.parent
+        if target.is_dir() and target.stat().st_dev != parent.stat().st_dev:
+            return target
+        return parent
+
     def __enter__(self) -> StagingDirectory:
-        parent = self.directory.parent
-        parent.mkdir(parents=True, exist_ok=True)
+        self.directory.parent.mkdir(parents=True, exist_ok=True)
         self._remove_stale()
         if threading.current_thread() is threading.main_thread():  # before the directory exists
             self._previous_sigterm = signal.signal(signal.SIGTERM, _terminate)
-        self.path = Path(tempfile.mkdtemp(prefix=f"{self._prefixes[0]}{os.getpid()}-", dir=parent))
+        self.path = Path(tempfile.mkdtemp(prefix=f"{self._prefixes[0]}{os.getpid()}-", dir=self._home()))
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
@@ -274,17 +281,26 @@ class StagingDirectory:
             shutil.rmtree(self.path, ignore_errors=True)
 
     def _remove_stale(self) -> None:
-        parent = self.directory.parent
-        for entry in parent.iterdir():
+        homes = [self.directory.parent] + ([self.directory] if self.directory.is_dir() else [])
+        for entry in (entry for home in homes for entry in home.iterdir()):
             prefix = next((p for p in self._prefixes if entry.name.startswith(p)), None)
             if prefix is not None and not _pid_alive(entry.name[len(prefix) :].split("-", 1)[0]):
                 shutil.rmtree(entry, ignore_errors=True)
                 self.stale_removed.append(entry)
-        if self.directory.is_dir():  # temp files of the file-by-file staging older versions used
-            for entry in self.directory.iterdir():
-                if entry.name.endswith(".tmp") and any(entry.name.startswith(f".{name}.") for name in self.owned):
-                    entry.unlink(missing_ok=True)
-                    self.stale_removed.append(entry)
+            elif entry.parent == self.directory and any(
+                entry.name.startswith(f".{name}.") and entry.name.endswith(".tmp") for name in self.owned
+            ):  # a temp file of the file-by-file staging that earlier versions used
+                entry.unlink(missing_ok=True)
+                self.stale_removed.append(entry)
+
+    def _swappable(self) -> bool:
+        """Whether ``directory`` can be replaced as a whole: only our files, beside us, not where we stand."""
+        target = self.directory
+        return (
+            self.path.parent == target.parent
+            and not Path.cwd().resolve().is_relative_to(target)
+            and {entry.name for entry in target.iterdir()} <= self.owned
+        )
 
     def commit(self) -> list[Path]:
         """Swap the staged files in; returns their final paths."""
@@ -295,7 +311,7 @@ class StagingDirectory:
         os.chmod(self.path, target.stat().st_mode & 0o7777 if target.exists() else 0o777 & ~_umask())
         if not target.exists():
             os.rename(self.path, target)
-        elif set(entry.name for entry in target.iterdir()) <= self.owned:
+        elif self._swappable():
             old = Path(tempfile.mkdtemp(prefix=f"{self._prefixes[1]}{os.getpid()}-", dir=target.parent))
             os.rename(target, old)  # onto the empty directory mkdtemp made: allowed by rename(2)
             os.rename(self.path, target)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -144,7 +145,7 @@ def _staged(directory, files: dict[str, str]):
     with StagingDirectory(directory, OWNED) as staging:
         for name, text in files.items():
             (staging.path / name).write_text(text)
-        assert staging.path.parent == directory.parent and staging.path.name.startswith(".out.staging-")
+        assert staging.path.parent == directory.resolve().parent and staging.path.name.startswith(".out.staging-")
         return staging.commit()
 
 
@@ -202,3 +203,11 @@ def test_stale_staging_of_a_dead_process_is_removed(tmp_path):
     with StagingDirectory(tmp_path / "out", OWNED) as staging:
         assert staging.stale_removed == [stale, legacy]
     assert sorted(p.name for p in tmp_path.iterdir()) == [alive.name, "out"]
+
+
+def test_staging_directory_never_swaps_the_working_directory(tmp_path, monkeypatch):
+    _staged(tmp_path / "out", {"train.parquet": "old"})
+    monkeypatch.chdir(tmp_path / "out")
+    _staged(Path("."), {"train.parquet": "new"})
+    assert Path.cwd().exists() and Path("train.parquet").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
