@@ -10,7 +10,10 @@ the assistant's own text only:
 1. when ChatML markers are present (decoding kept special tokens), keep only assistant turns;
 2. remove every ``<tool_response>...</tool_response>`` block (an unclosed one runs to the end: the response
    was cut inside a tool output) and every ``<tool_call>...</tool_call>`` block (arguments, not prose);
-3. take the last ``<answer>...</answer>`` of what remains.
+3. take the last ``<answer>...</answer>`` of what remains (if tags nest, the innermost: :func:`last_block`).
+
+All of it is linear in the response (``str.find`` / ``str.split``, no lazy regex): a response can be megabytes
+of degenerate text, and this runs in the reward worker's event loop.
 
 Matching (``rule`` mode): SQuAD-style normalization (lowercase, no punctuation, no articles, single spaces),
 then exact match against any gold answer, or token F1 with any gold answer at or above a threshold.
