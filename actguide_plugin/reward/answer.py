@@ -31,6 +31,9 @@ from dataclasses import dataclass
 from typing import Any
 
 _IM_START, _IM_END = "<|im_start|>", "<|im_end|>"
+_TOOL_RESPONSE = ("<tool_response>", "</tool_response>")
+_TOOL_CALL = ("<tool_call>", "</tool_call>")
+_ANSWER = ("<answer>", "</answer>")
 _FEW_BLOCKS = 64
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = str.maketrans("", "", string.punctuation + "‘’“”–—")
@@ -106,18 +109,51 @@ def assistant_text(solution_str: str) -> str:
             if newline and "<" not in role and role.strip() == "assistant":
                 kept.append(body.partition(_IM_END)[0])
         text = "\n".join(kept)
-    text = without_blocks(text, "<tool_response>", "</tool_response>")
-    return without_blocks(text, "<tool_call>", "</tool_call>")
+    return without_blocks(without_blocks(text, *_TOOL_RESPONSE), *_TOOL_CALL)
+
+
+def _outside_blocks_from(text: str) -> int | None:
+    """A position of ``text`` (no ChatML markers) at which no ``<tool_response>`` or ``<tool_call>`` block is open,
+    as near the end as a few reverse searches find; ``None`` when they cannot tell.
+
+    Right after a close tag its kind of block is closed (the tag ends the open block, or is plain text outside
+    one). Whether a position lies in a ``<tool_response>`` block is local: it does when the last
+    ``<tool_response>`` before it is not followed by a ``</tool_response>`` before it. So the end of the last
+    ``</tool_call>`` outside a tool response is such a position, and so is the end of the last
+    ``</tool_response>`` when there is no ``<tool_call>`` at all.
+    """
+    if _TOOL_CALL[0] not in text:
+        last = text.rfind(_TOOL_RESPONSE[1])
+        return 0 if last < 0 else last + len(_TOOL_RESPONSE[1])
+    end = len(text)
+    for _ in range(_FEW_BLOCKS):
+        close = text.rfind(_TOOL_CALL[1], 0, end)
+        if close < 0:
+            return None
+        response = text.rfind(_TOOL_RESPONSE[0], 0, close)
+        if response < 0 or text.find(_TOOL_RESPONSE[1], response, close) >= 0:
+            return close + len(_TOOL_CALL[1])
+        end = response  # this close tag is inside a tool response: look before that response
+    return None
 
 
 def extract_answer(solution_str: str) -> str | None:
     """The content of the assistant's last ``<answer>...</answer>`` (see :func:`last_block`), stripped;
-    ``None`` when there is none."""
-    last_close = solution_str.rfind("</answer>")
+    ``None`` when there is none.
+
+    Usually read from the tail after the last tool block (:func:`_outside_blocks_from`), so the time is
+    proportional to the tail; otherwise, or when the answer does not lie wholly in the tail, from the whole
+    :func:`assistant_text`.
+    """
+    last_close = solution_str.rfind(_ANSWER[1])
     if last_close < 0:
         return None
     # What follows the last close tag cannot hold an answer, and removing blocks is decided left to right.
-    answer = last_block(assistant_text(solution_str[: last_close + len("</answer>")]), "<answer>", "</answer>")
+    text = solution_str[: last_close + len(_ANSWER[1])]
+    start = None if _IM_START in text else _outside_blocks_from(text)
+    answer = None if start is None else last_block(assistant_text(text[start:]), *_ANSWER)
+    if answer is None:
+        answer = last_block(assistant_text(text), *_ANSWER)
     return None if answer is None else answer.strip()
 
 

@@ -8,12 +8,15 @@ import string
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from actguide_plugin.reward.answer import (
     RuleMatch,
     assistant_text,
     encode_gold_answers,
     extract_answer,
+    last_block,
     normalize_answer,
     parse_gold_answers,
     rule_match,
@@ -177,3 +180,15 @@ def test_nested_answer_tags_give_the_innermost():
     """The one documented difference from the lazy regex (which gave 'draft <answer>final')."""
     assert extract_answer("<answer>draft <answer>final</answer>") == "final"
     assert extract_answer("<answer>a</answer> stray </answer>") == "a"
+
+
+TOKENS = ["<answer>", "</answer>", "<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "x", "y "]
+
+
+@given(st.lists(st.sampled_from(TOKENS), max_size=30))
+@settings(max_examples=500, deadline=None)
+def test_reading_from_the_tail_agrees_with_reading_the_whole_response(tokens):
+    """extract_answer starts after the last tool block when it can; the answer is the one the whole text gives."""
+    response = "".join(tokens)
+    whole = last_block(assistant_text(response), "<answer>", "</answer>")
+    assert extract_answer(response) == (None if whole is None else whole.strip())
