@@ -14,6 +14,7 @@ from data_preprocess.formats import (
     FORMATS,
     FanOutQAFormat,
     FieldMap,
+    answer_text,
     detect_format,
     extract_final_answer,
     wikipedia_url,
@@ -276,3 +277,33 @@ def test_message_formats_round_trip_any_actions(turns):
     expected = tuple(a for turn in turns for a in turn)
     for name, encode in (("openai", openai_record), ("hermes", hermes_record), ("react", react_record)):
         assert FORMATS[name].parse(encode(turns), FIELDS).actions == expected, name
+
+
+gold_values = st.recursive(
+    st.text(max_size=12) | st.integers() | st.floats() | st.booleans() | st.none(),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.sampled_from(["target", "x"]), children),
+    max_leaves=6,
+)
+
+
+@given(gold_values, st.text(max_size=12))
+@settings(max_examples=300, deadline=None)
+def test_any_gold_answer_is_rejected_or_scored_without_error(gold, prediction):
+    """What answer_text writes, the reward reads back as the same answers and scores without raising."""
+    import asyncio
+
+    from actguide_plugin.reward import compute_score
+    from actguide_plugin.reward.answer import parse_gold_answers
+
+    try:
+        written = answer_text(gold)
+    except RecordError:
+        return
+    answers = parse_gold_answers(written)
+    assert answer_text(written) == written  # idempotent: convert writes what it would write again
+    assert all(isinstance(a, str) and a == a.strip() for a in answers)
+    result = asyncio.run(compute_score("d", f"<answer>{prediction}</answer>", written, {}))
+    assert result["score"] in (0.0, 1.0)
+    if "<" not in answers[-1]:  # a gold that holds tags cannot be written between answer tags verbatim
+        right = asyncio.run(compute_score("d", f"<answer>{answers[-1]}</answer>", written, {}))
+        assert right["score"] == 1.0
