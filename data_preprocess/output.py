@@ -253,6 +253,7 @@ class StagingDirectory:
         self.path = self.directory  # set on enter
         self.stale_removed: list[Path] = []
         self._previous_sigterm: Any = None
+        self._sigterm_installed = False
         self._committed = False
 
     @property
@@ -271,12 +272,13 @@ class StagingDirectory:
         self._remove_stale()
         if threading.current_thread() is threading.main_thread():  # before the directory exists
             self._previous_sigterm = signal.signal(signal.SIGTERM, _terminate)
+            self._sigterm_installed = True
         self.path = Path(tempfile.mkdtemp(prefix=f"{self._prefixes[0]}{os.getpid()}-", dir=self._home()))
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if self._previous_sigterm is not None:
-            signal.signal(signal.SIGTERM, self._previous_sigterm)
+        if self._sigterm_installed:  # None: a handler installed outside Python, which we cannot put back
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if self._previous_sigterm is None else self._previous_sigterm)
         if not self._committed:
             shutil.rmtree(self.path, ignore_errors=True)
 

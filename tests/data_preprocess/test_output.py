@@ -211,3 +211,12 @@ def test_staging_directory_never_swaps_the_working_directory(tmp_path, monkeypat
     _staged(Path("."), {"train.parquet": "new"})
     assert Path.cwd().exists() and Path("train.parquet").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_staging_directory_restores_the_sigterm_handler(tmp_path):
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    with StagingDirectory(tmp_path / "out", OWNED):
+        assert signal.getsignal(signal.SIGTERM) is not before
+    assert signal.getsignal(signal.SIGTERM) is before
