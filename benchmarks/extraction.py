@@ -5,7 +5,7 @@ What is timed, per shape (best of ``--repeats`` runs, one core):
 * ``reward``: :func:`actguide_plugin.reward.answer.extract_answer`, what ``compute_score`` runs on every
   trajectory in the reward worker's event loop (ChatML turns, tool blocks removed, last ``<answer>``);
 * ``final answer``: :func:`data_preprocess.formats.extract_final_answer` (``--require-correct``);
-* ``tool-call blocks``: the closed ``<tool_call>`` blocks of the text, as the hermes format reads a turn
+* ``tool-call blocks``: :func:`data_preprocess.formats.tool_call_blocks`, as the hermes format reads a turn
   (decoding the JSON of each call is then proportional to the calls found, and not timed here).
 
 Target (issue 11): ≤ 50 ms per call for a 10 MB response of any shape. With the lazy regexes this replaced,
@@ -22,8 +22,8 @@ import string
 import time
 from collections.abc import Callable
 
-from actguide_plugin.reward.answer import closed_blocks, extract_answer
-from data_preprocess.formats import extract_final_answer
+from actguide_plugin.reward.answer import extract_answer
+from data_preprocess.formats import extract_final_answer, tool_call_blocks
 
 TARGET_MS = 50.0
 _QUIZ_PAGE = "A page about Paris, with <answer>Lyon</answer> in a quiz. " * 4
@@ -58,10 +58,6 @@ def shapes(size: int) -> dict[str, str]:
     }
 
 
-def _tool_call_blocks(text: str) -> list[tuple[int, int]]:
-    return list(closed_blocks(text, "<tool_call>", "</tool_call>"))
-
-
 def best_ms(call: Callable[[str], object], text: str, repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -77,7 +73,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     size = int(args.mb * 2**20)
-    calls = {"reward": extract_answer, "final answer": extract_final_answer, "tool-call blocks": _tool_call_blocks}
+    calls = {"reward": extract_answer, "final answer": extract_final_answer, "tool-call blocks": tool_call_blocks}
     print(f"response size {args.mb:g} MiB, best of {args.repeats}, target ≤ {TARGET_MS:.0f} ms per call")
     print("| shape | " + " | ".join(f"{name} (ms)" for name in calls) + " | target |")
     print("|---|" + "---:|" * len(calls) + "---|")

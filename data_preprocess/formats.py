@@ -30,7 +30,6 @@ from typing import Any, ClassVar
 
 from actguide_plugin.core.actions import Action, ActionFormatError, loads_actions
 from actguide_plugin.reward.answer import (
-    closed_blocks,
     encode_gold_answers,
     gold_answer_text,
     last_block,
@@ -491,6 +490,24 @@ def _without_code_fence(text: str) -> str:
     return text.removesuffix("```").strip()
 
 
+def tool_call_blocks(text: str) -> list[str] | None:
+    """The contents of the ``<tool_call>…</tool_call>`` blocks of ``text``, or ``None`` when one is not closed.
+
+    One split, then one partition per block (linear): each chunk after an open tag must hold a close tag, its
+    block ending at the first one, exactly as ``re.findall(<tool_call>(.*?)</tool_call>)`` read them when every
+    block is closed.
+    """
+    first = text.find("<tool_call>")
+    if first < 0:
+        return []
+    if text.count("<tool_call>", first) > text.count("</tool_call>", first):
+        return None  # fewer close tags than blocks: one is unclosed (found by two C scans, whatever the count)
+    parts = [chunk.partition("</tool_call>") for chunk in text[first:].split("<tool_call>")[1:]]
+    if not all(closed for _, closed, _ in parts):
+        return None
+    return [content for content, _, _ in parts]
+
+
 @register_format
 class HermesFormat(_MessageFormat):
     """Assistant text with ``<tool_call>{json}</tool_call>`` blocks (Qwen / Hermes / Tongyi DeepResearch)."""
@@ -501,8 +518,8 @@ class HermesFormat(_MessageFormat):
         return any(t.role == "assistant" and "<tool_call>" in t.text for t in _looks_like_messages(record, fields))
 
     def turn_actions(self, turn: _Turn) -> list[Action]:
-        blocks = [turn.text[start:end] for start, end in closed_blocks(turn.text, "<tool_call>", "</tool_call>")]
-        if turn.text.count("<tool_call>") != len(blocks):
+        blocks = tool_call_blocks(turn.text)
+        if blocks is None:
             raise RecordError(f"unparseable tool call (message {turn.index}): unterminated <tool_call> block")
         actions = []
         for j, block in enumerate(blocks):

@@ -26,7 +26,7 @@ import math
 import re
 import string
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,20 +40,6 @@ _PUNCTUATION = str.maketrans("", "", string.punctuation + "‘’“”–—")
 
 # Tag scanning is linear in the text, built on str.find / str.split: a response can be megabytes of garbage,
 # and a lazy regex such as <answer>(.*?)</answer> rescans to the end for every unclosed tag (quadratic).
-
-
-def closed_blocks(text: str, open_tag: str, close_tag: str) -> Iterator[tuple[int, int]]:
-    """``(content_start, content_end)`` of every ``open…close`` block, left to right, without overlap (the
-    matches of ``re.finditer(open(.*?)close, re.S)``). An unclosed open tag ends the scan: no later one can
-    be closed either."""
-    position = 0
-    while (start := text.find(open_tag, position)) >= 0:
-        start += len(open_tag)
-        end = text.find(close_tag, start)
-        if end < 0:
-            return
-        yield start, end
-        position = end + len(close_tag)
 
 
 def without_blocks(text: str, open_tag: str, close_tag: str, replacement: str = " ") -> str:

@@ -158,6 +158,8 @@ def test_openai_malformed_arguments_name_the_message_and_call():
     [
         ('<tool_call>{"name": "web_search", "arguments": {"query": ["a"]}</tool_call>', "invalid JSON"),
         ('<tool_call>{"name": "web_search", "arguments": {}}', "unterminated <tool_call>"),
+        ('<tool_call><tool_call>{"name": "web_search"}</tool_call></tool_call>', "unterminated <tool_call>"),
+        ('</tool_call><tool_call>{"name": "x", "arguments": {}}</tool_call><tool_call>', "unterminated <tool_call>"),
         ('<tool_call>{"arguments": {}}</tool_call>', "action name must be a non-empty string"),
         ('<tool_call>["web_search"]</tool_call>', "expected an object"),
         ('<tool_call>{"name": "web_search", "arguments": "[1]"}</tool_call>', "must be a JSON object"),
