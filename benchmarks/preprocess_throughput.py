@@ -7,6 +7,11 @@ is the whole command: read, detect, parse, clean, check the answer, split and wr
 (DESIGN §5): ≥ 50k records/min on 2 cores.
 
     python benchmarks/preprocess_throughput.py [--records 20000] [--formats hermes,openai]
+
+``--memory`` instead measures the peak resident memory of one ``convert`` run in a child process (hermes
+records), for each code tree given to ``--code`` (e.g. the main checkout before a change and this one):
+
+    python benchmarks/preprocess_throughput.py --memory --records 100000 --code /path/to/main,.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import contextlib
 import io
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -96,11 +103,46 @@ def run(fmt: str, records: int, workdir: Path) -> dict[str, float]:
     return {"bytes": src.stat().st_size / records, "seconds": seconds, "per_min": records / seconds * 60}
 
 
+def peak_rss(code_root: Path, src: Path, out: Path) -> tuple[float, float]:
+    """Peak RSS (MiB) and seconds of ``convert`` run by the ``data_preprocess`` package under ``code_root``."""
+    argv = [
+        sys.executable, "-m", "data_preprocess", "convert", str(src), "-o", str(out), "--no-progress",
+        "--tool-map", "search=web_search,visit=web_visit", "--drop-arg", "visit.goal", "--val-ratio", "0.01",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(code_root.resolve())}
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, cwd=code_root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"convert under {code_root} failed: {proc.stderr.read().decode()[-2000:]}")
+    return usage.ru_maxrss / 1024, seconds  # ru_maxrss is in KiB on Linux
+
+
+def memory(records: int, code_roots: list[Path]) -> None:
+    print("| code | records | input MB | peak RSS (MiB) | seconds |")
+    print("|---|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "hermes.jsonl"
+        with src.open("w", encoding="utf-8") as handle:
+            for i in range(records):
+                handle.write(json.dumps(hermes_record(i)) + "\n")
+        size_mb = src.stat().st_size / 1e6
+        for root in code_roots:
+            rss, seconds = peak_rss(root, src, Path(tmp) / "out")
+            print(f"| {root.resolve()} | {records:,} | {size_mb:,.0f} | {rss:,.0f} | {seconds:.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--formats", default="hermes,openai")
+    parser.add_argument("--memory", action="store_true", help="peak RSS of one convert run per --code tree")
+    parser.add_argument("--code", default=".", help="comma-separated code trees for --memory (default: this one)")
     args = parser.parse_args()
+    if args.memory:
+        memory(args.records, [Path(root) for root in args.code.split(",")])
+        return
     print(f"cpu cores available: {len(os.sched_getaffinity(0))}, records per format: {args.records}")
     print(f"| format | records | KB/record | actions/record | seconds | records/min | target {TARGET_PER_MIN:,}/min |")
     print("|---|---:|---:|---:|---:|---:|---|")

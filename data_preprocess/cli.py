@@ -8,6 +8,7 @@ input cannot be used (nothing is written then), 2 for bad flags.
 from __future__ import annotations
 
 import argparse
+import importlib.resources
 import json
 import logging
 import sys
@@ -25,9 +26,10 @@ from data_preprocess.postprocess import (
     parse_tool_map,
 )
 from data_preprocess.records import InputFileError, RecordError
-from data_preprocess.stats import format_report, inspect_parquet
+from data_preprocess.stats import format_report, inspect_parquet, tool_schemas
 
 MAX_ERRORS_SHOWN = 20
+DEFAULT_TOOL_CONFIG = "config/tools/search_local.yaml"  # inside package recipe.actguide, as the recipe uses
 
 
 def _comma_list(value: str) -> tuple[str, ...]:
@@ -83,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("parquet", type=Path)
     ins.add_argument("--tokenizer", help="local tokenizer directory (AutoTokenizer) for prompt token lengths")
     ins.add_argument("--max-prompt-length", type=int, help="report rows over this many tokens with full guidance")
+    ins.add_argument("--tool-config", type=Path, default=None,
+                     help="verl tool config whose schemas the prompt renders (default: the recipe's local search "
+                          "tools; needs --tokenizer)")  # fmt: skip
     ins.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
@@ -124,8 +129,8 @@ def _print_convert_summary(result: ConvertResult, options: ConvertOptions) -> No
     if not result.ok:
         for rejection in result.rejections[:MAX_ERRORS_SHOWN]:
             print(f"error: {rejection.where()}: {rejection.reason}", file=sys.stderr)
-        if len(result.rejections) > MAX_ERRORS_SHOWN:
-            print(f"error: ... and {len(result.rejections) - MAX_ERRORS_SHOWN} more", file=sys.stderr)
+        if stats["rejected"] > MAX_ERRORS_SHOWN:
+            print(f"error: ... and {stats['rejected'] - MAX_ERRORS_SHOWN} more", file=sys.stderr)
         why = "no record was accepted" if not stats["accepted"] else f"{stats['rejected']} record(s) rejected"
         print(f"error: {why}; nothing written (use --on-error skip to keep the good records)", file=sys.stderr)
         return
@@ -161,12 +166,14 @@ def _run_build_offline(args: argparse.Namespace) -> int:
 
 
 def _run_inspect(args: argparse.Namespace) -> int:
-    tokenizer = None
+    tokenizer, tools = None, None
     if args.tokenizer:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
-    report = inspect_parquet(args.parquet, tokenizer, args.max_prompt_length)
+        tool_config = args.tool_config or importlib.resources.files("recipe.actguide").joinpath(DEFAULT_TOOL_CONFIG)
+        tools = tool_schemas(tool_config)
+    report = inspect_parquet(args.parquet, tokenizer, args.max_prompt_length, tools)
     print(json.dumps(report, ensure_ascii=False, indent=2) if args.json else format_report(report))
     return 0
 
@@ -179,8 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "inspect" and args.max_prompt_length is not None and not args.tokenizer:
-        parser.error("--max-prompt-length needs --tokenizer")
+    if args.command == "inspect" and not args.tokenizer:
+        for flag, value in (("--max-prompt-length", args.max_prompt_length), ("--tool-config", args.tool_config)):
+            if value is not None:
+                parser.error(f"{flag} needs --tokenizer")
     try:
         return _COMMANDS[args.command](args)
     except (InputFileError, RecordError, OfflineDataError, OSError, ValueError) as err:

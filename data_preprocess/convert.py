@@ -3,13 +3,16 @@
 The pipeline is read → parse (format) → clean actions (policy) → optional answer check → dedupe ids →
 split → write. In ``fail`` mode every record is checked before anything is written, and any rejection
 means no output at all; in ``skip`` mode rejected records go to ``rejects.jsonl`` with file, location and
-reason. Outputs are staged and renamed together (:class:`~data_preprocess.output.StagedOutputs`).
+reason. Everything streams: input records one at a time, accepted rows spilled to disk in row groups until
+the split is known, so memory does not grow with the records' size. The output set is staged in a temporary
+directory and swapped in by rename (:class:`~data_preprocess.output.StagingDirectory`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,16 +28,25 @@ from data_preprocess.formats import FORMATS, FieldMap, ParsedTask, answer_text, 
 from data_preprocess.output import (
     TRAIN,
     VAL,
-    StagedOutputs,
-    TaskRecord,
-    build_splits,
+    RowWriter,
+    StagingDirectory,
+    build_row,
     default_task_id,
     load_system_prompt,
-    rows_table,
+    place_in_split,
+    read_rows,
+    validation_ids,
 )
 from data_preprocess.postprocess import ActionPolicy, answer_matches
-from data_preprocess.records import InputFileError, RecordError, RecordReader, SourceRecord, reason_category
-from data_preprocess.stats import dataset_stats
+from data_preprocess.records import (
+    InputFileError,
+    RecordError,
+    RecordReader,
+    SourceRecord,
+    bounded,
+    reason_category,
+)
+from data_preprocess.stats import DatasetStats
 
 logger = get_logger(__name__)
 
@@ -43,6 +55,9 @@ PROGRESS_MIN_RECORDS = 1000
 DETECT_MAX_RECORDS = 100
 REJECTS_FILE = "rejects.jsonl"
 STATS_FILE = "stats.json"
+OUTPUT_FILES = (f"{TRAIN}.parquet", f"{VAL}.parquet", STATS_FILE, REJECTS_FILE)
+SPILL_FILE = ".accepted.parquet"  # inside the staging directory; never committed
+KEPT_REJECTIONS = 100  # in ConvertResult; rejects.jsonl has them all
 
 
 @dataclass(frozen=True)
@@ -87,7 +102,8 @@ class Rejection:
 
 @dataclass
 class ConvertResult:
-    """``ok`` is False when ``fail`` mode found rejections or nothing was accepted (then nothing is written)."""
+    """``ok`` is False when ``fail`` mode found rejections or nothing was accepted (then nothing is written).
+    ``rejections`` holds the first :data:`KEPT_REJECTIONS`; ``stats["rejected"]`` counts them all."""
 
     ok: bool
     stats: dict[str, Any]
@@ -120,16 +136,16 @@ def _accept(record: SourceRecord, options: ConvertOptions, format_name: str) -> 
     if not isinstance(record.data, Mapping):
         raise RecordError(f"invalid record: expected a JSON object, got {type(record.data).__name__}")
     parsed = FORMATS[format_name].parse(record.data, options.fields)
+    gold = answer_text(parsed.answer, options.fields.answer)
     actions = options.policy.apply(parsed.actions)
     if options.require_correct:
         if parsed.final_answer is None:
             raise RecordError("no final answer: the trajectory gives no answer to check (--require-correct)")
-        if not answer_matches(parsed.final_answer, parsed.answer):
+        if not answer_matches(parsed.final_answer, gold):
             raise RecordError(
-                f"wrong answer: the trajectory answered {parsed.final_answer!r}, "
-                f"gold is {answer_text(parsed.answer)!r} (--require-correct)"
+                f"wrong answer: the trajectory answered {parsed.final_answer!r}, gold is {gold!r} (--require-correct)"
             )
-    return ParsedTask(parsed.question, parsed.answer, actions, parsed.task_id, parsed.final_answer)
+    return ParsedTask(parsed.question, gold, actions, parsed.task_id, parsed.final_answer)
 
 
 @contextlib.contextmanager
@@ -152,65 +168,102 @@ def convert(options: ConvertOptions, notify: Callable[[str], None] = logger.info
         return _convert(options, notify)
 
 
+class _Rejections:
+    """Counts every rejection by category, keeps the first few for the summary, streams all to a file."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.first: list[Rejection] = []
+        self.categories: Counter[str] = Counter()
+        self._handle = path.open("w", encoding="utf-8", newline="\n") if path is not None else None
+
+    def add(self, rejection: Rejection) -> None:
+        self.categories[reason_category(rejection.reason)] += 1
+        if len(self.first) < KEPT_REJECTIONS:
+            self.first.append(rejection)
+        if self._handle is not None:
+            self._handle.write(json.dumps(rejection.to_json(), ensure_ascii=False) + "\n")
+
+    @property
+    def count(self) -> int:
+        return sum(self.categories.values())
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+
+
 def _convert(options: ConvertOptions, notify: Callable[[str], None]) -> ConvertResult:
     tools = options.policy.tools
     system_prompt = load_system_prompt(options.system_prompt_file, tools)  # a bad path fails before any parsing
-    accepted: list[TaskRecord] = []
-    rejections: list[Rejection] = []
-    first_seen: dict[str, str] = {}
-    per_file = []
-    for path in options.inputs:
-        reader = RecordReader(path)
-        format_name = _resolve_format(reader, options.format, options.fields)
-        how = "auto-detected" if options.format == "auto" else "given"
-        notify(f"{path}: format {format_name} ({how}), {len(reader)} records")
-        data_source = options.data_source or Path(path).stem
-        counts: Counter[str] = Counter()
-        bar = tqdm(
-            reader, total=len(reader), desc=Path(path).name, unit="rec", file=sys.stderr,
-            disable=not _show_progress(options.progress, len(reader)),
-        )  # fmt: skip
-        for record in bar:
-            try:
-                task = _accept(record, options, format_name)
-                task_id = task.task_id or default_task_id(task.question)
-                if task_id in first_seen:
-                    raise RecordError(f"duplicate id: {task_id!r} (first seen at {first_seen[task_id]})")
-            except RecordError as err:
-                rejections.append(Rejection(record.file, record.location, str(err), record.raw or record.data))
-                counts["rejected"] += 1
-                continue
-            first_seen[task_id] = record.where()
-            accepted.append(TaskRecord(task, task_id, data_source))
-            counts["accepted"] += 1
-        per_file.append(
-            {"file": str(path), "format": format_name, "records": len(reader),
-             "accepted": counts["accepted"], "rejected": counts["rejected"]}
-        )  # fmt: skip
+    with StagingDirectory(options.output_dir, OUTPUT_FILES) as staging:
+        for stale in staging.stale_removed:
+            notify(f"removed {stale}, left by an interrupted run")
+        rejections = _Rejections(staging.path / REJECTS_FILE if options.on_error == "skip" else None)
+        # Pass 1: parse every record; accepted rows are spilled to disk in row groups (the split needs every id
+        # first), so memory holds ids, not records.
+        accepted = RowWriter(staging.path / SPILL_FILE, tools)
+        split_keys: list[str] = []
+        first_seen: dict[str, str] = {}
+        per_file = []
+        for path in options.inputs:
+            reader = RecordReader(path)
+            format_name = _resolve_format(reader, options.format, options.fields)
+            how = "auto-detected" if options.format == "auto" else "given"
+            notify(f"{path}: format {format_name} ({how}), {len(reader)} records")
+            data_source = options.data_source or Path(path).stem
+            counts: Counter[str] = Counter()
+            bar = tqdm(
+                reader, total=len(reader), desc=Path(path).name, unit="rec", file=sys.stderr,
+                disable=not _show_progress(options.progress, len(reader)),
+            )  # fmt: skip
+            for record in bar:
+                try:
+                    task = _accept(record, options, format_name)
+                    task_id = task.task_id or default_task_id(task.question)
+                    if task_id in first_seen:
+                        raise RecordError(f"duplicate id: {task_id!r} (first seen at {first_seen[task_id]})")
+                except RecordError as err:
+                    rejections.add(
+                        Rejection(record.file, record.location, bounded(str(err)), record.raw or record.data)
+                    )
+                    counts["rejected"] += 1
+                    continue
+                first_seen[task_id] = record.where()
+                split_keys.append(task_id)
+                accepted.write(
+                    build_row(task, task_id=task_id, split=TRAIN, index=0, data_source=data_source,
+                              system_prompt=system_prompt, tools=tools)
+                )  # fmt: skip
+                counts["accepted"] += 1
+            per_file.append(
+                {"file": str(path), "format": format_name, "records": len(reader),
+                 "accepted": counts["accepted"], "rejected": counts["rejected"]}
+            )  # fmt: skip
+        accepted.close()
+        rejections.close()
+        stats: dict[str, Any] = {
+            "inputs": per_file,
+            "accepted": accepted.rows,
+            "rejected": rejections.count,
+            "reject_reasons": dict(sorted(rejections.categories.items())),
+        }
+        if (rejections.count and options.on_error == "fail") or not accepted.rows:
+            return ConvertResult(False, stats, rejections.first, [])
 
-    stats: dict[str, Any] = {
-        "inputs": per_file,
-        "accepted": len(accepted),
-        "rejected": len(rejections),
-        "reject_reasons": dict(sorted(Counter(reason_category(r.reason) for r in rejections).items())),
-    }
-    if (rejections and options.on_error == "fail") or not accepted:
-        return ConvertResult(False, stats, rejections, [])
-
-    splits = build_splits(
-        accepted, val_ratio=options.val_ratio, seed=options.seed, system_prompt=system_prompt, tools=tools
-    )
-    stats.update({split: dataset_stats(rows) for split, rows in splits.items()})
-    with StagedOutputs(options.output_dir) as out:
-        out.parquet(f"{TRAIN}.parquet", rows_table(splits[TRAIN], tools))
-        if options.val_ratio > 0:
-            out.parquet(f"{VAL}.parquet", rows_table(splits[VAL], tools))
-        else:
-            out.remove(f"{VAL}.parquet")
-        if options.on_error == "skip":
-            out.jsonl(REJECTS_FILE, (r.to_json() for r in rejections))
-        else:
-            out.remove(REJECTS_FILE)
-        out.json(STATS_FILE, stats)
-        written = out.commit()
-    return ConvertResult(True, stats, rejections, written)
+        # Pass 2: the split, then the rows streamed from the spill file into train/val.
+        val = validation_ids(split_keys, options.val_ratio, options.seed)
+        splits = [TRAIN, VAL] if options.val_ratio > 0 else [TRAIN]
+        writers = {split: RowWriter(staging.path / f"{split}.parquet", tools) for split in splits}
+        split_stats = {split: DatasetStats() for split in (TRAIN, VAL)}
+        for key, row in zip(split_keys, read_rows(accepted.path), strict=True):
+            split = VAL if key in val else TRAIN
+            place_in_split(row, split, writers[split].rows)
+            writers[split].write(row)
+            split_stats[split].add(row)
+        for writer in writers.values():
+            writer.close()
+        accepted.path.unlink()
+        stats.update({split: split_stats[split].as_dict() for split in (TRAIN, VAL)})
+        (staging.path / STATS_FILE).write_text(json.dumps(stats, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        written = staging.commit()
+    return ConvertResult(True, stats, rejections.first, written)

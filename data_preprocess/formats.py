@@ -29,6 +29,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from actguide_plugin.core.actions import Action, ActionFormatError, loads_actions
+from actguide_plugin.reward.answer import (
+    encode_gold_answers,
+    gold_answer_text,
+    last_block,
+    normalize_answer,
+    parse_gold_answers,
+    without_blocks,
+)
 from data_preprocess.records import RecordError
 
 WIKIPEDIA_PREFIX = "https://en.wikipedia.org/wiki/"
@@ -54,7 +62,8 @@ class FieldMap:
 
 @dataclass(frozen=True)
 class ParsedTask:
-    """What every format yields. ``answer`` is the gold answer as the source has it (str, number, list, dict)."""
+    """What every format yields. ``answer`` is the gold answer as the source has it (str, number, list, dict)
+    until ``convert`` replaces it by its ``ground_truth`` text (:func:`answer_text`)."""
 
     question: str
     answer: Any
@@ -76,27 +85,79 @@ def get_field(record: Mapping[str, Any], path: str) -> Any:
     return value
 
 
-def answer_text(answer: Any) -> str:
-    """The gold answer as one string (parquet needs one type): JSON for numbers, lists and objects."""
-    if isinstance(answer, str):
-        return answer.strip()
-    return json.dumps(answer, ensure_ascii=False, sort_keys=True)
+def answer_text(answer: Any, field: str = "answer") -> str:
+    """The ``ground_truth`` text for a source gold answer, or :class:`RecordError` naming ``field``.
+
+    A string, a number or a list of them (alternatives) is accepted: each item becomes text by the reward's
+    rule (:func:`~actguide_plugin.reward.answer.gold_answer_text`: ``1945`` → ``"1945"``, ``3.0`` → ``"3"``),
+    so the reward reads back exactly these answers. Rejected: empty lists, booleans, objects other than
+    ``{"target": ...}``, and an answer that normalizes to nothing (``"The"``, ``"?"``), which the reward could
+    only "match" with an empty prediction.
+    """
+    try:
+        answers = parse_gold_answers(answer)
+    except ValueError as err:
+        reason = str(err).removeprefix("ground_truth: ")
+        raise RecordError(f"invalid answer (field {field!r}): {reason}") from err
+    for position, text in enumerate(answers):
+        if not normalize_answer(text):
+            which = f"item {position} " if len(answers) > 1 else ""
+            raise RecordError(
+                f"invalid answer (field {field!r}): {which}{text!r} is empty once normalized "
+                "(case, punctuation and articles removed), so no prediction can match it"
+            )
+    return encode_gold_answers(answers)
 
 
-_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-_FINAL_ANSWER = re.compile(r"^\s*Final Answer\s*:(.*)", re.DOTALL | re.MULTILINE)
-_THINK_OR_CALL = re.compile(r"<think>.*?</think>|<tool_call>.*?</tool_call>", re.DOTALL)
+_FINAL_ANSWER = "Final Answer"
+_LINE_INDENT = re.compile(r"[^\S\n]*")
+_COLON = re.compile(r"\s*:")
+
+
+def _final_answer_line(text: str) -> str | None:
+    r"""What follows ``Final Answer:`` at the start of a line (after indentation), to the end of the text.
+
+    One candidate per line (only a line's first word can be it), found with ``str.find``: linear, where the
+    regex ``^\s*Final Answer`` rescanned a run of blank lines from each of them.
+    """
+    position = line_start = 0
+    while (found := text.find(_FINAL_ANSWER, position)) >= 0:
+        newline = text.rfind("\n", position, found)
+        if newline >= 0:
+            line_start = newline + 1
+        if _LINE_INDENT.match(text, line_start).end() == found:
+            colon = _COLON.match(text, found + len(_FINAL_ANSWER))
+            if colon:
+                return text[colon.end() :]
+        next_line = text.find("\n", found)
+        if next_line < 0:
+            return None
+        position = line_start = next_line + 1
+    return None
+
+
+def _without_closed_blocks(text: str, open_tag: str, close_tag: str) -> str:
+    """``text`` without its closed ``open…close`` blocks; an unclosed open tag and what follows it stay.
+
+    Before the last close tag every block is closed, so that part is :func:`without_blocks`' job."""
+    last_close = text.rfind(close_tag)
+    if last_close < 0:
+        return text
+    end = last_close + len(close_tag)
+    return without_blocks(text[:end], open_tag, close_tag, replacement="") + text[end:]
 
 
 def extract_final_answer(text: str) -> str | None:
-    """A trajectory's final answer: the last ``<answer>…</answer>``, else ``Final Answer: …``, else the text."""
-    tagged = _ANSWER_TAG.findall(text)
-    if tagged:
-        return tagged[-1].strip()
-    final = _FINAL_ANSWER.search(text)
-    if final:
-        return final.group(1).strip() or None
-    return _THINK_OR_CALL.sub("", text).strip() or None
+    """A trajectory's final answer: the last ``<answer>…</answer>``, else ``Final Answer: …``, else the text
+    without its ``<think>`` and ``<tool_call>`` blocks. Linear in the text (tags found with ``str.find``)."""
+    tagged = last_block(text, "<answer>", "</answer>")
+    if tagged is not None:
+        return tagged.strip()
+    final = _final_answer_line(text)
+    if final is not None:
+        return final.strip() or None
+    prose = _without_closed_blocks(_without_closed_blocks(text, "<think>", "</think>"), "<tool_call>", "</tool_call>")
+    return prose.strip() or None
 
 
 class TrajectoryFormat(ABC):
@@ -299,6 +360,8 @@ class FanOutQAFormat(TrajectoryFormat):
             return ", ".join(cls.answer_prose(v) for v in value)
         if isinstance(value, Mapping):
             return "; ".join(f"{k}: {cls.answer_prose(v)}" for k, v in value.items())
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return gold_answer_text(value)
         return json.dumps(value, ensure_ascii=False)
 
     def _walk(self, nodes: list[Any], path: str, out: list[FanOutQAStep]) -> None:
@@ -419,8 +482,30 @@ class OpenAIFormat(_MessageFormat):
         return actions
 
 
-_TOOL_CALL = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
-_CODE_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
+def _without_code_fence(text: str) -> str:
+    """``text`` stripped, without a surrounding Markdown code fence (```` ```json ```` … ```` ``` ````)."""
+    text = text.strip()
+    if text.startswith("```"):
+        text = text[3:].removeprefix("json")
+    return text.removesuffix("```").strip()
+
+
+def tool_call_blocks(text: str) -> list[str] | None:
+    """The contents of the ``<tool_call>…</tool_call>`` blocks of ``text``, or ``None`` when one is not closed.
+
+    One split, then one partition per block (linear): each chunk after an open tag must hold a close tag, its
+    block ending at the first one, exactly as ``re.findall(<tool_call>(.*?)</tool_call>)`` read them when every
+    block is closed.
+    """
+    first = text.find("<tool_call>")
+    if first < 0:
+        return []
+    if text.count("<tool_call>", first) > text.count("</tool_call>", first):
+        return None  # fewer close tags than blocks: one is unclosed (found by two C scans, whatever the count)
+    parts = [chunk.partition("</tool_call>") for chunk in text[first:].split("<tool_call>")[1:]]
+    if not all(closed for _, closed, _ in parts):
+        return None
+    return [content for content, _, _ in parts]
 
 
 @register_format
@@ -433,14 +518,14 @@ class HermesFormat(_MessageFormat):
         return any(t.role == "assistant" and "<tool_call>" in t.text for t in _looks_like_messages(record, fields))
 
     def turn_actions(self, turn: _Turn) -> list[Action]:
-        blocks = _TOOL_CALL.findall(turn.text)
-        if turn.text.count("<tool_call>") != len(blocks):
+        blocks = tool_call_blocks(turn.text)
+        if blocks is None:
             raise RecordError(f"unparseable tool call (message {turn.index}): unterminated <tool_call> block")
         actions = []
         for j, block in enumerate(blocks):
             where = f"message {turn.index}, tool call {j}"
             try:
-                call = json.loads(_CODE_FENCE.sub("", block.strip()))
+                call = json.loads(_without_code_fence(block))
             except json.JSONDecodeError as err:
                 raise RecordError(f"unparseable tool call ({where}): invalid JSON: {err}") from err
             if not isinstance(call, Mapping):
@@ -450,7 +535,7 @@ class HermesFormat(_MessageFormat):
         return actions
 
 
-_REACT_ACTION = re.compile(r"^\s*Action\s*:\s*(.*?)\s*$")
+_REACT_ACTION = re.compile(r"^\s*Action\s*:(.*)$")  # the name is stripped after: (.*?)\s*$ is quadratic
 _REACT_INPUT = re.compile(r"^\s*Action Input\s*:\s?(.*)$")
 _REACT_STOP = re.compile(r"^\s*(Observation|Thought|Action|Final Answer)\s*:")
 
@@ -476,7 +561,7 @@ class ReActFormat(_MessageFormat):
             i += 1
             if match is None:
                 continue
-            name = match.group(1).strip("`[] ")
+            name = match.group(1).strip().strip("`[] ")
             where = f"message {turn.index}, action {len(actions)}"
             while i < len(lines) and not lines[i].strip():
                 i += 1
@@ -488,7 +573,7 @@ class ReActFormat(_MessageFormat):
             while i < len(lines) and not _REACT_STOP.match(lines[i]):
                 body.append(lines[i])
                 i += 1
-            text = _CODE_FENCE.sub("", "\n".join(body).strip())
+            text = _without_code_fence("\n".join(body))
             try:
                 arguments = json.loads(text) if text else {}
             except json.JSONDecodeError as err:

@@ -20,7 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
-from collections.abc import Sequence
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +33,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from actguide_plugin.core.actions import Action, dumps_actions
+from actguide_plugin.core.actions import dumps_actions
 from actguide_plugin.logs import get_logger
 from actguide_plugin.names import AGENT_NAME
 from actguide_plugin.outputs import StagedOutputs as BaseStagedOutputs
@@ -97,14 +102,12 @@ def build_row(
     data_source: str,
     system_prompt: str | None,
     tools: Sequence[str],
-    with_actions: bool = True,
 ) -> dict[str, Any]:
-    """One output row. ``with_actions=False`` (validation) stores no reference actions: evaluation is unguided."""
-    actions: Sequence[Action] = task.actions if with_actions else ()
+    """One output row. Validation rows store no reference actions: evaluation is unguided."""
     prompt = [{"role": "system", "content": system_prompt}] if system_prompt else []
     prompt.append({"role": "user", "content": task.question})
     gold = answer_text(task.answer)
-    return {
+    row = {
         "data_source": data_source,
         "agent_name": AGENT_NAME,
         "prompt": prompt,
@@ -116,11 +119,21 @@ def build_row(
             "task_id": task_id,
             "question": task.question,
             "answer": gold,
-            "reference_actions": dumps_actions(actions),
-            "num_reference_actions": len(actions),
+            "reference_actions": dumps_actions(task.actions),
+            "num_reference_actions": len(task.actions),
             "tools_kwargs": {tool: {"create_kwargs": {"task_id": task_id}} for tool in tools},
         },
     }
+    return place_in_split(row, split, index)
+
+
+def place_in_split(row: dict[str, Any], split: str, index: int) -> dict[str, Any]:
+    """Set a row's split and index (in place); a validation row loses its reference actions."""
+    info = row["extra_info"]
+    info["split"], info["index"] = split, index
+    if split == VAL:
+        info["reference_actions"], info["num_reference_actions"] = dumps_actions(()), 0
+    return row
 
 
 def validation_ids(task_ids: Sequence[str], val_ratio: float, seed: int) -> set[str]:
@@ -169,7 +182,7 @@ def build_splits(
         rows.append(
             build_row(
                 item.task, task_id=item.task_id, split=split, index=len(rows), data_source=item.data_source,
-                system_prompt=system_prompt, tools=tools, with_actions=split == TRAIN,
+                system_prompt=system_prompt, tools=tools,
             )
         )  # fmt: skip
     return splits
@@ -184,3 +197,148 @@ class StagedOutputs(BaseStagedOutputs):
 
     def parquet(self, name: str, table: pa.Table) -> Path:
         return self.stage(name, lambda tmp: pq.write_table(table, tmp, row_group_size=_ROW_GROUP_SIZE))
+
+
+class RowWriter:
+    """Rows appended to a parquet file one row group at a time, so memory holds one group, not the file."""
+
+    def __init__(self, path: Path, tools: Sequence[str]) -> None:
+        self.path = path
+        self._schema = row_schema(tools)
+        self._writer = pq.ParquetWriter(path, self._schema)
+        self._batch: list[dict[str, Any]] = []
+        self.rows = 0
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._batch.append(row)
+        self.rows += 1
+        if len(self._batch) >= _ROW_GROUP_SIZE:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._batch:
+            self._writer.write_table(pa.Table.from_pylist(self._batch, schema=self._schema))
+            self._batch = []
+
+    def close(self) -> None:
+        self._flush()
+        self._writer.close()
+
+
+def read_rows(path: Path) -> Iterator[dict[str, Any]]:
+    """The rows of a parquet file, one row group in memory at a time."""
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=_ROW_GROUP_SIZE):
+        yield from batch.to_pylist()
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through StagingDirectory.__exit__, which removes the staging dir
+
+
+class StagingDirectory:
+    """A command's whole output set, written into a temporary directory beside ``directory``, then swapped in.
+
+    The staging directory is ``<parent>/.<name>.staging-<pid>-<random>`` (same filesystem, so renames are
+    atomic). :meth:`commit` renames it to ``directory`` when that does not exist, or swaps it with a
+    ``directory`` that holds nothing but ``owned`` files (old set renamed aside, new set renamed in, old set
+    deleted). A directory that also holds other files (e.g. the inputs), that is the working directory or
+    above it, or that is a mount point (staged inside it then) gets each staged file renamed in instead, and
+    ``owned`` files this run did not make are deleted. On any error, Ctrl-C or SIGTERM the staging directory is
+    removed; staging directories left by a killed run (their pid is gone) are removed by the next run.
+    """
+
+    def __init__(self, directory: Path, owned: Sequence[str]) -> None:
+        self.directory = Path(directory).resolve()
+        self.owned = set(owned)
+        self.path = self.directory  # set on enter
+        self.stale_removed: list[Path] = []
+        self._previous_sigterm: Any = None
+        self._sigterm_installed = False
+        self._committed = False
+
+    @property
+    def _prefixes(self) -> tuple[str, str]:
+        return f".{self.directory.name}.staging-", f".{self.directory.name}.old-"
+
+    def _home(self) -> Path:
+        """Where to stage: beside the directory, or inside it when it is a mount point (renames cannot cross)."""
+        target, parent = self.directory, self.directory.parent
+        if target.is_dir() and target.stat().st_dev != parent.stat().st_dev:
+            return target
+        return parent
+
+    def __enter__(self) -> StagingDirectory:
+        self.directory.parent.mkdir(parents=True, exist_ok=True)
+        self._remove_stale()
+        if threading.current_thread() is threading.main_thread():  # before the directory exists
+            self._previous_sigterm = signal.signal(signal.SIGTERM, _terminate)
+            self._sigterm_installed = True
+        self.path = Path(tempfile.mkdtemp(prefix=f"{self._prefixes[0]}{os.getpid()}-", dir=self._home()))
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if self._sigterm_installed:  # None: a handler installed outside Python, which we cannot put back
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if self._previous_sigterm is None else self._previous_sigterm)
+        if not self._committed:
+            shutil.rmtree(self.path, ignore_errors=True)
+
+    def _remove_stale(self) -> None:
+        homes = [self.directory.parent] + ([self.directory] if self.directory.is_dir() else [])
+        for entry in (entry for home in homes for entry in home.iterdir()):
+            prefix = next((p for p in self._prefixes if entry.name.startswith(p)), None)
+            if prefix is not None and not _pid_alive(entry.name[len(prefix) :].split("-", 1)[0]):
+                shutil.rmtree(entry, ignore_errors=True)
+                self.stale_removed.append(entry)
+            elif entry.parent == self.directory and any(
+                entry.name.startswith(f".{name}.") and entry.name.endswith(".tmp") for name in self.owned
+            ):  # a temp file of the file-by-file staging that earlier versions used
+                entry.unlink(missing_ok=True)
+                self.stale_removed.append(entry)
+
+    def _swappable(self) -> bool:
+        """Whether ``directory`` can be replaced as a whole: only our files, beside us, not where we stand."""
+        target = self.directory
+        return (
+            self.path.parent == target.parent
+            and not Path.cwd().resolve().is_relative_to(target)
+            and {entry.name for entry in target.iterdir()} <= self.owned
+        )
+
+    def commit(self) -> list[Path]:
+        """Swap the staged files in; returns their final paths."""
+        names = sorted(entry.name for entry in self.path.iterdir())
+        target = self.directory
+        if target.exists() and not target.is_dir():
+            raise OSError(f"{target}: exists and is not a directory")
+        os.chmod(self.path, target.stat().st_mode & 0o7777 if target.exists() else 0o777 & ~_umask())
+        if not target.exists():
+            os.rename(self.path, target)
+        elif self._swappable():
+            old = Path(tempfile.mkdtemp(prefix=f"{self._prefixes[1]}{os.getpid()}-", dir=target.parent))
+            os.rename(target, old)  # onto the empty directory mkdtemp made: allowed by rename(2)
+            os.rename(self.path, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            for name in names:
+                os.replace(self.path / name, target / name)
+            for name in self.owned - set(names):
+                (target / name).unlink(missing_ok=True)
+            os.rmdir(self.path)
+        self._committed = True
+        return [target / name for name in names]
+
+
+def _pid_alive(text: str) -> bool:
+    try:
+        os.kill(int(text), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -18,7 +18,7 @@ from typing import Any
 
 from actguide_plugin.core.actions import Action
 from actguide_plugin.reward.answer import normalize_answer, parse_gold_answers
-from data_preprocess.formats import SEARCH_TOOL, VISIT_TOOL, answer_text
+from data_preprocess.formats import SEARCH_TOOL, VISIT_TOOL
 from data_preprocess.records import RecordError
 
 DEFAULT_TOOLS = (SEARCH_TOOL, VISIT_TOOL)
@@ -100,12 +100,9 @@ def _string_list(value: Any, tool: str, argument: str, position: int) -> list[st
     )
 
 
-def answer_matches(prediction: str, gold: Any) -> bool:
-    """Exact match after the reward's normalization, against any of the gold answers as the reward reads them
-    (a list, or a JSON list string, holds alternatives), so ``--require-correct`` agrees with the reward."""
-    try:
-        golds = parse_gold_answers(gold)
-    except ValueError:
-        golds = [answer_text(gold)]
+def answer_matches(prediction: str, gold: str) -> bool:
+    """Exact match after the reward's normalization against any of the gold answers in ``gold`` (the
+    ``ground_truth`` text :func:`~data_preprocess.formats.answer_text` wrote), so ``--require-correct`` agrees
+    with the reward."""
     predicted = normalize_answer(prediction)
-    return any(predicted == normalize_answer(candidate) for candidate in golds)
+    return any(predicted == normalize_answer(candidate) for candidate in parse_gold_answers(gold))

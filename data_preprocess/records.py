@@ -3,7 +3,8 @@
 Every record carries its file and a human location (``line 12`` for JSONL, 1-based like an editor;
 ``index 3`` for a JSON array and ``row 3`` for parquet, 0-based like Python and pandas) so that a rejected
 record can always be found again. A JSONL line that is not valid JSON is not an exception here: it comes
-back as a record with ``error`` set, so the caller decides between ``--on-error fail`` and ``skip``.
+back as a record with ``error`` set, so the caller decides between ``--on-error fail`` and ``skip``; so is a
+line that is not valid UTF-8. JSONL is streamed line by line; a JSON array is loaded whole.
 """
 
 from __future__ import annotations
@@ -37,6 +38,16 @@ class RecordError(ValueError):
     """
 
 
+MAX_REASON_CHARS = 300
+
+
+def bounded(reason: str, limit: int = MAX_REASON_CHARS) -> str:
+    """``reason`` cut to ``limit`` characters, saying how much was cut: a message may quote a huge value."""
+    if len(reason) <= limit:
+        return reason
+    return f"{reason[:limit]}… [{len(reason) - limit} more characters]"
+
+
 def reason_category(reason: str) -> str:
     """``"unknown tool: 'python' in action 2"`` → ``"unknown tool"``."""
     return re.split(r"[:(]", reason, maxsplit=1)[0].strip()
@@ -65,9 +76,9 @@ class RecordReader(Sized):
             raise InputFileError(f"{self.path}: no such file")
         suffix = self.path.suffix.lower()
         if suffix in JSONL_SUFFIXES:
-            # split on "\n" only: splitlines() would also break at U+2028 / U+0085 inside JSON strings
-            self._lines = self.path.read_text(encoding="utf-8").split("\n")
-            self._length = sum(1 for line in self._lines if line.strip())
+            # Streamed line by line (memory does not grow with the file); counted up front in one cheap pass.
+            with self.path.open("rb") as handle:
+                self._length = sum(1 for line in handle if line.strip())
         elif suffix in JSON_SUFFIXES:
             self._items = self._load_json_array()
             self._length = len(self._items)
@@ -87,7 +98,10 @@ class RecordReader(Sized):
         self._suffix = suffix
 
     def _load_json_array(self) -> list[Any]:
-        text = self.path.read_text(encoding="utf-8")
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise InputFileError(f"{self.path}: invalid UTF-8 at byte {err.start + 1}: {err.reason}") from err
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
@@ -109,15 +123,7 @@ class RecordReader(Sized):
     def __iter__(self) -> Iterator[SourceRecord]:
         name = str(self.path)
         if self._suffix in JSONL_SUFFIXES:
-            for lineno, line in enumerate(self._lines, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    yield SourceRecord(name, f"line {lineno}", data=json.loads(line))
-                except json.JSONDecodeError as err:
-                    yield SourceRecord(
-                        name, f"line {lineno}", error=f"invalid JSON: column {err.colno}: {err.msg}", raw=line
-                    )
+            yield from self._jsonl_records(name)
         elif self._suffix in JSON_SUFFIXES:
             for index, item in enumerate(self._items):
                 yield SourceRecord(name, f"index {index}", data=item)
@@ -127,3 +133,25 @@ class RecordReader(Sized):
                 for item in batch.to_pylist():
                     yield SourceRecord(name, f"row {row}", data=item)
                     row += 1
+
+    def _jsonl_records(self, name: str) -> Iterator[SourceRecord]:
+        # Binary lines split on b"\n" only: text-mode or splitlines() would also break at "\r", U+2028 or
+        # U+0085 inside JSON strings. Each line is decoded on its own, so bad bytes reject only their line.
+        with self.path.open("rb") as handle:
+            for lineno, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                location = f"line {lineno}"
+                line = line.rstrip(b"\r\n")
+                try:
+                    text = line.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    yield SourceRecord(
+                        name, location, error=f"invalid UTF-8: at byte {err.start + 1} of the line: {err.reason}",
+                        raw=line.decode("utf-8", errors="backslashreplace"),
+                    )  # fmt: skip
+                    continue
+                try:
+                    yield SourceRecord(name, location, data=json.loads(text))
+                except json.JSONDecodeError as err:
+                    yield SourceRecord(name, location, error=f"invalid JSON: column {err.colno}: {err.msg}", raw=text)

@@ -96,3 +96,27 @@ def trickle():
         return respond
 
     return handler
+
+
+@pytest.fixture()
+def hang_guard():
+    """``with hang_guard(s):`` fails the test if the block runs past ``s`` seconds. For degenerate inputs that a
+    quadratic scan turns into minutes: a guard against hangs set far above the linear time, not a speed test
+    (speed is measured in ``benchmarks/``)."""
+    import contextlib
+    import signal
+
+    @contextlib.contextmanager
+    def guard(seconds: float):
+        def expire(signum, frame):
+            raise TimeoutError(f"still running after {seconds} s: not linear in the input")
+
+        previous = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+    return guard

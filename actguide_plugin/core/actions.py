@@ -63,8 +63,21 @@ def dumps_actions(actions: Sequence[Action]) -> str:
     return json.dumps([a.to_dict() for a in actions], ensure_ascii=False, separators=(",", ":"))
 
 
+def _plain(value: Any) -> Any:
+    """Python lists and dicts for numpy arrays at any depth (how pandas hands back parquet list columns),
+    found by duck typing so this module does not import numpy."""
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        value = value.tolist()  # an array becomes a list; a numpy scalar becomes its Python value
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
 def loads_actions(value: str | Sequence[Mapping[str, Any]] | None) -> list[Action]:
-    """Decode ``extra_info.reference_actions``: a JSON string, an already-decoded list, or None (→ [])."""
+    """Decode ``extra_info.reference_actions``: a JSON string, an already-decoded list (or numpy array of
+    actions, as a parquet round-trip through pandas gives), or None (→ [])."""
     if value is None:
         return []
     if isinstance(value, str):
@@ -74,6 +87,8 @@ def loads_actions(value: str | Sequence[Mapping[str, Any]] | None) -> list[Actio
             value = json.loads(value)
         except json.JSONDecodeError as err:
             raise ActionFormatError(f"reference_actions is not valid JSON: {err}") from err
-    if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
+    else:
+        value = _plain(value)
+    if not isinstance(value, list):
         raise ActionFormatError(f"reference_actions must be a list of actions, got {type(value).__name__}")
     return [Action.from_dict(item) for item in value]

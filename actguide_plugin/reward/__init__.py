@@ -9,7 +9,8 @@ Use it with::
 verl loads the function with ``load_extern_object`` and, because it is a coroutine function, awaits it from
 the reward loop (many calls concurrently). ``reward_kwargs`` arrive as keyword arguments.
 
-Score: 1 when the assistant's final ``<answer>`` is correct, else 0 (also 0 when there is no answer). Where
+Score: 1 when the assistant's final ``<answer>`` is correct, else 0 (also 0 when there is no answer, and when
+every gold answer is empty once normalized, e.g. ``"The"``: nothing can match it, not even an empty answer). Where
 the answer is read from, and why never from tool output: :mod:`actguide_plugin.reward.answer`.
 
 Settings (keyword argument, else environment variable, else default):
@@ -51,7 +52,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from actguide_plugin.logs import get_logger
-from actguide_plugin.reward.answer import extract_answer, parse_gold_answers, rule_match
+from actguide_plugin.reward.answer import extract_answer, normalize_answer, parse_gold_answers, rule_match
 from actguide_plugin.reward.judge import JudgeConfig, JudgeError, judge_answer
 from actguide_plugin.tools.httpclient import RetryPolicy
 
@@ -138,6 +139,10 @@ async def compute_score(
     if prediction is None:
         return result
     result["answer_found"] = 1.0
+    if not any(map(normalize_answer, gold_answers)):
+        # The preprocessor rejects such golds; a hand-made dataset may still hold one. Nothing can match it.
+        logger.warning("data_source=%s: every gold answer is empty once normalized; scored 0", data_source)
+        return result
     rule = rule_match(prediction, gold_answers, settings.f1_threshold)
     result["exact_match"], result["f1"] = float(rule.exact), rule.f1
     correct = rule.correct

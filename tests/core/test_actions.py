@@ -55,3 +55,25 @@ def test_empty_values_decode_to_no_actions():
     assert loads_actions(None) == []
     assert loads_actions("") == []
     assert loads_actions("[]") == []
+
+
+@pytest.mark.parametrize("arguments_as", ["json", "struct"])
+def test_numpy_array_from_a_parquet_round_trip_is_accepted(tmp_path, arguments_as):
+    """pandas reads a parquet list column back as a numpy array (nested lists too); it decodes like a list."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    plan = [Action("web_search", {"query": ["Zugspitze", "höhe"]}), Action("web_search", {"query": ["x"]})]
+    stored = [
+        {"name": a.name, "arguments": json.dumps(a.arguments) if arguments_as == "json" else a.arguments} for a in plan
+    ]
+    pq.write_table(pa.Table.from_pylist([{"extra_info": {"reference_actions": stored}}]), tmp_path / "t.parquet")
+    value = pq.read_table(tmp_path / "t.parquet").to_pandas()["extra_info"][0]["reference_actions"]
+    assert type(value).__name__ == "ndarray"
+    assert loads_actions(value) == plan
+
+
+@pytest.mark.parametrize("bad", [{"name": "x"}, 3, "{}"])
+def test_reference_actions_that_are_not_a_list_are_named(bad):
+    with pytest.raises(ActionFormatError, match="must be a list of actions"):
+        loads_actions(bad)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-CHAT_TEMPLATE = (
+CHAT_TEMPLATE = (  # tool schemas rendered first, as Qwen's template puts them in the system turn
+    "{% if tools %}<|im_start|>tools\n{% for t in tools %}{{ t | tojson }}\n{% endfor %}<|im_end|>\n{% endif %}"
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )

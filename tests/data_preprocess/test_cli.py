@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -80,3 +82,54 @@ def test_missing_system_prompt_file_fails_before_parsing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "none.txt" in err and "format openai" not in err
     assert not (tmp_path / "o").exists()
+
+
+def _start_convert(src: Path, out: Path) -> tuple[subprocess.Popen, Path]:
+    """A convert run in a child process, returned once its staging directory exists."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "data_preprocess", "convert", str(src), "-o", str(out), "--no-progress"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        staging = list(out.parent.glob(f".{out.name}.staging-*"))
+        if staging:
+            return proc, staging[0]
+        time.sleep(0.01)
+    proc.kill()
+    raise AssertionError("the convert run never staged its outputs")
+
+
+@pytest.fixture
+def large_input(tmp_path):
+    """Enough records that a run lasts seconds, so it can be interrupted halfway."""
+    record = openai_record([list(ACTIONS[:2])])
+    lines = (json.dumps({**record, "id": i, "question": f"q{i}"}, ensure_ascii=False) for i in range(5000))
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return src
+
+
+def test_sigterm_leaves_no_temp_files_and_the_old_outputs(tmp_path, large_input):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "train.parquet").write_text("old")
+    proc, staging = _start_convert(large_input, out)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert not staging.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out"]
+    assert [(p.name, p.read_text()) for p in out.iterdir()] == [("train.parquet", "old")]
+
+
+def test_next_run_removes_what_a_killed_run_left(tmp_path, large_input, capsys):
+    out = tmp_path / "out"
+    proc, staging = _start_convert(large_input, out)
+    proc.kill()
+    proc.wait(timeout=60)
+    assert staging.exists()  # SIGKILL cannot be caught
+    small = tmp_path / "small.jsonl"
+    small.write_text(json.dumps(openai_record([list(ACTIONS[:2])]), ensure_ascii=False) + "\n", encoding="utf-8")
+    assert main(["convert", str(small), "-o", str(out)]) == 0
+    assert f"removed {staging}, left by an interrupted run" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out", "small.jsonl"]

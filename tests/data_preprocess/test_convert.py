@@ -212,3 +212,82 @@ def test_progress_bar_on_request(tmp_path, capsys):
     src = write_jsonl(tmp_path / "in.jsonl", [with_id(actions_record(PRODUCT_ACTIONS), i) for i in range(5)])
     assert main(["convert", str(src), "-o", str(tmp_path / "out"), "--progress"]) == 0
     assert "5/5" in capsys.readouterr().err
+
+
+GOLD_CASES = [  # (source answer, a prediction the reward must score 1)
+    ([1945], "1945"),
+    (1945, "1945"),
+    (3.0, "3"),
+    (2.5, "2.5"),
+    (["1945", 1946], "1946"),
+    ("[1945]", "1945"),
+    ("Paris", "paris"),
+    ("[citation needed]", "citation needed"),
+]
+BAD_GOLDS = [  # (source answer, reason the preprocessor gives)
+    ([], "missing answer (field 'answer')"),
+    (True, "invalid answer (field 'answer'): a boolean is not an answer"),
+    ({"x": 1}, "invalid answer (field 'answer'): an answer must be a string or a number, got dict"),
+    ([[1945]], "invalid answer (field 'answer'): an answer must be a string or a number, got list"),
+    ("The", "invalid answer (field 'answer'): 'The' is empty once normalized"),
+    ("?", "invalid answer (field 'answer'): '?' is empty once normalized"),
+    (["Paris", "the"], "invalid answer (field 'answer'): item 1 'the' is empty once normalized"),
+]
+
+
+async def test_gold_answers_written_by_the_preprocessor_are_scored_by_the_reward(tmp_path):
+    """Numbers and lists round-trip as strings; bad golds are rejected with their line; the reward never raises."""
+    from actguide_plugin.reward import compute_score
+
+    base = actions_record(PRODUCT_ACTIONS)
+    records = [{**base, "id": f"g{i}", "answer": gold} for i, (gold, _) in enumerate(GOLD_CASES + BAD_GOLDS)]
+    src = write_jsonl(tmp_path / "in.jsonl", records)
+    assert main(["convert", str(src), "-o", str(tmp_path / "out"), "--val-ratio", "0", "--on-error", "skip"]) == 0
+
+    rejects = [json.loads(line) for line in (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()]
+    assert [r["location"] for r in rejects] == [f"line {len(GOLD_CASES) + i + 1}" for i in range(len(BAD_GOLDS))]
+    for reject, (_, reason) in zip(rejects, BAD_GOLDS, strict=True):
+        assert reject["reason"].startswith(reason)
+
+    rows = read_rows(tmp_path / "out" / "train.parquet")
+    assert [r["reward_model"]["ground_truth"] for r in rows] == [
+        "1945", "1945", "3", "2.5", '["1945", "1946"]', "1945", "Paris", '["[citation needed]"]',
+    ]  # fmt: skip
+    for row, (_, prediction) in zip(rows, GOLD_CASES, strict=True):
+        gold = row["reward_model"]["ground_truth"]
+        assert row["extra_info"]["answer"] == gold
+        right = await compute_score("in", f"<answer>{prediction}</answer>", gold, row["extra_info"])
+        wrong = await compute_score("in", "<answer>Lyon</answer>", gold, row["extra_info"])
+        assert (right["score"], wrong["score"]) == (1.0, 0.0), gold
+
+
+def test_invalid_utf8_line_is_named_and_skippable(tmp_path, capsys):
+    good = [json.dumps(with_id(actions_record(PRODUCT_ACTIONS), i)).encode() for i in range(2)]
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(good[0] + b"\n" + b'{"question": "caf\xe9"}\n' + good[1] + b"\n")
+    out = tmp_path / "out"
+    assert main(["convert", str(src), "-o", str(out)]) == 1
+    assert f"error: {src}:line 2: invalid UTF-8: at byte 18 of the line" in capsys.readouterr().err
+    assert main(["convert", str(src), "-o", str(out), "--on-error", "skip", "--val-ratio", "0"]) == 0
+    assert len(read_rows(out / "train.parquet")) == 2
+    (reject,) = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    assert (reject["location"], reject["record"]) == ("line 2", '{"question": "caf\\xe9"}')
+
+
+def test_rejection_messages_are_bounded(tmp_path):
+    huge = "x" * 100_000
+    record = actions_record([Action(huge, {"query": ["q"]}), *PRODUCT_ACTIONS])
+    src = write_jsonl(tmp_path / "in.jsonl", [with_id(record, 0), with_id(actions_record(PRODUCT_ACTIONS), 1)])
+    assert main(["convert", str(src), "-o", str(tmp_path / "out"), "--on-error", "skip"]) == 0
+    (reject,) = [json.loads(line) for line in (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()]
+    assert reject["reason"].startswith("unknown tool: 'xxx")
+    assert len(reject["reason"]) < 400 and reject["reason"].endswith("more characters]")
+
+
+def test_outputs_written_into_a_directory_holding_the_input(tmp_path):
+    """The output set is swapped in file by file then; the input and other files stay, stale outputs go."""
+    src = write_jsonl(tmp_path / "in.jsonl", [with_id(actions_record(PRODUCT_ACTIONS), i) for i in range(4)])
+    assert main(["convert", str(src), "-o", str(tmp_path), "--val-ratio", "0.5"]) == 0
+    assert main(["convert", str(src), "-o", str(tmp_path), "--val-ratio", "0"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "stats.json", "train.parquet"]
+    assert len(read_rows(tmp_path / "train.parquet")) == 4

@@ -14,6 +14,7 @@ from data_preprocess.formats import (
     FORMATS,
     FanOutQAFormat,
     FieldMap,
+    answer_text,
     detect_format,
     extract_final_answer,
     wikipedia_url,
@@ -157,6 +158,8 @@ def test_openai_malformed_arguments_name_the_message_and_call():
     [
         ('<tool_call>{"name": "web_search", "arguments": {"query": ["a"]}</tool_call>', "invalid JSON"),
         ('<tool_call>{"name": "web_search", "arguments": {}}', "unterminated <tool_call>"),
+        ('<tool_call><tool_call>{"name": "web_search"}</tool_call></tool_call>', "unterminated <tool_call>"),
+        ('</tool_call><tool_call>{"name": "x", "arguments": {}}</tool_call><tool_call>', "unterminated <tool_call>"),
         ('<tool_call>{"arguments": {}}</tool_call>', "action name must be a non-empty string"),
         ('<tool_call>["web_search"]</tool_call>', "expected an object"),
         ('<tool_call>{"name": "web_search", "arguments": "[1]"}</tool_call>', "must be a JSON object"),
@@ -222,6 +225,38 @@ def test_extract_final_answer(text, expected):
     assert extract_final_answer(text) == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("<answer>" * 20_000, "<answer>" * 20_000),  # no closed tag, no Final Answer: the text itself
+        ("<think>" * 20_000 + "<answer>x</answer>", "x"),
+        ("<think>" * 20_000 + "Paris", "<think>" * 20_000 + "Paris"),
+        ("\n" * 100_000 + "Paris", "Paris"),  # ^\s*Final Answer rescanned the blank run from every line
+        ("\n" * 100_000 + "Final Answer: Paris", "Paris"),
+    ],
+    ids=["unclosed-answers", "unclosed-think-then-answer", "unclosed-thinks", "blank-lines", "blank-final"],
+)
+def test_extract_final_answer_on_degenerate_text(hang_guard, text, expected):
+    with hang_guard(5):
+        assert extract_final_answer(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("fmt", "content", "match"),
+    [
+        ("hermes", "<tool_call>" * 20_000, "unterminated <tool_call>"),
+        ("hermes", "<tool_call>{}</tool_call>" + "<tool_call>" * 20_000, "unterminated <tool_call>"),
+        ("hermes", "<tool_call>x" + " " * 100_000 + "y</tool_call>", "invalid JSON"),  # \s*```$ from every space
+        ("react", "Action: a" + " " * 100_000 + "b", "has no 'Action Input:' line"),  # (.*?)\s*$ likewise
+    ],
+    ids=["unclosed-calls", "closed-then-unclosed", "spaces-in-call", "react-spaces"],
+)
+def test_degenerate_tool_calls_are_rejected_in_linear_time(hang_guard, fmt, content, match):
+    record = {"question": "q", "answer": "ans", "messages": [{"role": "assistant", "content": content}]}
+    with hang_guard(5), pytest.raises(RecordError, match=match):
+        FORMATS[fmt].parse(record, FIELDS)
+
+
 # --- property: arbitrary unicode names and nested JSON arguments survive every message format -----------------
 
 _json_leaf = st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.text(max_size=12)
@@ -244,3 +279,33 @@ def test_message_formats_round_trip_any_actions(turns):
     expected = tuple(a for turn in turns for a in turn)
     for name, encode in (("openai", openai_record), ("hermes", hermes_record), ("react", react_record)):
         assert FORMATS[name].parse(encode(turns), FIELDS).actions == expected, name
+
+
+gold_values = st.recursive(
+    st.text(max_size=12) | st.integers() | st.floats() | st.booleans() | st.none(),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.sampled_from(["target", "x"]), children),
+    max_leaves=6,
+)
+
+
+@given(gold_values, st.text(max_size=12))
+@settings(max_examples=300, deadline=None)
+def test_any_gold_answer_is_rejected_or_scored_without_error(gold, prediction):
+    """What answer_text writes, the reward reads back as the same answers and scores without raising."""
+    import asyncio
+
+    from actguide_plugin.reward import compute_score
+    from actguide_plugin.reward.answer import parse_gold_answers
+
+    try:
+        written = answer_text(gold)
+    except RecordError:
+        return
+    answers = parse_gold_answers(written)
+    assert answer_text(written) == written  # idempotent: convert writes what it would write again
+    assert all(isinstance(a, str) and a == a.strip() for a in answers)
+    result = asyncio.run(compute_score("d", f"<answer>{prediction}</answer>", written, {}))
+    assert result["score"] in (0.0, 1.0)
+    if "<" not in answers[-1]:  # a gold that holds tags cannot be written between answer tags verbatim
+        right = asyncio.run(compute_score("d", f"<answer>{answers[-1]}</answer>", written, {}))
+        assert right["score"] == 1.0

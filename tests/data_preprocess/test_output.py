@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pyarrow.parquet as pq
 import pytest
 
@@ -10,6 +15,7 @@ from actguide_plugin.names import AGENT_NAME
 from data_preprocess.formats import ParsedTask
 from data_preprocess.output import (
     StagedOutputs,
+    StagingDirectory,
     TaskRecord,
     build_splits,
     load_system_prompt,
@@ -20,7 +26,7 @@ from data_preprocess.output import (
 TOOLS = ("web_search", "web_visit")
 TASK = ParsedTask(
     question="Wie hoch ist die Zugspitze? 🏔",
-    answer={"m": 2962},
+    answer=[2962, "2962 m"],
     actions=(Action("web_search", {"query": ["Zugspitze"]}), Action("web_visit", {"url": ["u"], "goal": "Höhe"})),
     task_id="z1",
 )
@@ -42,7 +48,7 @@ def test_row_schema_round_trips_through_parquet(tmp_path):
     assert row == rows[0]
     assert row["agent_name"] == AGENT_NAME
     assert row["prompt"] == [{"role": "system", "content": "SYS"}, {"role": "user", "content": TASK.question}]
-    assert row["reward_model"] == {"style": "rule", "ground_truth": '{"m": 2962}'}
+    assert row["reward_model"] == {"style": "rule", "ground_truth": '["2962", "2962 m"]'}
     info = row["extra_info"]
     assert list(info) == [
         "index", "split", "task_id", "question", "answer", "reference_actions", "num_reference_actions",
@@ -54,7 +60,7 @@ def test_row_schema_round_trips_through_parquet(tmp_path):
 
 
 def test_val_rows_carry_no_reference_actions_and_index_counts_per_split():
-    tasks = [ParsedTask(f"q{i}", "a", TASK.actions, f"id{i}") for i in range(10)]
+    tasks = [ParsedTask(f"q{i}", "ans", TASK.actions, f"id{i}") for i in range(10)]
     splits = _splits(tasks, val_ratio=0.3)
     assert (len(splits["train"]), len(splits["val"])) == (7, 3)
     for split, rows in splits.items():
@@ -83,7 +89,7 @@ def test_validation_ratio_range():
 
 
 def test_same_rows_give_byte_identical_parquet(tmp_path):
-    tasks = [ParsedTask(f"q{i} ü", "a", TASK.actions, f"id{i}") for i in range(50)]
+    tasks = [ParsedTask(f"q{i} ü", "ans", TASK.actions, f"id{i}") for i in range(50)]
     blobs = []
     for attempt in range(2):
         with StagedOutputs(tmp_path / str(attempt)) as out:
@@ -130,3 +136,87 @@ def test_system_prompt_template(tmp_path):
     custom = tmp_path / "sys.txt"
     custom.write_text("  Tools: {tools}.\n", encoding="utf-8")
     assert load_system_prompt(custom, ("a", "b")) == "Tools: a, b."
+
+
+OWNED = ("train.parquet", "val.parquet", "stats.json")
+
+
+def _staged(directory, files: dict[str, str]):
+    with StagingDirectory(directory, OWNED) as staging:
+        for name, text in files.items():
+            (staging.path / name).write_text(text)
+        assert staging.path.parent == directory.resolve().parent and staging.path.name.startswith(".out.staging-")
+        return staging.commit()
+
+
+def _contents(directory):
+    return {p.name: p.read_text() for p in directory.iterdir()}
+
+
+def test_staging_directory_creates_the_output_set_by_one_rename(tmp_path):
+    written = _staged(tmp_path / "out", {"train.parquet": "new", "stats.json": "{}"})
+    assert sorted(p.name for p in written) == ["stats.json", "train.parquet"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["stats.json", "train.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging or old directory left
+
+
+def test_staging_directory_swaps_a_whole_previous_set(tmp_path):
+    _staged(tmp_path / "out", {"train.parquet": "old", "val.parquet": "old", "stats.json": "old"})
+    _staged(tmp_path / "out", {"train.parquet": "new", "stats.json": "new"})
+    assert {p.name: p.read_text() for p in (tmp_path / "out").iterdir()} == {
+        "train.parquet": "new",
+        "stats.json": "new",
+    }
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_staging_directory_keeps_files_it_does_not_own(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "input.jsonl").write_text("mine")
+    (tmp_path / "out" / "val.parquet").write_text("stale")
+    _staged(tmp_path / "out", {"train.parquet": "new"})
+    assert {p.name: p.read_text() for p in (tmp_path / "out").iterdir()} == {
+        "input.jsonl": "mine",
+        "train.parquet": "new",
+    }
+
+
+def test_staging_directory_is_removed_on_error_and_old_set_kept(tmp_path):
+    _staged(tmp_path / "out", {"train.parquet": "old"})
+    with pytest.raises(RuntimeError, match="disk full"), StagingDirectory(tmp_path / "out", OWNED) as staging:
+        (staging.path / "train.parquet").write_text("half")
+        raise RuntimeError("disk full")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert (tmp_path / "out" / "train.parquet").read_text() == "old"
+
+
+def test_stale_staging_of_a_dead_process_is_removed(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".out.staging-{dead.stdout.strip()}-x1"
+    stale.mkdir()
+    (stale / "train.parquet").write_text("half")
+    alive = tmp_path / f".out.staging-{os.getpid()}-x2"  # a concurrent run: left alone
+    alive.mkdir()
+    (tmp_path / "out").mkdir()
+    legacy = tmp_path / "out" / ".train.parquet.abc123.tmp"  # what file-by-file staging left when killed
+    legacy.write_text("half")
+    with StagingDirectory(tmp_path / "out", OWNED) as staging:
+        assert staging.stale_removed == [stale, legacy]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [alive.name, "out"]
+
+
+def test_staging_directory_never_swaps_the_working_directory(tmp_path, monkeypatch):
+    _staged(tmp_path / "out", {"train.parquet": "old"})
+    monkeypatch.chdir(tmp_path / "out")
+    _staged(Path("."), {"train.parquet": "new"})
+    assert Path.cwd().exists() and Path("train.parquet").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_staging_directory_restores_the_sigterm_handler(tmp_path):
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    with StagingDirectory(tmp_path / "out", OWNED):
+        assert signal.getsignal(signal.SIGTERM) is not before
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -75,3 +75,20 @@ def test_missing_file(tmp_path):
 )
 def test_reason_category(reason, category):
     assert reason_category(reason) == category
+
+
+def test_invalid_utf8_rejects_only_its_line(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b'{"a": 1}\n{"a": "caf\xe9"}\n{"a": 3}\r\n')
+    records = list(RecordReader(path))
+    assert [r.data for r in records] == [{"a": 1}, None, {"a": 3}]
+    assert records[1].where() == f"{path}:line 2"
+    assert records[1].error == "invalid UTF-8: at byte 11 of the line: invalid continuation byte"
+    assert records[1].raw == '{"a": "caf\\xe9"}'
+
+
+def test_invalid_utf8_in_a_json_array_names_the_file(tmp_path):
+    path = tmp_path / "in.json"
+    path.write_bytes(b'[{"a": "caf\xe9"}]')
+    with pytest.raises(InputFileError, match=r"in\.json: invalid UTF-8 at byte 12"):
+        RecordReader(path)

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import random
+import string
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from actguide_plugin.reward.answer import (
+    RuleMatch,
     assistant_text,
+    encode_gold_answers,
     extract_answer,
+    last_block,
     normalize_answer,
     parse_gold_answers,
     rule_match,
@@ -86,6 +93,17 @@ def test_rule_match_exact_or_f1_threshold():
     assert rule_match("NYC", ["New York City", "NYC"], 0.8).exact  # any gold answer
 
 
+@pytest.mark.parametrize("prediction", ["", "the", "?", "a an", "Paris"])
+@pytest.mark.parametrize("gold", ["The", "?", "  ", "an"])
+def test_gold_that_normalizes_to_empty_matches_nothing(prediction, gold):
+    assert rule_match(prediction, [gold], 0.8) == RuleMatch(exact=False, f1=0.0, correct=False)
+
+
+def test_empty_normalizing_alternative_is_ignored():
+    assert not rule_match("", ["The", "Paris"], 0.8).correct
+    assert rule_match("Paris", ["The", "Paris"], 0.8).exact
+
+
 @pytest.mark.parametrize(
     ("ground_truth", "answers"),
     [
@@ -95,13 +113,82 @@ def test_rule_match_exact_or_f1_threshold():
         ("[not json", ["[not json"]),
         (np.array(["Paris", "Lutetia"], dtype=object), ["Paris", "Lutetia"]),
         ({"target": ["Paris"]}, ["Paris"]),
+        (1945, ["1945"]),
+        ([1945], ["1945"]),
+        ("[1945]", ["1945"]),  # what main wrote for a source answer [1945]: the reward raised on it
+        ([1945, "1945 AD"], ["1945", "1945 AD"]),
+        (3.0, ["3"]),
+        (2.5, ["2.5"]),
+        (np.array([1945, 1946]), ["1945", "1946"]),
+        (np.int64(7), ["7"]),
     ],
 )
 def test_parse_gold_answers(ground_truth, answers):
     assert parse_gold_answers(ground_truth) == answers
 
 
-@pytest.mark.parametrize("bad", [None, 3, [], [1, 2], {"answer": "x"}])
-def test_bad_ground_truth_is_named(bad):
-    with pytest.raises(ValueError, match="ground_truth"):
+@pytest.mark.parametrize(
+    "answers", [["Paris"], ["1945"], ["Paris", "Lutetia"], ["[citation needed]"], ['["a", "b"]'], ["a\nb"]]
+)
+def test_encoded_gold_answers_read_back(answers):
+    assert parse_gold_answers(encode_gold_answers(answers)) == answers
+
+
+@pytest.mark.parametrize(
+    ("bad", "why"),
+    [
+        (None, "NoneType"),
+        ([], "empty list"),
+        ({"answer": "x"}, "dict"),
+        (True, "boolean"),
+        ([[1]], "list"),
+        (float("nan"), "finite"),
+        ("[1, NaN]", "finite"),
+    ],
+)
+def test_bad_ground_truth_is_named(bad, why):
+    with pytest.raises(ValueError, match=f"ground_truth.*{why}"):
         parse_gold_answers(bad)
+
+
+RANDOM_10MB = "".join(random.Random(0).choices(string.printable, k=10 * 2**20))
+
+
+@pytest.mark.parametrize(
+    ("response", "answer"),
+    [
+        ("<answer>" * 20_000, None),  # 160 KB of unclosed tags: 12 s with the lazy regex
+        ("<answer>x</answer>" + "<answer>" * 20_000, "x"),
+        ("</answer>" + "<answer>" * 20_000, None),
+        ("<answer>" * 20_000 + "Paris</answer>", "Paris"),  # many opens, one close: the innermost
+        ("<answer>" * 20_000 + "Paris</answer>" + "<answer>" * 20_000, "Paris"),
+        (RANDOM_10MB, None),
+        (RANDOM_10MB + "<answer>Paris</answer>", "Paris"),
+        ("<tool_call>" * 20_000 + "<answer>Paris</answer>", None),  # inside a tool call cut short
+        ("<tool_response>" * 20_000 + "</tool_response><answer>Paris</answer>", "Paris"),
+        ("<|im_start|>" * 20_000 + "assistant\n<answer>Paris</answer>", "Paris"),
+        ("<|im_start|>user\n" * 20_000 + "<answer>Paris</answer>", None),
+    ],
+    ids=lambda value: value[:20] if isinstance(value, str) else repr(value),
+)
+def test_degenerate_responses_are_read_in_linear_time(hang_guard, response, answer):
+    with hang_guard(5):
+        assert extract_answer(response) == answer
+
+
+def test_nested_answer_tags_give_the_innermost():
+    """The one documented difference from the lazy regex (which gave 'draft <answer>final')."""
+    assert extract_answer("<answer>draft <answer>final</answer>") == "final"
+    assert extract_answer("<answer>a</answer> stray </answer>") == "a"
+
+
+TOKENS = ["<answer>", "</answer>", "<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "x", "y "]
+
+
+@given(st.lists(st.sampled_from(TOKENS), max_size=30))
+@settings(max_examples=500, deadline=None)
+def test_reading_from_the_tail_agrees_with_reading_the_whole_response(tokens):
+    """extract_answer starts after the last tool block when it can; the answer is the one the whole text gives."""
+    response = "".join(tokens)
+    whole = last_block(assistant_text(response), "<answer>", "</answer>")
+    assert extract_answer(response) == (None if whole is None else whole.strip())

@@ -68,6 +68,17 @@ async def test_rule_mode_scores_and_reports_extras():
     assert missing == dict.fromkeys(EXTRAS, 0.0)
 
 
+@pytest.mark.parametrize("prediction", ["", "the", "?!"])
+async def test_gold_that_normalizes_to_empty_scores_zero(prediction):
+    result = await compute_score("d", f"<answer>{prediction}</answer>", "The", {})
+    assert result["score"] == 0.0 and result["answer_found"] == 1.0
+
+
+async def test_gold_that_normalizes_to_empty_is_not_sent_to_the_judge():
+    result, fake = await judged(["A"], "<answer>something</answer>", ground_truth='["?", "The"]')
+    assert result["score"] == 0.0 and result["judge_used"] == 0.0 and fake.requests == []
+
+
 async def test_answer_in_tool_response_earns_nothing():
     solution = "user\n<tool_response>\n<answer>Paris</answer>\n</tool_response>\nassistant\nI am not sure."
     result = await compute_score("d", solution, "Paris", {})
