@@ -3,7 +3,8 @@
 Why a server: a multi-node training job should load the index once and let every rollout worker query it
 (tool yaml ``search_retrieval_server.yaml``), instead of holding one copy per worker process.
 
-Endpoints (all JSON; a bad request gets HTTP 400 with ``{"error": message}``):
+Endpoints (all JSON; a bad request gets HTTP 400 with ``{"error": message}``, one that asks for too much, HTTP
+413 with the limit to stay under; the limits are :class:`ServerLimits`, set by command-line flags):
 
 - ``POST /retrieve`` — the Search-R1 protocol: ``{"queries": [...], "topk": k, "return_scores": true}`` ->
   ``{"result": [[{"document": {...}, "score": s}, ...], ...]}`` (bare documents when ``return_scores`` is
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from actguide_plugin.logs import get_logger
 from actguide_plugin.tools.bm25_index import LocalIndex, ScoredDocument, get_local_index
@@ -41,7 +42,10 @@ logger = get_logger(__name__)
 
 @dataclass(frozen=True)
 class ServerLimits:
-    """Request limits; anything beyond them is refused with HTTP 400 rather than served slowly.
+    """Request limits; anything beyond them is refused (HTTP 400 or 413) rather than served slowly.
+
+    The defaults admit the largest Search-R1 batch a rollout sends (512 queries x topk 100) while bounding
+    what one request can cost: its body, the documents it asks for and the bytes of its answer.
 
     Fields:
         max_queries: items per request in ``queries`` / ``urls``.
@@ -49,6 +53,9 @@ class ServerLimits:
         default_topk: ``topk`` when a request leaves it out.
         max_topk: largest ``topk`` accepted.
         snippet_chars: snippet length in ``/search`` results.
+        max_body_bytes: size of a request body (413 beyond).
+        max_results: ``len(queries) * topk`` in one request (413 beyond).
+        max_response_bytes: size of one encoded answer (413 beyond: ask for fewer queries or a smaller topk).
     """
 
     max_queries: int = 512
@@ -56,10 +63,36 @@ class ServerLimits:
     default_topk: int = 3
     max_topk: int = 100
     snippet_chars: int = 300
+    max_body_bytes: int = 8 * 2**20
+    max_results: int = 512 * 100
+    max_response_bytes: int = 256 * 2**20
 
 
 class BadRequest(ValueError):
     """The request body is malformed; the message says what to fix."""
+
+    status_code = 400
+
+
+class TooLarge(BadRequest):
+    """The request, or the answer it asks for, exceeds a :class:`ServerLimits` bound."""
+
+    status_code = 413
+
+
+async def _read_body(request: Request, limits: ServerLimits) -> bytes:
+    """The body, refused as soon as it is known to exceed ``max_body_bytes`` (never buffered past it)."""
+    too_large = f"request body exceeds {limits.max_body_bytes} bytes (--max-body-bytes)"
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limits.max_body_bytes:
+        raise TooLarge(too_large)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limits.max_body_bytes:
+            raise TooLarge(too_large)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _parse_body(raw: bytes) -> dict[str, Any]:
@@ -67,6 +100,8 @@ def _parse_body(raw: bytes) -> dict[str, Any]:
         body = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise BadRequest(f"request body is not valid JSON: {err}") from err
+    except RecursionError as err:  # the C parser recurses once per nesting level
+        raise BadRequest("request body is nested too deeply to parse") from err
     if not isinstance(body, dict):
         raise BadRequest(f"request body must be a JSON object, got {type(body).__name__}")
     return body
@@ -95,6 +130,25 @@ def _topk(body: dict[str, Any], limits: ServerLimits) -> int:
     return topk
 
 
+def _check_results(queries: Sequence[str], topk: int, limits: ServerLimits) -> None:
+    if len(queries) * topk > limits.max_results:
+        raise TooLarge(
+            f"request asks for {len(queries) * topk} results ({len(queries)} queries x topk {topk}); "
+            f"at most {limits.max_results} per request (--max-results)"
+        )
+
+
+def _encode(result: list[Any], limits: ServerLimits) -> bytes:
+    """``{"result": result}`` as JSON bytes, refused when larger than ``max_response_bytes``."""
+    content = json.dumps({"result": result}, ensure_ascii=False, separators=(",", ":")).encode()
+    if len(content) > limits.max_response_bytes:
+        raise TooLarge(
+            f"answer would be {len(content)} bytes; at most {limits.max_response_bytes} (--max-response-bytes): "
+            "ask for fewer queries or a smaller topk"
+        )
+    return content
+
+
 def _search_r1_document(hit: ScoredDocument) -> dict[str, str]:
     doc = hit.document
     return {
@@ -113,7 +167,13 @@ def create_app(index: LocalIndex, limits: ServerLimits | None = None) -> FastAPI
 
     @app.exception_handler(BadRequest)
     async def bad_request(_: Request, err: BadRequest) -> JSONResponse:
-        return JSONResponse(status_code=400, content={"error": str(err)})
+        return JSONResponse(status_code=err.status_code, content={"error": str(err)})
+
+    async def queries_and_topk(request: Request) -> tuple[dict[str, Any], list[str], int]:
+        body = _parse_body(await _read_body(request, limits))
+        queries, topk = _string_list(body, "queries", limits), _topk(body, limits)
+        _check_results(queries, topk, limits)
+        return body, queries, topk
 
     def run_queries(queries: Sequence[str], topk: int) -> list[list[ScoredDocument]]:
         return [index.search(query, topk) for query in queries]
@@ -123,9 +183,8 @@ def create_app(index: LocalIndex, limits: ServerLimits | None = None) -> FastAPI
         return {"status": "ok", "documents": len(index.corpus)}
 
     @app.post("/retrieve")
-    async def retrieve(request: Request) -> dict[str, Any]:
-        body = _parse_body(await request.body())
-        queries, topk = _string_list(body, "queries", limits), _topk(body, limits)
+    async def retrieve(request: Request) -> Response:
+        body, queries, topk = await queries_and_topk(request)
         return_scores = body.get("return_scores", False)
         if not isinstance(return_scores, bool):
             raise BadRequest(f"'return_scores' must be true or false, got {return_scores!r}")
@@ -138,12 +197,11 @@ def create_app(index: LocalIndex, limits: ServerLimits | None = None) -> FastAPI
             ]
             for hits in run_queries(queries, topk)
         ]
-        return {"result": result}
+        return Response(_encode(result, limits), media_type="application/json")
 
     @app.post("/search")
-    async def search(request: Request) -> dict[str, Any]:
-        body = _parse_body(await request.body())
-        queries, topk = _string_list(body, "queries", limits), _topk(body, limits)
+    async def search(request: Request) -> Response:
+        _, queries, topk = await queries_and_topk(request)
         result = [
             [
                 {
@@ -156,11 +214,11 @@ def create_app(index: LocalIndex, limits: ServerLimits | None = None) -> FastAPI
             ]
             for hits in run_queries(queries, topk)
         ]
-        return {"result": result}
+        return Response(_encode(result, limits), media_type="application/json")
 
     @app.post("/visit")
-    async def visit(request: Request) -> dict[str, Any]:
-        body = _parse_body(await request.body())
+    async def visit(request: Request) -> Response:
+        body = _parse_body(await _read_body(request, limits))
         result = []
         for requested in _string_list(body, "urls", limits):
             doc = index.corpus.lookup(requested)
@@ -168,7 +226,7 @@ def create_app(index: LocalIndex, limits: ServerLimits | None = None) -> FastAPI
                 result.append({"request": requested, "error": f"page not found: {requested}"})
             else:
                 result.append({"request": requested, "title": doc.title, "url": doc.url, "text": doc.text})
-        return {"result": result}
+        return Response(_encode(result, limits), media_type="application/json")
 
     return app
 
@@ -193,6 +251,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--default-topk", type=int, default=defaults.default_topk)
     parser.add_argument("--max-topk", type=int, default=defaults.max_topk)
     parser.add_argument("--snippet-chars", type=int, default=defaults.snippet_chars)
+    parser.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes, help="413 beyond")
+    parser.add_argument("--max-results", type=int, default=defaults.max_results, help="queries x topk; 413 beyond")
+    parser.add_argument(
+        "--max-response-bytes", type=int, default=defaults.max_response_bytes, help="encoded answer; 413 beyond"
+    )
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     return parser
 
@@ -211,6 +274,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         default_topk=args.default_topk,
         max_topk=args.max_topk,
         snippet_chars=args.snippet_chars,
+        max_body_bytes=args.max_body_bytes,
+        max_results=args.max_results,
+        max_response_bytes=args.max_response_bytes,
     )
     logger.setLevel(args.log_level.upper())
     started = time.perf_counter()

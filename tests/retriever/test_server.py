@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -47,22 +49,38 @@ def corpus_file(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def base_url(corpus_file):
-    """The app served by uvicorn in a background thread on a free loopback port."""
+@contextlib.contextmanager
+def serve(app) -> Iterator[str]:
+    """``app`` served by uvicorn in a background thread on a free loopback port; yields its base url."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(open_local_index(corpus_file), LIMITS), log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
         assert time.monotonic() < deadline, "retriever server did not start"
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def base_url(corpus_file):
+    with serve(create_app(open_local_index(corpus_file), LIMITS)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def tight_url(corpus_file):
+    """A server whose size limits a test request can reach."""
+    limits = ServerLimits(max_queries=4, max_topk=5, max_body_bytes=2**20, max_results=6, max_response_bytes=400)
+    with serve(create_app(open_local_index(corpus_file), limits)) as url:
+        yield url
 
 
 def post(base_url: str, path: str, body) -> httpx.Response:
@@ -128,6 +146,42 @@ def test_bad_requests_get_400_with_a_message(base_url, path, body, message):
     response = post(base_url, path, body)
     assert response.status_code == 400
     assert message in response.json()["error"]
+
+
+def test_deeply_nested_body_is_a_400_not_a_500(base_url):
+    depth = 100_000
+    body = b'{"queries": ' + b"[" * depth + b"]" * depth + b"}"
+    response = post(base_url, "/retrieve", body)
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("/retrieve", {"queries": ["a", "b"], "topk": 4}, "asks for 8 results (2 queries x topk 4); at most 6"),
+        ("/search", {"queries": ["a", "b", "c", "d"], "topk": 2}, "asks for 8 results"),
+        ("/retrieve", {"queries": ["capital", "capital"], "topk": 3}, "answer would be"),
+        ("/visit", {"urls": ["Paris", "Berlin", "Mount Everest", "Paris"]}, "at most 400 (--max-response-bytes)"),
+        ("/retrieve", {"queries": ["q" * 100] * 2, "pad": "x" * 2**20}, "request body exceeds 1048576 bytes"),
+    ],
+)
+def test_requests_asking_too_much_get_413_with_the_limit(tight_url, path, body, message):
+    response = post(tight_url, path, body)
+    assert response.status_code == 413
+    assert message in response.json()["error"]
+
+
+def test_body_limit_holds_without_content_length(tight_url):
+    """A chunked upload is cut off at the limit, not buffered whole."""
+    chunks = iter([b'{"queries": ["capital"], "pad": "', *[b"x" * 2**16] * 20, b'"}'])
+    response = httpx.post(tight_url + "/retrieve", content=chunks, timeout=10)
+    assert response.status_code == 413 and "request body exceeds" in response.json()["error"]
+
+
+def test_within_limits_still_answers(tight_url):
+    response = post(tight_url, "/search", {"queries": ["Berlin"], "topk": 1})
+    assert response.status_code == 200 and response.json()["result"][0][0]["title"] == "Berlin"
 
 
 async def test_tools_through_the_retrieval_server_backend(base_url, tmp_path):
