@@ -25,6 +25,7 @@ import argparse
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from fastapi.responses import JSONResponse, Response
 
 from actguide_plugin.logs import get_logger
 from actguide_plugin.tools.bm25_index import LocalIndex, ScoredDocument, get_local_index
+from actguide_plugin.tools.corpus import CorpusFormatError
 from actguide_plugin.tools.formatting import shorten
 
 logger = get_logger(__name__)
@@ -280,7 +282,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     logger.setLevel(args.log_level.upper())
     started = time.perf_counter()
-    index = get_local_index(args.corpus, k1=args.k1, b=args.b)
+    try:
+        index = get_local_index(args.corpus, k1=args.k1, b=args.b)
+    except (CorpusFormatError, OSError) as err:
+        # A bad corpus is the operator's to fix: one line naming file and line, not a traceback.
+        sys.stderr.write(f"actguide-retriever: error: {err}\n")
+        raise SystemExit(1) from None
     logger.info("index ready in %.2fs", time.perf_counter() - started)
     logger.info("serving %d documents from %s on %s:%d", len(index.corpus), args.corpus, args.host, args.port)
     uvicorn.run(create_app(index, limits), host=args.host, port=args.port, log_level=args.log_level)

@@ -249,3 +249,28 @@ def test_missing_corpus_argument_is_a_usage_error(monkeypatch, capsys):
     with pytest.raises(SystemExit) as info:
         main([])
     assert info.value.code == 2 and "--corpus is required" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (json.dumps(DOCUMENTS[0]) + "\n{not json\n", "line 2: not valid JSON"),
+        (
+            json.dumps(DOCUMENTS[0]) + "\n" + json.dumps({"id": "x", "title": "T", "url": "u"}) + "\n",
+            "line 2: field 'text' must be a string",
+        ),
+        (None, "corpus file not found"),
+    ],
+)
+def test_corpus_errors_print_one_line_naming_file_and_line(tmp_path, capsys, content, message):
+    from actguide_plugin.retriever.server import main
+
+    path = tmp_path / "corpus.jsonl"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(SystemExit) as info:
+        main(["--corpus", str(path), "--log-level", "warning"])
+    err = capsys.readouterr().err
+    assert info.value.code == 1
+    assert err.count("\n") == 1 and err.startswith("actguide-retriever: error: ")
+    assert str(path) in err and message in err and "Traceback" not in err
