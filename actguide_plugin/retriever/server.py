@@ -241,7 +241,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--corpus",
         default=os.environ.get("ACTGUIDE_CORPUS"),
-        help="corpus.jsonl with {id, title, url, text} lines (default: $ACTGUIDE_CORPUS)",
+        help="corpus: {id|docid, text, title?, url?} or Search-R1 {id, contents} lines (default: $ACTGUIDE_CORPUS)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: local only)")
     parser.add_argument("--port", type=int, default=8000)
