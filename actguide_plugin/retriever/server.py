@@ -22,12 +22,15 @@ It binds 127.0.0.1 unless ``--host`` says otherwise: the corpus is not a public 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +43,7 @@ from actguide_plugin.tools.corpus import CorpusFormatError
 from actguide_plugin.tools.formatting import shorten
 
 logger = get_logger(__name__)
+_PARSE_ON_LOOP_BYTES = 64 * 2**10
 
 
 @dataclass(frozen=True)
@@ -162,23 +166,121 @@ def _search_r1_document(hit: ScoredDocument) -> dict[str, str]:
     }
 
 
-def create_app(index: LocalIndex, limits: ServerLimits | None = None) -> FastAPI:
-    """The FastAPI application over an opened index (tests and ``main`` both build it here)."""
+Render = Callable[[list[list[ScoredDocument]]], bytes]
+
+
+@dataclass
+class _Job:
+    """One request's queries, waiting to be scored; ``render`` turns its hits into the response body."""
+
+    queries: list[str]
+    topk: int
+    render: Render
+    future: asyncio.Future[bytes]
+
+
+def _run_batch(index: LocalIndex, jobs: list[_Job]) -> list[bytes | BadRequest]:
+    """Worker thread: score every job's queries in one call, then encode each job's answer."""
+    hits = index.search_many([(query, job.topk) for job in jobs for query in job.queries])
+    outcomes: list[bytes | BadRequest] = []
+    start = 0
+    for job in jobs:
+        try:
+            outcomes.append(job.render(hits[start : start + len(job.queries)]))
+        except BadRequest as err:  # an answer over max_response_bytes fails its request only
+            outcomes.append(err)
+        start += len(job.queries)
+    return outcomes
+
+
+class BatchingScorer:
+    """Scores and encodes requests in worker threads, batching the queries of concurrent requests.
+
+    Scoring and JSON encoding never run on the event loop, so ``/health`` and request parsing stay responsive
+    while a 512-query x topk-100 request is served. A request that finds a worker free is dispatched at once
+    (no added latency when idle); requests arriving while every worker is busy (the few ms one batch takes
+    under load) are collected and go to the next free worker as one batch: one thread hop and one
+    ``LocalIndex.search_many`` call for all of them, with repeated queries scored once.
+    """
+
+    def __init__(self, index: LocalIndex, workers: int) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        self.index = index
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="actguide-retriever")
+        self._idle_workers = workers
+        self._pending: list[_Job] = []
+
+    @property
+    def pending_queries(self) -> int:
+        """Queries waiting for a free worker."""
+        return sum(len(job.queries) for job in self._pending)
+
+    async def answer(self, queries: list[str], topk: int, render: Render) -> bytes:
+        """The response body for one request: its hits, rendered by ``render`` in a worker thread."""
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append(_Job(queries, topk, render, future))
+        self._dispatch()
+        return await future
+
+    def _dispatch(self) -> None:
+        if not self._idle_workers or not self._pending:
+            return
+        jobs, self._pending = self._pending, []
+        self._idle_workers -= 1
+        done = asyncio.get_running_loop().run_in_executor(self._executor, _run_batch, self.index, jobs)
+        done.add_done_callback(lambda outcome: self._finish(jobs, outcome))
+
+    def _finish(self, jobs: list[_Job], outcome: asyncio.Future[list[bytes | BadRequest]]) -> None:
+        self._idle_workers += 1
+        error = RuntimeError("the retriever is shutting down") if outcome.cancelled() else outcome.exception()
+        for position, job in enumerate(jobs):
+            if job.future.done():  # the client went away
+                continue
+            result = error if error is not None else outcome.result()[position]
+            if isinstance(result, BaseException):
+                job.future.set_exception(result)
+            else:
+                job.future.set_result(result)
+        self._dispatch()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def create_app(index: LocalIndex, limits: ServerLimits | None = None, workers: int = 2) -> FastAPI:
+    """The FastAPI application over an opened index (tests and ``main`` both build it here).
+
+    ``workers`` threads score and encode (see :class:`BatchingScorer`); the scorer is ``app.state.scorer``.
+    """
     limits = limits or ServerLimits()
-    app = FastAPI(title="actguide-retriever")
+    scorer = BatchingScorer(index, workers)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        scorer.close()
+
+    app = FastAPI(title="actguide-retriever", lifespan=lifespan)
+    app.state.scorer = scorer
 
     @app.exception_handler(BadRequest)
     async def bad_request(_: Request, err: BadRequest) -> JSONResponse:
         return JSONResponse(status_code=err.status_code, content={"error": str(err)})
 
+    async def parsed_body(request: Request) -> dict[str, Any]:
+        raw = await _read_body(request, limits)
+        # A body of megabytes takes milliseconds to parse: not on the loop.
+        return _parse_body(raw) if len(raw) < _PARSE_ON_LOOP_BYTES else await asyncio.to_thread(_parse_body, raw)
+
     async def queries_and_topk(request: Request) -> tuple[dict[str, Any], list[str], int]:
-        body = _parse_body(await _read_body(request, limits))
+        body = await parsed_body(request)
         queries, topk = _string_list(body, "queries", limits), _topk(body, limits)
         _check_results(queries, topk, limits)
         return body, queries, topk
 
-    def run_queries(queries: Sequence[str], topk: int) -> list[list[ScoredDocument]]:
-        return [index.search(query, topk) for query in queries]
+    def json_response(content: bytes) -> Response:
+        return Response(content, media_type="application/json")
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -190,45 +292,61 @@ def create_app(index: LocalIndex, limits: ServerLimits | None = None) -> FastAPI
         return_scores = body.get("return_scores", False)
         if not isinstance(return_scores, bool):
             raise BadRequest(f"'return_scores' must be true or false, got {return_scores!r}")
-        result = [
-            [
-                {"document": _search_r1_document(hit), "score": hit.score}
-                if return_scores
-                else _search_r1_document(hit)
-                for hit in hits
-            ]
-            for hits in run_queries(queries, topk)
-        ]
-        return Response(_encode(result, limits), media_type="application/json")
+
+        def render(hits_per_query: list[list[ScoredDocument]]) -> bytes:
+            return _encode(
+                [
+                    [
+                        {"document": _search_r1_document(hit), "score": hit.score}
+                        if return_scores
+                        else _search_r1_document(hit)
+                        for hit in hits
+                    ]
+                    for hits in hits_per_query
+                ],
+                limits,
+            )
+
+        return json_response(await scorer.answer(queries, topk, render))
 
     @app.post("/search")
     async def search(request: Request) -> Response:
         _, queries, topk = await queries_and_topk(request)
-        result = [
-            [
-                {
-                    "title": hit.document.title,
-                    "url": hit.document.url,
-                    "snippet": shorten(hit.document.text, limits.snippet_chars),
-                    "score": hit.score,
-                }
-                for hit in hits
-            ]
-            for hits in run_queries(queries, topk)
-        ]
-        return Response(_encode(result, limits), media_type="application/json")
+
+        def render(hits_per_query: list[list[ScoredDocument]]) -> bytes:
+            return _encode(
+                [
+                    [
+                        {
+                            "title": hit.document.title,
+                            "url": hit.document.url,
+                            "snippet": shorten(hit.document.text, limits.snippet_chars),
+                            "score": hit.score,
+                        }
+                        for hit in hits
+                    ]
+                    for hits in hits_per_query
+                ],
+                limits,
+            )
+
+        return json_response(await scorer.answer(queries, topk, render))
 
     @app.post("/visit")
     async def visit(request: Request) -> Response:
-        body = _parse_body(await _read_body(request, limits))
-        result = []
-        for requested in _string_list(body, "urls", limits):
-            doc = index.corpus.lookup(requested)
-            if doc is None:
-                result.append({"request": requested, "error": f"page not found: {requested}"})
-            else:
-                result.append({"request": requested, "title": doc.title, "url": doc.url, "text": doc.text})
-        return Response(_encode(result, limits), media_type="application/json")
+        urls = _string_list(await parsed_body(request), "urls", limits)
+
+        def render() -> bytes:
+            result = []
+            for requested in urls:
+                doc = index.corpus.lookup(requested)
+                if doc is None:
+                    result.append({"request": requested, "error": f"page not found: {requested}"})
+                else:
+                    result.append({"request": requested, "title": doc.title, "url": doc.url, "text": doc.text})
+            return _encode(result, limits)
+
+        return json_response(await asyncio.to_thread(render))  # pages can be long: encode off the loop
 
     return app
 
@@ -257,6 +375,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-results", type=int, default=defaults.max_results, help="queries x topk; 413 beyond")
     parser.add_argument(
         "--max-response-bytes", type=int, default=defaults.max_response_bytes, help="encoded answer; 413 beyond"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="threads that score and encode (batches of concurrent requests)"
     )
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     return parser
@@ -290,7 +411,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(1) from None
     logger.info("index ready in %.2fs", time.perf_counter() - started)
     logger.info("serving %d documents from %s on %s:%d", len(index.corpus), args.corpus, args.host, args.port)
-    uvicorn.run(create_app(index, limits), host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(create_app(index, limits, args.workers), host=args.host, port=args.port, log_level=args.log_level)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import re
 import shutil
 import tempfile
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,6 +130,14 @@ class LocalIndex:
         candidates = np.argpartition(-scores, topk)[:topk] if topk < len(scores) else np.arange(len(scores))
         ranked = candidates[np.argsort(-scores[candidates], kind="stable")]
         return [ScoredDocument(self.corpus.documents[int(i)], float(scores[i])) for i in ranked if scores[i] > 0.0]
+
+    def search_many(self, requests: Sequence[tuple[str, int]]) -> list[list[ScoredDocument]]:
+        """:meth:`search` for each ``(query, topk)``, once per distinct request (rollouts repeat queries)."""
+        answers: dict[tuple[str, int], list[ScoredDocument]] = {}
+        for request in requests:
+            if request not in answers:
+                answers[request] = self.search(*request)
+        return [answers[request] for request in requests]
 
 
 def index_cache_dir(corpus_path: Path, k1: float, b: float) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import socket
@@ -16,7 +17,7 @@ import pytest
 import uvicorn
 
 from actguide_plugin.retriever.server import ServerLimits, _parser, create_app
-from actguide_plugin.tools.bm25_index import open_local_index
+from actguide_plugin.tools.bm25_index import LocalIndex, open_local_index
 from actguide_plugin.tools.search_tools import WebSearchTool, WebVisitTool
 
 DOCUMENTS = [
@@ -182,6 +183,68 @@ def test_body_limit_holds_without_content_length(tight_url):
 def test_within_limits_still_answers(tight_url):
     response = post(tight_url, "/search", {"queries": ["Berlin"], "topk": 1})
     assert response.status_code == 200 and response.json()["result"][0][0]["title"] == "Berlin"
+
+
+class GatedIndex(LocalIndex):
+    """The real index, whose batch calls wait for the test to open a gate (so a request stays in flight)."""
+
+    def __init__(self, index: LocalIndex) -> None:
+        super().__init__(index.corpus, index.retriever)
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.batches: list[list[tuple[str, int]]] = []
+        self.threads: set[int] = set()
+
+    def search_many(self, requests):
+        self.batches.append(list(requests))
+        self.threads.add(threading.get_ident())
+        self.entered.set()
+        assert self.gate.wait(timeout=30), "test never opened the gate"
+        return super().search_many(requests)
+
+
+def test_health_answers_while_a_big_request_is_scored(corpus_file):
+    """A legal 512-query x topk-100 request is scored off the event loop: /health answers meanwhile."""
+    index = GatedIndex(open_local_index(corpus_file))
+    with serve(create_app(index)) as url, httpx.Client(timeout=20) as client:
+        big = {"queries": [f"capital {i}" for i in range(512)], "topk": 100, "return_scores": True}
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            in_flight = pool.submit(post, url, "/retrieve", big)
+            assert index.entered.wait(timeout=20)
+            try:
+                health = client.get(url + "/health", timeout=5)
+                assert health.json() == {"status": "ok", "documents": 3}
+                assert not in_flight.done()  # /health answered before the big request finished
+            finally:
+                index.gate.set()
+            response = in_flight.result()
+    assert response.status_code == 200
+    result = response.json()["result"]
+    assert len(result) == 512 and result[0][0]["document"]["title"] in {"Paris", "Berlin"}
+    assert threading.main_thread().ident not in index.threads
+
+
+def test_requests_arriving_while_busy_are_scored_as_one_batch(corpus_file):
+    index = GatedIndex(open_local_index(corpus_file))
+    app = create_app(index, workers=1)
+    with serve(app) as url, concurrent.futures.ThreadPoolExecutor(4) as pool:
+        first = pool.submit(post, url, "/search", {"queries": ["Paris"], "topk": 1})
+        assert index.entered.wait(timeout=20)  # the only worker is busy with the first request
+        queued = [
+            pool.submit(post, url, "/search", {"queries": [query], "topk": 1})
+            for query in ["Berlin", "Mount Everest", "Berlin"]
+        ]
+        deadline = time.monotonic() + 20
+        while app.state.scorer.pending_queries < 3:
+            assert time.monotonic() < deadline, "requests did not reach the server"
+            time.sleep(0.01)
+        index.gate.set()
+        titles = [future.result().json()["result"][0][0]["title"] for future in [first, *queued]]
+    assert titles == ["Paris", "Berlin", "Mount Everest", "Berlin"]
+    assert [sorted(batch) for batch in index.batches] == [
+        [("Paris", 1)],
+        [("Berlin", 1), ("Berlin", 1), ("Mount Everest", 1)],
+    ]
 
 
 async def test_tools_through_the_retrieval_server_backend(base_url, tmp_path):
