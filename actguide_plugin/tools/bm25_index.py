@@ -55,6 +55,13 @@ def tokenize(text: str) -> list[str]:
     return [token for token in _TOKEN.findall(text.lower()) if token not in _STOPWORDS]
 
 
+def _join(parts: list[np.ndarray]) -> np.ndarray:
+    """Concatenate ``parts``, emptying the list so the pieces are freed as soon as the result exists."""
+    joined = np.concatenate(parts)
+    parts.clear()
+    return joined
+
+
 def _build_retriever(documents: list[Document], k1: float, b: float) -> bm25s.BM25:
     """A ``bm25s.BM25`` over ``title + text`` of each document, built chunk by chunk in flat arrays."""
     vocab: dict[str, int] = {}
@@ -73,8 +80,9 @@ def _build_retriever(documents: list[Document], k1: float, b: float) -> bm25s.BM
         doc_parts.append((pairs >> 32).astype(np.int32))
         token_parts.append((pairs & 0xFFFFFFFF).astype(np.int32))
         count_parts.append(counts.astype(np.float32))
-    doc_ids, token_ids, term_freq = (np.concatenate(parts) for parts in (doc_parts, token_parts, count_parts))
-    del doc_parts, token_parts, count_parts
+
+    # One array at a time, its chunks released as it is joined: peak memory stays near the final index size.
+    doc_ids, token_ids, term_freq = _join(doc_parts), _join(token_parts), _join(count_parts)  # [nnz] each
     num_docs, avg_length = len(documents), max(float(doc_lengths.mean()), 1.0)
     doc_freq = np.bincount(token_ids, minlength=len(vocab))  # [vocab]
     idf = np.log1p((num_docs - doc_freq + 0.5) / (doc_freq + 0.5)).astype(np.float32)  # Lucene idf
@@ -83,10 +91,14 @@ def _build_retriever(documents: list[Document], k1: float, b: float) -> bm25s.BM
     del term_freq
     by_token = np.argsort(token_ids, kind="stable")  # stable: documents stay ascending within a token
     del token_ids
+    data = scores[by_token]
+    del scores
+    indices = doc_ids[by_token]
+    del doc_ids, by_token
     retriever = bm25s.BM25(k1=k1, b=b)
     retriever.scores = {
-        "data": scores[by_token],
-        "indices": doc_ids[by_token],
+        "data": data,
+        "indices": indices,
         "indptr": np.concatenate([[0], np.cumsum(doc_freq)]).astype(np.int64),
         "num_docs": num_docs,
     }
