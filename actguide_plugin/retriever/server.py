@@ -12,7 +12,7 @@ Endpoints (all JSON; a bad request gets HTTP 400 with ``{"error": message}``, on
   (``"Title"\\ntext``), so Search-R1 clients work unchanged.
 - ``POST /search`` — ``{"queries": [...], "topk": k}`` -> ``{"result": [[{"title", "url", "snippet",
   "score"}]]}``, snippets shortened for display.
-- ``POST /visit`` — ``{"urls": [...]}`` (urls or titles) -> ``{"result": [{"request", "title", "url",
+- ``POST /visit`` — ``{"urls": [...]}`` (urls, titles or document ids) -> ``{"result": [{"request", "title", "url",
   "text"} | {"request", "error"}]}``.
 - ``GET /health`` — ``{"status": "ok", "documents": n}``.
 
@@ -379,6 +379,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--workers", type=int, default=2, help="threads that score and encode (batches of concurrent requests)"
     )
+    parser.add_argument("--access-log", action="store_true", help="log every request (costs throughput)")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     return parser
 
@@ -414,7 +415,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(1) from None
     logger.info("index ready in %.2fs", time.perf_counter() - started)
     logger.info("serving %d documents from %s on %s:%d", len(index.corpus), args.corpus, args.host, args.port)
-    uvicorn.run(create_app(index, limits, args.workers), host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(
+        create_app(index, limits, args.workers),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=args.access_log,
+    )
 
 
 if __name__ == "__main__":

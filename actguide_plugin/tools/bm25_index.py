@@ -55,53 +55,65 @@ def tokenize(text: str) -> list[str]:
     return [token for token in _TOKEN.findall(text.lower()) if token not in _STOPWORDS]
 
 
-def _join(parts: list[np.ndarray]) -> np.ndarray:
-    """Concatenate ``parts``, emptying the list so the pieces are freed as soon as the result exists."""
-    joined = np.concatenate(parts)
-    parts.clear()
-    return joined
+@dataclass
+class _ChunkPostings:
+    """The distinct (document, token) pairs of a run of documents, in document order."""
+
+    first_doc: int
+    pairs_per_doc: np.ndarray  # [docs in chunk] int32: distinct tokens of each document
+    token_ids: np.ndarray  # [pairs] int32
+    term_freq: np.ndarray  # [pairs] float32: occurrences of the token in the document
+
+
+def _chunk_postings(
+    chunk: Sequence[Document], first_doc: int, vocab: dict[str, int], doc_lengths: np.ndarray
+) -> _ChunkPostings:
+    """Tokenize ``chunk`` (``title + text``, titles carry most of the signal for entity queries)."""
+    token_ids: list[int] = []
+    for offset, doc in enumerate(chunk):
+        tokens = tokenize(f"{doc.title}\n{doc.text}")
+        doc_lengths[first_doc + offset] = len(tokens)
+        token_ids.extend([vocab.setdefault(token, len(vocab)) for token in tokens])
+    local_docs = np.repeat(np.arange(len(chunk), dtype=np.int64), doc_lengths[first_doc : first_doc + len(chunk)])
+    pairs, counts = np.unique((local_docs << 32) | np.asarray(token_ids, dtype=np.int64), return_counts=True)
+    pairs_per_doc = np.bincount(pairs >> 32, minlength=len(chunk)).astype(np.int32)
+    return _ChunkPostings(first_doc, pairs_per_doc, (pairs & 0xFFFFFFFF).astype(np.int32), counts.astype(np.float32))
 
 
 def _build_retriever(documents: list[Document], k1: float, b: float) -> bm25s.BM25:
-    """A ``bm25s.BM25`` over ``title + text`` of each document, built chunk by chunk in flat arrays."""
-    vocab: dict[str, int] = {}
-    doc_lengths = np.zeros(len(documents), dtype=np.int64)  # tokens per document
-    doc_parts, token_parts, count_parts = [], [], []
-    for start in range(0, len(documents), _BUILD_CHUNK_DOCS):
-        chunk_ids: list[int] = []
-        chunk = documents[start : start + _BUILD_CHUNK_DOCS]
-        chunk_docs = np.arange(start, start + len(chunk), dtype=np.int64)
-        for offset, doc in enumerate(chunk):
-            tokens = tokenize(f"{doc.title}\n{doc.text}")  # titles carry most of the signal for entity queries
-            doc_lengths[start + offset] = len(tokens)
-            chunk_ids.extend([vocab.setdefault(token, len(vocab)) for token in tokens])
-        doc_of_token = np.repeat(chunk_docs, doc_lengths[chunk_docs])  # [tokens in chunk]
-        pairs, counts = np.unique((doc_of_token << 32) | np.asarray(chunk_ids, dtype=np.int64), return_counts=True)
-        doc_parts.append((pairs >> 32).astype(np.int32))
-        token_parts.append((pairs & 0xFFFFFFFF).astype(np.int32))
-        count_parts.append(counts.astype(np.float32))
+    """A ``bm25s.BM25`` over the documents, built chunk by chunk (two passes) into bm25s's CSC arrays.
 
-    # One array at a time, its chunks released as it is joined: peak memory stays near the final index size.
-    doc_ids, token_ids, term_freq = _join(doc_parts), _join(token_parts), _join(count_parts)  # [nnz] each
+    Pass 1 tokenizes chunks into compact postings; pass 2 scores each chunk (Lucene BM25, as bm25s) and
+    places its entries straight into their final slots, so no index-sized sort or temporary is ever made.
+    """
+    vocab: dict[str, int] = {}
+    doc_lengths = np.zeros(len(documents), dtype=np.int64)  # [num_docs] tokens per document
+    chunks = [
+        _chunk_postings(documents[start : start + _BUILD_CHUNK_DOCS], start, vocab, doc_lengths)
+        for start in range(0, len(documents), _BUILD_CHUNK_DOCS)
+    ]
+    doc_freq = np.zeros(len(vocab), dtype=np.int64)  # [vocab]
+    for chunk in chunks:
+        doc_freq += np.bincount(chunk.token_ids, minlength=len(vocab))
     num_docs, avg_length = len(documents), max(float(doc_lengths.mean()), 1.0)
-    doc_freq = np.bincount(token_ids, minlength=len(vocab))  # [vocab]
-    idf = np.log1p((num_docs - doc_freq + 0.5) / (doc_freq + 0.5)).astype(np.float32)  # Lucene idf
+    idf = np.log1p((num_docs - doc_freq + 0.5) / (doc_freq + 0.5)).astype(np.float32)  # [vocab] Lucene idf
     norm = (k1 * ((1 - b) + b * doc_lengths / avg_length)).astype(np.float32)  # [num_docs]
-    scores = idf[token_ids] * term_freq / (norm[doc_ids] + term_freq)  # [nnz], one per (document, token)
-    del term_freq
-    by_token = np.argsort(token_ids, kind="stable")  # stable: documents stay ascending within a token
-    del token_ids
-    data = scores[by_token]
-    del scores
-    indices = doc_ids[by_token]
-    del doc_ids, by_token
+    indptr = np.concatenate([[0], np.cumsum(doc_freq)]).astype(np.int64)  # [vocab + 1] column starts
+    data = np.empty(int(indptr[-1]), dtype=np.float32)  # [nnz] score of a token in a document
+    indices = np.empty(int(indptr[-1]), dtype=np.int32)  # [nnz] that document
+    next_slot = indptr[:-1].copy()  # [vocab] first free slot of each token's column
+    while chunks:
+        chunk = chunks.pop(0)  # freed once placed
+        docs = np.repeat(np.arange(chunk.first_doc, chunk.first_doc + len(chunk.pairs_per_doc)), chunk.pairs_per_doc)
+        scores = idf[chunk.token_ids] * chunk.term_freq / (norm[docs] + chunk.term_freq)  # [pairs]
+        order = np.argsort(chunk.token_ids, kind="stable")  # stable: documents stay ascending within a token
+        tokens = chunk.token_ids[order]
+        rank = np.arange(len(tokens)) - np.searchsorted(tokens, tokens)  # position among the chunk's same token
+        slots = next_slot[tokens] + rank
+        data[slots], indices[slots] = scores[order], docs[order]
+        next_slot += np.bincount(tokens, minlength=len(vocab))
     retriever = bm25s.BM25(k1=k1, b=b)
-    retriever.scores = {
-        "data": data,
-        "indices": indices,
-        "indptr": np.concatenate([[0], np.cumsum(doc_freq)]).astype(np.int64),
-        "num_docs": num_docs,
-    }
+    retriever.scores = {"data": data, "indices": indices, "indptr": indptr, "num_docs": num_docs}
     retriever.vocab_dict = vocab
     retriever.unique_token_ids_set = set(vocab.values())
     retriever.nonoccurrence_array = None

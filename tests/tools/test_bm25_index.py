@@ -94,9 +94,10 @@ def test_concurrent_builders_leave_one_complete_index(corpus_path):
     assert len(os.listdir(cache_root)) == 1
 
 
-def test_scores_equal_bm25s_own_index(corpus_path, monkeypatch):
+@pytest.mark.parametrize("chunk_docs", [1, 4, 100])
+def test_scores_equal_bm25s_own_index(corpus_path, monkeypatch, chunk_docs):
     """The chunked builder reproduces ``bm25s.BM25.index`` (Lucene scoring), also across chunk boundaries."""
-    monkeypatch.setattr(bm25_index, "_BUILD_CHUNK_DOCS", 4)  # 6 documents: two chunks
+    monkeypatch.setattr(bm25_index, "_BUILD_CHUNK_DOCS", chunk_docs)
     index = LocalIndex.build(load_corpus(corpus_path))
     texts = [f"{doc.title}\n{doc.text}" for doc in index.corpus.documents]
     reference = bm25s.BM25()
