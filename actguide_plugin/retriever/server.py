@@ -1,4 +1,4 @@
-"""``actguide-retriever``: one BM25 retriever over ``corpus.jsonl`` served over HTTP (FastAPI + uvicorn).
+"""``actguide-retriever``: one BM25 retriever over a corpus file served over HTTP (plain ASGI on uvicorn).
 
 Why a server: a multi-node training job should load the index once and let every rollout worker query it
 (tool yaml ``search_retrieval_server.yaml``), instead of holding one copy per worker process.
@@ -23,19 +23,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
-
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
 
 from actguide_plugin.logs import get_logger
 from actguide_plugin.tools.bm25_index import LocalIndex, ScoredDocument, get_local_index
@@ -43,6 +39,9 @@ from actguide_plugin.tools.corpus import CorpusFormatError
 from actguide_plugin.tools.formatting import shorten
 
 logger = get_logger(__name__)
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
 _PARSE_ON_LOOP_BYTES = 64 * 2**10
 
 
@@ -86,19 +85,28 @@ class TooLarge(BadRequest):
     status_code = 413
 
 
-async def _read_body(request: Request, limits: ServerLimits) -> bytes:
+class ClientGone(Exception):
+    """The client disconnected before its request was read; there is no one to answer."""
+
+
+async def _read_body(scope: Scope, receive: Receive, limits: ServerLimits) -> bytes:
     """The body, refused as soon as it is known to exceed ``max_body_bytes`` (never buffered past it)."""
     too_large = f"request body exceeds {limits.max_body_bytes} bytes (--max-body-bytes)"
-    declared = request.headers.get("content-length", "")
+    declared = dict(scope["headers"]).get(b"content-length", b"")
     if declared.isdigit() and int(declared) > limits.max_body_bytes:
         raise TooLarge(too_large)
     chunks, size = [], 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limits.max_body_bytes:
             raise TooLarge(too_large)
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def _parse_body(raw: bytes) -> dict[str, Any]:
@@ -248,47 +256,80 @@ class BatchingScorer:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-def create_app(index: LocalIndex, limits: ServerLimits | None = None, workers: int = 2) -> FastAPI:
-    """The FastAPI application over an opened index (tests and ``main`` both build it here).
+def _error(message: str) -> bytes:
+    return json.dumps({"error": message}, ensure_ascii=False).encode()
 
-    ``workers`` threads score and encode (see :class:`BatchingScorer`); the scorer is ``app.state.scorer``.
+
+class RetrieverApp:
+    """The ASGI application: four routes in plain ASGI.
+
+    No web framework: under load the framework's per-request work (middleware, routing, request objects) was
+    half of the event loop's time, and the loop is what ``/health`` and every request wait for.
     """
-    limits = limits or ServerLimits()
-    scorer = BatchingScorer(index, workers)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        scorer.close()
+    def __init__(self, index: LocalIndex, limits: ServerLimits, workers: int) -> None:
+        self.index = index
+        self.limits = limits
+        self.scorer = BatchingScorer(index, workers)
+        self._health = json.dumps({"status": "ok", "documents": len(index.corpus)}).encode()
+        self._routes: dict[tuple[str, str], Callable[[Scope, Receive], Awaitable[bytes]]] = {
+            ("GET", "/health"): self.health,
+            ("POST", "/retrieve"): self.retrieve,
+            ("POST", "/search"): self.search,
+            ("POST", "/visit"): self.visit,
+        }
 
-    app = FastAPI(title="actguide-retriever", lifespan=lifespan)
-    app.state.scorer = scorer
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        handler = self._routes.get((scope["method"], scope["path"]))
+        try:
+            if handler is not None:
+                status, content = 200, await handler(scope, receive)
+            elif any(path == scope["path"] for _, path in self._routes):
+                status, content = 405, _error(f"{scope['method']} is not allowed on {scope['path']}")
+            else:
+                status, content = 404, _error(f"no such endpoint: {scope['path']}")
+        except ClientGone:
+            return
+        except BadRequest as err:
+            status, content = err.status_code, _error(str(err))
+        except Exception:  # a bug must cost one request, not the connection; the log has the traceback
+            logger.exception("%s %s failed", scope["method"], scope["path"])
+            status, content = 500, _error("internal error")
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
 
-    @app.exception_handler(BadRequest)
-    async def bad_request(_: Request, err: BadRequest) -> JSONResponse:
-        return JSONResponse(status_code=err.status_code, content={"error": str(err)})
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.scorer.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
-    async def parsed_body(request: Request) -> dict[str, Any]:
-        raw = await _read_body(request, limits)
+    async def _body(self, scope: Scope, receive: Receive) -> dict[str, Any]:
+        raw = await _read_body(scope, receive, self.limits)
         # A body of megabytes takes milliseconds to parse: not on the loop.
         return _parse_body(raw) if len(raw) < _PARSE_ON_LOOP_BYTES else await asyncio.to_thread(_parse_body, raw)
 
-    async def queries_and_topk(request: Request) -> tuple[dict[str, Any], list[str], int]:
-        body = await parsed_body(request)
-        queries, topk = _string_list(body, "queries", limits), _topk(body, limits)
-        _check_results(queries, topk, limits)
-        return body, queries, topk
+    def _queries_and_topk(self, body: dict[str, Any]) -> tuple[list[str], int]:
+        queries, topk = _string_list(body, "queries", self.limits), _topk(body, self.limits)
+        _check_results(queries, topk, self.limits)
+        return queries, topk
 
-    def json_response(content: bytes) -> Response:
-        return Response(content, media_type="application/json")
+    async def health(self, scope: Scope, receive: Receive) -> bytes:
+        return self._health
 
-    @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "documents": len(index.corpus)}
-
-    @app.post("/retrieve")
-    async def retrieve(request: Request) -> Response:
-        body, queries, topk = await queries_and_topk(request)
+    async def retrieve(self, scope: Scope, receive: Receive) -> bytes:
+        body = await self._body(scope, receive)
+        queries, topk = self._queries_and_topk(body)
         return_scores = body.get("return_scores", False)
         if not isinstance(return_scores, bool):
             raise BadRequest(f"'return_scores' must be true or false, got {return_scores!r}")
@@ -304,14 +345,14 @@ def create_app(index: LocalIndex, limits: ServerLimits | None = None, workers: i
                     ]
                     for hits in hits_per_query
                 ],
-                limits,
+                self.limits,
             )
 
-        return json_response(await scorer.answer(queries, topk, render))
+        return await self.scorer.answer(queries, topk, render)
 
-    @app.post("/search")
-    async def search(request: Request) -> Response:
-        _, queries, topk = await queries_and_topk(request)
+    async def search(self, scope: Scope, receive: Receive) -> bytes:
+        queries, topk = self._queries_and_topk(await self._body(scope, receive))
+        snippet_chars = self.limits.snippet_chars
 
         def render(hits_per_query: list[list[ScoredDocument]]) -> bytes:
             return _encode(
@@ -320,35 +361,40 @@ def create_app(index: LocalIndex, limits: ServerLimits | None = None, workers: i
                         {
                             "title": hit.document.title,
                             "url": hit.document.url,
-                            "snippet": shorten(hit.document.text, limits.snippet_chars),
+                            "snippet": shorten(hit.document.text, snippet_chars),
                             "score": hit.score,
                         }
                         for hit in hits
                     ]
                     for hits in hits_per_query
                 ],
-                limits,
+                self.limits,
             )
 
-        return json_response(await scorer.answer(queries, topk, render))
+        return await self.scorer.answer(queries, topk, render)
 
-    @app.post("/visit")
-    async def visit(request: Request) -> Response:
-        urls = _string_list(await parsed_body(request), "urls", limits)
+    async def visit(self, scope: Scope, receive: Receive) -> bytes:
+        urls = _string_list(await self._body(scope, receive), "urls", self.limits)
 
         def render() -> bytes:
             result = []
             for requested in urls:
-                doc = index.corpus.lookup(requested)
+                doc = self.index.corpus.lookup(requested)
                 if doc is None:
                     result.append({"request": requested, "error": f"page not found: {requested}"})
                 else:
                     result.append({"request": requested, "title": doc.title, "url": doc.url, "text": doc.text})
-            return _encode(result, limits)
+            return _encode(result, self.limits)
 
-        return json_response(await asyncio.to_thread(render))  # pages can be long: encode off the loop
+        return await asyncio.to_thread(render)  # pages can be long: encode off the loop
 
-    return app
+
+def create_app(index: LocalIndex, limits: ServerLimits | None = None, workers: int = 2) -> RetrieverApp:
+    """The ASGI application over an opened index (tests and ``main`` both build it here).
+
+    ``workers`` threads score and encode (see :class:`BatchingScorer`); the scorer is ``app.scorer``.
+    """
+    return RetrieverApp(index, limits or ServerLimits(), workers)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -235,7 +235,7 @@ def test_requests_arriving_while_busy_are_scored_as_one_batch(corpus_file):
             for query in ["Berlin", "Mount Everest", "Berlin"]
         ]
         deadline = time.monotonic() + 20
-        while app.state.scorer.pending_queries < 3:
+        while app.scorer.pending_queries < 3:
             assert time.monotonic() < deadline, "requests did not reach the server"
             time.sleep(0.01)
         index.gate.set()
@@ -337,3 +337,10 @@ def test_corpus_errors_print_one_line_naming_file_and_line(tmp_path, capsys, con
     assert info.value.code == 1
     assert err.count("\n") == 1 and err.startswith("actguide-retriever: error: ")
     assert str(path) in err and message in err and "Traceback" not in err
+
+
+def test_unknown_endpoint_and_wrong_method(base_url):
+    missing = httpx.get(base_url + "/nope", timeout=10)
+    assert missing.status_code == 404 and missing.json() == {"error": "no such endpoint: /nope"}
+    wrong = httpx.get(base_url + "/retrieve", timeout=10)
+    assert wrong.status_code == 405 and "GET is not allowed on /retrieve" in wrong.json()["error"]
