@@ -389,7 +389,7 @@ class RetrieverApp:
         return await asyncio.to_thread(render)  # pages can be long: encode off the loop
 
 
-def create_app(index: LocalIndex, limits: ServerLimits | None = None, workers: int = 2) -> RetrieverApp:
+def create_app(index: LocalIndex, limits: ServerLimits | None = None, workers: int = 1) -> RetrieverApp:
     """The ASGI application over an opened index (tests and ``main`` both build it here).
 
     ``workers`` threads score and encode (see :class:`BatchingScorer`); the scorer is ``app.scorer``.
@@ -423,7 +423,10 @@ def _parser() -> argparse.ArgumentParser:
         "--max-response-bytes", type=int, default=defaults.max_response_bytes, help="encoded answer; 413 beyond"
     )
     parser.add_argument(
-        "--workers", type=int, default=2, help="threads that score and encode (batches of concurrent requests)"
+        "--workers",
+        type=int,
+        default=1,
+        help="threads that score and encode; 1 batches best (most throughput), more let small requests pass a huge one",
     )
     parser.add_argument("--access-log", action="store_true", help="log every request (costs throughput)")
     parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
