@@ -7,7 +7,7 @@ reader never sees a half-written index, and when two processes build at once the
 other discards its copy. A corpus in a read-only place still works: the index then stays in memory.
 
 The index is built here rather than by ``bm25s.BM25.index``, which needs every document's token ids as Python
-lists at once (about 4 GB for 1M passages): documents are tokenized in chunks into flat numpy arrays and the
+lists at once (gigabytes for 1M passages): documents are tokenized in chunks into flat numpy arrays and the
 score matrix is assembled from those, in bm25s's own layout and with its default (Lucene) scoring, so the
 result saves and loads as a ``bm25s.BM25``. Queries skip ``bm25s.BM25.retrieve`` (batching and progress
 machinery per call) and add each query token's posting list into a score vector directly.
