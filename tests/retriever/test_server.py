@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import json
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
 import uvicorn
 
 from actguide_plugin.retriever.server import ServerLimits, _parser, create_app
-from actguide_plugin.tools.bm25_index import open_local_index
+from actguide_plugin.tools.bm25_index import LocalIndex, open_local_index
 from actguide_plugin.tools.search_tools import WebSearchTool, WebVisitTool
 
 DOCUMENTS = [
@@ -47,22 +50,38 @@ def corpus_file(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def base_url(corpus_file):
-    """The app served by uvicorn in a background thread on a free loopback port."""
+@contextlib.contextmanager
+def serve(app) -> Iterator[str]:
+    """``app`` served by uvicorn in a background thread on a free loopback port; yields its base url."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(open_local_index(corpus_file), LIMITS), log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
         assert time.monotonic() < deadline, "retriever server did not start"
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def base_url(corpus_file):
+    with serve(create_app(open_local_index(corpus_file), LIMITS)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def tight_url(corpus_file):
+    """A server whose size limits a test request can reach."""
+    limits = ServerLimits(max_queries=4, max_topk=5, max_body_bytes=2**20, max_results=6, max_response_bytes=400)
+    with serve(create_app(open_local_index(corpus_file), limits)) as url:
+        yield url
 
 
 def post(base_url: str, path: str, body) -> httpx.Response:
@@ -130,6 +149,104 @@ def test_bad_requests_get_400_with_a_message(base_url, path, body, message):
     assert message in response.json()["error"]
 
 
+def test_deeply_nested_body_is_a_400_not_a_500(base_url):
+    depth = 100_000
+    body = b'{"queries": ' + b"[" * depth + b"]" * depth + b"}"
+    response = post(base_url, "/retrieve", body)
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("/retrieve", {"queries": ["a", "b"], "topk": 4}, "asks for 8 results (2 queries x topk 4); at most 6"),
+        ("/search", {"queries": ["a", "b", "c", "d"], "topk": 2}, "asks for 8 results"),
+        ("/retrieve", {"queries": ["capital", "capital"], "topk": 3}, "answer would be"),
+        ("/visit", {"urls": ["Paris", "Berlin", "Mount Everest", "Paris"]}, "at most 400 (--max-response-bytes)"),
+        ("/retrieve", {"queries": ["q" * 100] * 2, "pad": "x" * 2**20}, "request body exceeds 1048576 bytes"),
+    ],
+)
+def test_requests_asking_too_much_get_413_with_the_limit(tight_url, path, body, message):
+    response = post(tight_url, path, body)
+    assert response.status_code == 413
+    assert message in response.json()["error"]
+
+
+def test_body_limit_holds_without_content_length(tight_url):
+    """A chunked upload is cut off at the limit, not buffered whole."""
+    chunks = iter([b'{"queries": ["capital"], "pad": "', *[b"x" * 2**16] * 20, b'"}'])
+    response = httpx.post(tight_url + "/retrieve", content=chunks, timeout=10)
+    assert response.status_code == 413 and "request body exceeds" in response.json()["error"]
+
+
+def test_within_limits_still_answers(tight_url):
+    response = post(tight_url, "/search", {"queries": ["Berlin"], "topk": 1})
+    assert response.status_code == 200 and response.json()["result"][0][0]["title"] == "Berlin"
+
+
+class GatedIndex(LocalIndex):
+    """The real index, whose batch calls wait for the test to open a gate (so a request stays in flight)."""
+
+    def __init__(self, index: LocalIndex) -> None:
+        super().__init__(index.corpus, index.retriever)
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.batches: list[list[tuple[str, int]]] = []
+        self.threads: set[int] = set()
+
+    def search_many(self, requests):
+        self.batches.append(list(requests))
+        self.threads.add(threading.get_ident())
+        self.entered.set()
+        assert self.gate.wait(timeout=30), "test never opened the gate"
+        return super().search_many(requests)
+
+
+def test_health_answers_while_a_big_request_is_scored(corpus_file):
+    """A legal 512-query x topk-100 request is scored off the event loop: /health answers meanwhile."""
+    index = GatedIndex(open_local_index(corpus_file))
+    with serve(create_app(index)) as url, httpx.Client(timeout=20) as client:
+        big = {"queries": [f"capital {i}" for i in range(512)], "topk": 100, "return_scores": True}
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            in_flight = pool.submit(post, url, "/retrieve", big)
+            assert index.entered.wait(timeout=20)
+            try:
+                health = client.get(url + "/health", timeout=5)
+                assert health.json() == {"status": "ok", "documents": 3}
+                assert not in_flight.done()  # /health answered before the big request finished
+            finally:
+                index.gate.set()
+            response = in_flight.result()
+    assert response.status_code == 200
+    result = response.json()["result"]
+    assert len(result) == 512 and result[0][0]["document"]["title"] in {"Paris", "Berlin"}
+    assert threading.main_thread().ident not in index.threads
+
+
+def test_requests_arriving_while_busy_are_scored_as_one_batch(corpus_file):
+    index = GatedIndex(open_local_index(corpus_file))
+    app = create_app(index, workers=1)
+    with serve(app) as url, concurrent.futures.ThreadPoolExecutor(4) as pool:
+        first = pool.submit(post, url, "/search", {"queries": ["Paris"], "topk": 1})
+        assert index.entered.wait(timeout=20)  # the only worker is busy with the first request
+        queued = [
+            pool.submit(post, url, "/search", {"queries": [query], "topk": 1})
+            for query in ["Berlin", "Mount Everest", "Berlin"]
+        ]
+        deadline = time.monotonic() + 20
+        while app.scorer.pending_queries < 3:
+            assert time.monotonic() < deadline, "requests did not reach the server"
+            time.sleep(0.01)
+        index.gate.set()
+        titles = [future.result().json()["result"][0][0]["title"] for future in [first, *queued]]
+    assert titles == ["Paris", "Berlin", "Mount Everest", "Berlin"]
+    assert [sorted(batch) for batch in index.batches] == [
+        [("Paris", 1)],
+        [("Berlin", 1), ("Berlin", 1), ("Mount Everest", 1)],
+    ]
+
+
 async def test_tools_through_the_retrieval_server_backend(base_url, tmp_path):
     backend = {"name": "retrieval_server", "base_url": base_url, "cache_path": str(tmp_path / "c.sqlite")}
     search = WebSearchTool({"type": "native", "backend": backend, "topk": 1}, None)
@@ -195,3 +312,35 @@ def test_missing_corpus_argument_is_a_usage_error(monkeypatch, capsys):
     with pytest.raises(SystemExit) as info:
         main([])
     assert info.value.code == 2 and "--corpus is required" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (json.dumps(DOCUMENTS[0]) + "\n{not json\n", "line 2: not valid JSON"),
+        (
+            json.dumps(DOCUMENTS[0]) + "\n" + json.dumps({"id": "x", "title": "T", "url": "u"}) + "\n",
+            "line 2: field 'text' must be a string",
+        ),
+        (None, "corpus file not found"),
+    ],
+)
+def test_corpus_errors_print_one_line_naming_file_and_line(tmp_path, capsys, content, message):
+    from actguide_plugin.retriever.server import main
+
+    path = tmp_path / "corpus.jsonl"
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(SystemExit) as info:
+        main(["--corpus", str(path), "--log-level", "warning"])
+    err = capsys.readouterr().err
+    assert info.value.code == 1
+    assert err.count("\n") == 1 and err.startswith("actguide-retriever: error: ")
+    assert str(path) in err and message in err and "Traceback" not in err
+
+
+def test_unknown_endpoint_and_wrong_method(base_url):
+    missing = httpx.get(base_url + "/nope", timeout=10)
+    assert missing.status_code == 404 and missing.json() == {"error": "no such endpoint: /nope"}
+    wrong = httpx.get(base_url + "/retrieve", timeout=10)
+    assert wrong.status_code == 405 and "GET is not allowed on /retrieve" in wrong.json()["error"]

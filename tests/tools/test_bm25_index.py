@@ -8,9 +8,13 @@ import subprocess
 import sys
 import textwrap
 
+import bm25s
+import numpy as np
 import pytest
 
+from actguide_plugin.tools import bm25_index
 from actguide_plugin.tools.bm25_index import LocalIndex, get_local_index, index_cache_dir, open_local_index
+from actguide_plugin.tools.corpus import load_corpus
 
 
 def test_search_ranks_the_matching_page_first(corpus_path):
@@ -88,3 +92,26 @@ def test_concurrent_builders_leave_one_complete_index(corpus_path):
         assert json.loads(out) == ["Mount Everest"]
     cache_root = corpus_path.parent / "corpus.jsonl.bm25s"
     assert len(os.listdir(cache_root)) == 1
+
+
+@pytest.mark.parametrize("chunk_docs", [1, 4, 100])
+def test_scores_equal_bm25s_own_index(corpus_path, monkeypatch, chunk_docs):
+    """The chunked builder reproduces ``bm25s.BM25.index`` (Lucene scoring), also across chunk boundaries."""
+    monkeypatch.setattr(bm25_index, "_BUILD_CHUNK_DOCS", chunk_docs)
+    index = LocalIndex.build(load_corpus(corpus_path))
+    texts = [f"{doc.title}\n{doc.text}" for doc in index.corpus.documents]
+    reference = bm25s.BM25()
+    reference.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
+    for query in ["capital of France Paris", "Kubrick film 1968 Kubrick", "lorem ipsum", "highest mountain"]:
+        expected = reference.get_scores(bm25s.tokenize(query, stopwords="en", return_ids=False, show_progress=False)[0])
+        np.testing.assert_allclose(index.scores(query), expected, rtol=1e-5)
+
+
+def test_search_r1_corpus_is_searchable(tmp_path, write_corpus):
+    lines = [
+        {"id": "0", "contents": '"Aaron"\nAaron is a prophet and high priest.'},
+        {"id": "1", "contents": '"Zebra"\nZebras are African equines with stripes.'},
+    ]
+    index = open_local_index(write_corpus(tmp_path / "wiki-18.jsonl", lines))
+    hit = index.search("striped african equine zebra", 1)[0]
+    assert (hit.document.id, hit.document.title) == ("1", "Zebra")
