@@ -19,8 +19,9 @@ verl 0.9.1 APIs relied on (``verl/trainer/ppo/v1/trainer_base.py``, ``trainer_sy
 
 The prompt swap (:mod:`.prompt_swap`) runs right after the old log-probs are computed on the guided view the
 trajectory was sampled with, so the reference log-probs (KL) and the actor's numerator π_θ(y | x) see the
-unguided prompt. No forward pass is added compared with plain GRPO. Padding rows lose the guided flag they cloned,
-and each row gets its task's L (``NUM_ACTIONS_FIELD``) for the loss's per-k/L statistics.
+unguided prompt. No forward pass is added compared with plain GRPO. With ``actguide.ratio_context=guided`` (the
+paper's Table 4 ablation) guided rows keep their guided prompt. Either way, padding rows lose the guided flag they
+cloned, and each row gets its task's L (``NUM_ACTIONS_FIELD``) for the loss's per-k/L statistics.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class ActGuideTrainer(PPOTrainerSync):
         return self._prepare_guided_rows(batch, metrics)
 
     def _prepare_guided_rows(self, batch, metrics: dict):
-        """Swap real guided rows to their unguided view, unflag padding rows,
+        """Swap real guided rows to their unguided view (unless ``ratio_context=guided``), unflag padding rows,
         and write each row's L (a new field: the returned batch lists it, as verl's own puts do)."""
         data = tq.kv_batch_get(
             keys=batch.keys,
@@ -83,7 +84,7 @@ class ActGuideTrainer(PPOTrainerSync):
             select_fields=[IS_GUIDED_FIELD, UNGUIDED_PROMPT_IDS_FIELD, "responses", "extra_fields"],
         )
         guided, padding = guided_and_padding_rows(data[IS_GUIDED_FIELD].reshape(-1).tolist(), batch.tags)
-        if guided:
+        if guided and self.actguide.ratio_context == "unguided":
             swapped = swap_to_unguided(
                 [data[UNGUIDED_PROMPT_IDS_FIELD][i] for i in guided], [data["responses"][i] for i in guided]
             )
