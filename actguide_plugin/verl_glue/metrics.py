@@ -32,8 +32,9 @@ def loss_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """Turn the loss's ``actor/actguide/...`` sums into ``actguide/...`` means (popping the sums).
 
     Per source (guided / unguided): ``{source}_pg_clipfrac``, ``{source}_pg_clipfrac_lower``, ``{source}_ratio_mean``
-    and ``{source}_tokens`` (per mini-batch and rank). Δ of guided rows with response tokens: ``offpolicy_shift_mean``,
-    ``offpolicy_shift_var``, and per level k / k-over-L bucket ``offpolicy_shift/{bucket}/{mean,var,rows}``.
+    and ``{source}_tokens``. Δ of guided rows with response tokens: ``offpolicy_shift_mean``, ``offpolicy_shift_var``,
+    and per level k / k-over-L bucket ``offpolicy_shift/{bucket}/{mean,var,rows}``. The counts (tokens, rows) are
+    per mini-batch and data-parallel rank, as verl's SUM metrics arrive; buckets without rows are not logged.
     """
     sums = {key[len("actor/" + METRIC_PREFIX) :]: float(metrics.pop(key)) for key in _loss_keys(metrics)}
     out: dict[str, float] = {}

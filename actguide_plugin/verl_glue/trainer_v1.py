@@ -16,6 +16,10 @@ verl 0.9.1 APIs relied on (``verl/trainer/ppo/v1/trainer_base.py``, ``trainer_sy
 * ``_update_actor`` puts the actor's reduced metrics (``actor/...``) into the step's ``metrics``; the loss's summed
   statistics are turned into ``actguide/*`` means right there, once per update (:func:`.metrics.loss_metrics`).
 * Padding rows appended by ``_balance_batch`` carry the tag ``is_padding`` (:mod:`.prompt_swap`).
+* ``_compute_ref_log_prob`` writes ``ref_log_prob`` into TransferQueue. With ``trainer.rollout_data_dir`` set we
+  dump, next to verl's generations, what the trainer computed per row (:meth:`ActGuideTrainer._dump_rows`): the
+  prompt ids the reference and the actor saw, the response ids, old and reference log-probs. That file is how a
+  user (and the e2e test) can check the prompt swap.
 
 The prompt swap (:mod:`.prompt_swap`) runs right after the old log-probs are computed on the guided view the
 trajectory was sampled with, so the reference log-probs (KL) and the actor's numerator π_θ(y | x) see the
@@ -27,6 +31,7 @@ cloned, and each row gets its task's L (``NUM_ACTIONS_FIELD``) for the loss's pe
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 
 import ray
@@ -42,8 +47,10 @@ from actguide_plugin.core.level_cache import LevelCache
 from actguide_plugin.logs import get_logger
 from actguide_plugin.names import (
     IS_GUIDED_FIELD,
+    LEVEL_FIELD,
     METRIC_PREFIX,
     NUM_ACTIONS_FIELD,
+    ROWS_DUMP_FILE,
     RUN_CONFIG_FILE,
     UNGUIDED_PROMPT_IDS_FIELD,
 )
@@ -108,6 +115,30 @@ class ActGuideTrainer(PPOTrainerSync):
         return tq.kv_batch_put(
             keys=batch.keys, partition_id=batch.partition_id, fields=list_of_dict_to_tensordict(rows)
         )
+
+    def _compute_ref_log_prob(self, batch, metrics: dict):
+        batch = super()._compute_ref_log_prob(batch, metrics)
+        folder = self.config.trainer.get("rollout_data_dir", None)
+        if folder:
+            self._dump_rows(batch, Path(folder) / ROWS_DUMP_FILE.format(step=self.global_steps))
+        return batch
+
+    def _dump_rows(self, batch, path: Path) -> None:
+        """One JSON line per real row: key, guided flag, level, the prompt ids under the reference and the actor's
+        numerator (the unguided prompt for a swapped row), the unguided prompt ids, the response ids, and the old
+        (sampling view) and reference log-probs of the response tokens."""
+        fields = [
+            *("prompts", "responses", "old_log_probs", "ref_log_prob"),
+            *(IS_GUIDED_FIELD, LEVEL_FIELD, UNGUIDED_PROMPT_IDS_FIELD),
+        ]
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as f:
+            for i, (key, tag) in enumerate(zip(batch.keys, batch.tags, strict=True)):
+                if tag.get("is_padding", False):
+                    continue
+                row = {"key": key, **{name: data[name][i].tolist() for name in fields}}
+                f.write(json.dumps(row) + "\n")
 
     def _update_actor(self, batch, metrics: dict):
         batch = super()._update_actor(batch, metrics)
