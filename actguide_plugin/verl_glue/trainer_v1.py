@@ -100,7 +100,8 @@ class ActGuideTrainer(PPOTrainerSync):
                 partition_id=batch.partition_id,
                 fields=list_of_dict_to_tensordict(swapped),
             )
-        extra_fields = data["extra_fields"].tolist()
+        extra_fields = data["extra_fields"]  # a NonTensorStack, or tensordict's LinkedList (a list) of dicts
+        extra_fields = extra_fields.tolist() if hasattr(extra_fields, "tolist") else list(extra_fields)
         rows = [
             {
                 IS_GUIDED_FIELD: torch.tensor(0.0 if i in padding else flag),
