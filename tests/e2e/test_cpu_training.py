@@ -112,7 +112,7 @@ def response_log_probs(model, prompt_ids: list[int], response_ids: list[int]) ->
 def reference_model(path: Path):
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32).eval()
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
 
 
 def guided_steps(steps: dict[int, dict]) -> list[dict]:
