@@ -25,6 +25,16 @@ def _has_signal(rewards: Sequence[float]) -> bool:
     return len(rewards) > 1 and max(rewards) != min(rewards)
 
 
+def _unguided_group_rewards(outcome: GroupOutcome[Any], final_rewards: list[float]) -> list[float] | None:
+    """Rewards of the group as it was before guidance: the unguided group if one was rolled out, the final group if
+    it is unguided, else None (the prompt was only sampled with guidance)."""
+    if outcome.unguided_rewards:
+        return list(outcome.unguided_rewards)
+    if not outcome.guided and final_rewards:
+        return final_rewards
+    return None
+
+
 def group_metrics(outcomes: Sequence[GroupOutcome[Any]], reward: Callable[[Any], float]) -> dict[str, float]:
     """Batch-level diagnostics: hard/rescued counts, k* distribution, cost, signal before/after, accuracies."""
     total = len(outcomes)
@@ -63,13 +73,15 @@ def group_metrics(outcomes: Sequence[GroupOutcome[Any]], reward: Callable[[Any],
         "trajectories_sampled": float(sum(o.sampled for o in outcomes)),
         "serial_rounds_mean": _mean([o.serial_rounds for o in outcomes]),
         "serial_rounds_max": float(max(o.serial_rounds for o in outcomes)),
-        "effective_signal_frac_before": _mean(
-            [float(_has_signal(o.unguided_rewards or rs)) for o, rs in zip(outcomes, final_rewards, strict=True)]
-        ),
-        "effective_signal_frac_after": _mean([float(_has_signal(rs)) for rs in final_rewards if rs]),
+        # every group is in the denominator: a dropped group (no trajectories) gives no signal
+        "effective_signal_frac_after": _mean([float(_has_signal(rs)) for rs in final_rewards]),
         "acc_unguided": _mean(unguided_rewards),
         "acc_guided": _mean(guided_rewards),
     }
+    before = [_unguided_group_rewards(o, rs) for o, rs in zip(outcomes, final_rewards, strict=True)]
+    measured = [rs for rs in before if rs is not None]
+    if measured:  # fixed-level modes roll out no unguided group for guided prompts: those are not measured
+        metrics["effective_signal_frac_before"] = _mean([float(_has_signal(rs)) for rs in measured])
     for (low, high), count in zip(RATIO_BINS, ratio_histogram(ratios), strict=True):
         metrics[f"level_ratio_hist/{int(low * 100)}-{int(high * 100)}"] = float(count)
     for level, count in sorted(Counter(o.level for o in guided).items()):

@@ -26,12 +26,24 @@ from dataclasses import dataclass
 import torch
 
 TokenLoss = Callable[[torch.Tensor, torch.Tensor, "ObjectiveConfig"], torch.Tensor]
-GUIDED_TOKEN_LOSSES: dict[str, TokenLoss] = {}
+# (ratio, advantages, cfg) -> (clipped, clipped_lower), both bool [batch, response_len]
+ClipMasks = Callable[[torch.Tensor, torch.Tensor, "ObjectiveConfig"], tuple[torch.Tensor, torch.Tensor]]
 
 
-def register_guided_token_loss(name: str) -> Callable[[TokenLoss], TokenLoss]:
+@dataclass(frozen=True)
+class GuidedTokenRule:
+    """A clipping rule for guided tokens: its per-token loss, and which tokens it clips (for ``pg_clipfrac``)."""
+
+    loss: TokenLoss
+    clipped: ClipMasks
+
+
+GUIDED_TOKEN_RULES: dict[str, GuidedTokenRule] = {}
+
+
+def register_guided_token_loss(name: str, clipped: ClipMasks) -> Callable[[TokenLoss], TokenLoss]:
     def decorator(fn: TokenLoss) -> TokenLoss:
-        GUIDED_TOKEN_LOSSES[name] = fn
+        GUIDED_TOKEN_RULES[name] = GuidedTokenRule(fn, clipped)
         return fn
 
     return decorator
@@ -51,8 +63,8 @@ class ObjectiveConfig:
     shaping_gamma: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.guided_clip not in GUIDED_TOKEN_LOSSES:
-            raise ValueError(f"actguide.guided_clip={self.guided_clip!r} is not one of {sorted(GUIDED_TOKEN_LOSSES)}")
+        if self.guided_clip not in GUIDED_TOKEN_RULES:
+            raise ValueError(f"actguide.guided_clip={self.guided_clip!r} is not one of {sorted(GUIDED_TOKEN_RULES)}")
         if self.dual_clip_c <= 1.0:
             raise ValueError(f"actguide.dual_clip_c must be > 1, got {self.dual_clip_c}")
         if self.clip_low < 0 or self.clip_high < 0:
@@ -75,15 +87,39 @@ def ppo_clip_token_loss(ratio: torch.Tensor, advantages: torch.Tensor, cfg: Obje
     return torch.where(advantages < 0, dual, pessimistic)
 
 
-register_guided_token_loss("same")(ppo_clip_token_loss)
+def ppo_clip_masks(
+    ratio: torch.Tensor, advantages: torch.Tensor, cfg: ObjectiveConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """verl's ``pg_clipfrac`` / ``pg_clipfrac_lower`` tokens: where the clipped term wins given the sign of A
+    (the trust region is active), and where the dual clip bounds the loss of a negative advantage."""
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - cfg.clip_low, 1.0 + cfg.clip_high)
+    pessimistic = torch.maximum(unclipped, clipped)
+    return clipped > unclipped, (pessimistic > -advantages * cfg.dual_clip_c) & (advantages < 0)
 
 
-@register_guided_token_loss("cap")
+register_guided_token_loss("same", ppo_clip_masks)(ppo_clip_token_loss)
+
+
+def _ratio_cap_masks(
+    ratio: torch.Tensor, advantages: torch.Tensor, cfg: ObjectiveConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cap cuts the gradient of tokens whose ratio exceeds it, whatever the advantage's sign."""
+    return ratio > cfg.guided_ratio_cap, torch.zeros_like(ratio, dtype=torch.bool)
+
+
+def _never_clipped(
+    ratio: torch.Tensor, advantages: torch.Tensor, cfg: ObjectiveConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.zeros_like(ratio, dtype=torch.bool), torch.zeros_like(ratio, dtype=torch.bool)
+
+
+@register_guided_token_loss("cap", _ratio_cap_masks)
 def capped_ratio_token_loss(ratio: torch.Tensor, advantages: torch.Tensor, cfg: ObjectiveConfig) -> torch.Tensor:
     return -advantages * torch.clamp(ratio, max=cfg.guided_ratio_cap)
 
 
-@register_guided_token_loss("shaping")
+@register_guided_token_loss("shaping", _never_clipped)
 def shaped_ratio_token_loss(ratio: torch.Tensor, advantages: torch.Tensor, cfg: ObjectiveConfig) -> torch.Tensor:
     return -advantages * ratio / (ratio + cfg.shaping_gamma)
 
@@ -100,7 +136,7 @@ def actguide_token_losses(
     unguided_loss = ppo_clip_token_loss(ratio, advantages, cfg)
     if cfg.guided_clip == "same" or not bool(is_guided.any()):
         return unguided_loss, ratio
-    guided_loss = GUIDED_TOKEN_LOSSES[cfg.guided_clip](ratio, advantages, cfg)
+    guided_loss = GUIDED_TOKEN_RULES[cfg.guided_clip].loss(ratio, advantages, cfg)
     return torch.where(is_guided.bool().unsqueeze(-1), guided_loss, unguided_loss), ratio
 
 
@@ -116,21 +152,22 @@ def token_mean(
     return (loss_mat * mask).sum() / global_num_tokens * dp_size
 
 
-def clip_diagnostics(
-    ratio: torch.Tensor, logp_new: torch.Tensor, logp_old: torch.Tensor, mask: torch.Tensor, cfg: ObjectiveConfig
-) -> dict[str, float]:
-    """Fraction of tokens outside the trust region, mean ratio and approximate KL over ``mask``."""
-    mask = mask.bool()
-    count = int(mask.sum())
-    if count == 0:
-        return {}
-    outside = (ratio < 1.0 - cfg.clip_low) | (ratio > 1.0 + cfg.clip_high)
-    return {
-        "clipfrac": float(outside[mask].float().mean()),
-        "ratio_mean": float(ratio[mask].mean()),
-        "ppo_kl": float((logp_old - logp_new)[mask].mean()),
-        "tokens": float(count),
-    }
+def clip_masks(
+    ratio: torch.Tensor,  # [batch, response_len]
+    advantages: torch.Tensor,  # [batch, response_len]
+    is_guided: torch.Tensor,  # [batch] bool
+    cfg: ObjectiveConfig,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokens whose loss each row's rule clips, and those the dual clip bounds; both bool [batch, response_len].
+
+    Unguided rows follow verl's ``pg_clipfrac`` / ``pg_clipfrac_lower`` definitions; guided rows their rule's.
+    """
+    clipped, lower = ppo_clip_masks(ratio, advantages, cfg)
+    if cfg.guided_clip == "same" or not bool(is_guided.any()):
+        return clipped, lower
+    guided_clipped, guided_lower = GUIDED_TOKEN_RULES[cfg.guided_clip].clipped(ratio, advantages, cfg)
+    rows = is_guided.bool().unsqueeze(-1)
+    return torch.where(rows, guided_clipped, clipped), torch.where(rows, guided_lower, lower)
 
 
 def sequence_shift(logp_guided: torch.Tensor, logp_unguided: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -30,6 +30,7 @@ from actguide_plugin.names import LOSS_NAME
 
 SECTION = "actguide"
 RATIO_SOURCES = ("actor", "rollout")
+RATIO_CONTEXTS = ("unguided", "guided")
 GROUP_ADVANTAGE_ESTIMATORS = ("grpo", "grpo_vectorized")  # advantages normalized within each prompt's group
 CoreConfig = TypeVar("CoreConfig")
 
@@ -48,6 +49,8 @@ class ActGuideConfig(BaseConfig):
     guided_clip / guided_ratio_cap / shaping_gamma: clipping of guided tokens (``same`` | ``cap`` | ``shaping``).
     ratio_source: ``actor`` (old log-probs recomputed by the actor on the guided view, default) or
         ``rollout`` (verl's bypass mode: the rollout engine's log-probs of the guided sample).
+    ratio_context: prompt under the numerator (and the reference KL) of guided rows: ``unguided`` (the prompt
+        swap, mixed-policy optimization, default) or ``guided`` (no swap: the paper's Table 4 ablation).
     cache_file: name of the warm-start cache file inside each ``global_step_*`` checkpoint folder.
     val_level / val_level_ratio: guidance for validation and ``actguide-eval`` (both 0: unguided, the default):
         level k (clamped to each task's L) or ratio a (k = ceil(a · L)); at most one of them may be set.
@@ -70,6 +73,7 @@ class ActGuideConfig(BaseConfig):
     guided_ratio_cap: float = 5.0
     shaping_gamma: float = 0.1
     ratio_source: str = "actor"
+    ratio_context: str = "unguided"
     cache_file: str = "actguide_level_cache.json"
     val_level: int = 0
     val_level_ratio: float = 0.0
@@ -85,6 +89,8 @@ class ActGuideConfig(BaseConfig):
             raise ValueError(f"set at most one of {SECTION}.val_level and {SECTION}.val_level_ratio")
         if self.ratio_source not in RATIO_SOURCES:
             raise ValueError(f"{SECTION}.ratio_source={self.ratio_source!r} is not one of {list(RATIO_SOURCES)}")
+        if self.ratio_context not in RATIO_CONTEXTS:
+            raise ValueError(f"{SECTION}.ratio_context={self.ratio_context!r} is not one of {list(RATIO_CONTEXTS)}")
         if not self.cache_file or "/" in self.cache_file:
             raise ValueError(f"{SECTION}.cache_file must be a plain file name, got {self.cache_file!r}")
         self.search_config(n=1)  # range checks of the search keys

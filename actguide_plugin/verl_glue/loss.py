@@ -16,6 +16,12 @@ a context variable for the duration of the call, and delegates the rest (log-pro
 KL terms, global-batch bookkeeping) to verl's own ``ppo_loss`` so those stay exactly verl's semantics.
 Used through plain ``ppo_loss`` (no flag in the batch), ``actguide`` treats every row as unguided and is
 then identical to verl's vanilla PPO loss.
+
+Metrics: verl wraps a policy loss's metrics as per-micro-batch means, which are biased when micro-batches differ in
+size. The split statistics (clipped tokens, ratio, the off-policy shift Δ) are therefore returned by
+:func:`actguide_ppo_loss` as sums and counts with verl's ``AggregationType.SUM`` (``verl.utils.metric.Metric``);
+:func:`actguide_plugin.verl_glue.metrics.loss_metrics` divides them once per step, which is exact. Rows without
+response tokens (verl's padding rows) count nowhere.
 """
 
 from __future__ import annotations
@@ -24,21 +30,46 @@ import contextvars
 import dataclasses
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from verl.trainer.ppo.core_algos import agg_loss, register_policy_loss
+from verl.utils.metric import AggregationType, Metric
 from verl.workers.utils.losses import ppo_loss
 
-from actguide_plugin.core.objective import ObjectiveConfig, actguide_token_losses, clip_diagnostics, sequence_shift
-from actguide_plugin.names import IS_GUIDED_FIELD, LOSS_NAME, METRIC_PREFIX
+from actguide_plugin.core.metrics import RATIO_BINS, ratio_bin
+from actguide_plugin.core.objective import ObjectiveConfig, actguide_token_losses, clip_masks, sequence_shift
+from actguide_plugin.names import IS_GUIDED_FIELD, LEVEL_FIELD, LOSS_NAME, METRIC_PREFIX, NUM_ACTIONS_FIELD
+
+SOURCES = ("guided", "unguided")
+SOURCE_SUMS = ("tokens", "clipped_tokens", "clipped_lower_tokens", "ratio_sum")  # {METRIC_PREFIX}{source}_{sum}
+SHIFT_PREFIX = METRIC_PREFIX + "offpolicy_shift/"  # Δ sums: {SHIFT_PREFIX}{bucket}/{rows,sum,sqsum}
+SHIFT_SUMS = ("rows", "sum", "sqsum")
+SHIFT_LEVELS = 16  # Δ per level k = 1..15, and k >= 16 in one bucket
+# verl's data-parallel aggregation needs the same metric keys from every micro-batch on every rank: fixed buckets
+SHIFT_BUCKETS = (
+    "all",
+    *(f"level_{k}" for k in range(1, SHIFT_LEVELS)),
+    f"level_{SHIFT_LEVELS}+",
+    *(f"ratio_{int(low * 100)}-{int(high * 100)}" for low, high in RATIO_BINS),
+)
+
+
+def _zero_sums() -> dict[str, float]:
+    """Every summed statistic of one micro-batch, all zero."""
+    keys = [f"{METRIC_PREFIX}{source}_{name}" for source in SOURCES for name in SOURCE_SUMS]
+    keys += [f"{SHIFT_PREFIX}{bucket}/{name}" for bucket in SHIFT_BUCKETS for name in SHIFT_SUMS]
+    return dict.fromkeys(keys, 0.0)
 
 
 @dataclass(frozen=True)
 class _MicroBatchFlags:
     is_guided: torch.Tensor  # [batch] bool
+    level: torch.Tensor  # [batch] int, guidance level k (0 = unguided)
+    num_actions: torch.Tensor  # [batch] int, the task's L (0 = unknown)
     objective: ObjectiveConfig
+    sums: dict[str, float] = field(default_factory=_zero_sums)  # filled by the policy loss
 
 
 _flags: contextvars.ContextVar[_MicroBatchFlags | None] = contextvars.ContextVar("actguide_flags", default=None)
@@ -67,12 +98,9 @@ def actguide_policy_loss(
     if config is None:
         raise ValueError("the actguide policy loss needs the actor config (clip ranges, global batch info)")
     flags = _flags.get()
-    batch = old_log_prob.shape[0]
     if flags is None:
-        flags = _MicroBatchFlags(
-            is_guided=torch.zeros(batch, dtype=torch.bool, device=log_prob.device),
-            objective=objective_from_actor_config(config),
-        )
+        unguided = torch.zeros(old_log_prob.shape[0], dtype=torch.long, device=log_prob.device)
+        flags = _MicroBatchFlags(unguided.bool(), unguided, unguided, objective_from_actor_config(config))
     is_guided = flags.is_guided.to(log_prob.device)
     losses, ratio = actguide_token_losses(log_prob, old_log_prob, advantages, is_guided, flags.objective)
     if rollout_is_weights is not None:
@@ -80,36 +108,53 @@ def actguide_policy_loss(
     pg_loss = agg_loss(
         loss_mat=losses, loss_mask=response_mask, loss_agg_mode=loss_agg_mode, **config.global_batch_info
     )
-    return pg_loss, _loss_metrics(ratio, log_prob, old_log_prob, response_mask, is_guided, flags)
-
-
-def _loss_metrics(
-    ratio: torch.Tensor,
-    log_prob: torch.Tensor,
-    old_log_prob: torch.Tensor,
-    response_mask: torch.Tensor,
-    is_guided: torch.Tensor,
-    flags: _MicroBatchFlags,
-) -> dict[str, float]:
-    """verl's usual clip metrics over all tokens, plus the same split by guided / unguided rows.
-
-    The off-policy shift Δ = Σ_t [log π_old(y_t|x,g) − log π_θ(y_t|x)] is logged per guided row; it equals
-    the paper's Δ on the first (on-policy) update of a step, when θ is still θ_old.
-    """
     with torch.no_grad():
         mask = response_mask.bool()
-        metrics: dict[str, float] = {}
-        overall = clip_diagnostics(ratio, log_prob, old_log_prob, mask, flags.objective)
-        metrics["actor/ppo_kl"] = overall.get("ppo_kl", 0.0)
-        for name, rows in (("guided", is_guided), ("unguided", ~is_guided)):
-            part = clip_diagnostics(ratio, log_prob, old_log_prob, mask & rows.unsqueeze(-1), flags.objective)
-            for key, value in part.items():
-                metrics[f"{METRIC_PREFIX}{name}_{key}"] = value
-        if bool(is_guided.any()):
-            shift = sequence_shift(old_log_prob, log_prob, mask)[is_guided]  # [guided rows]
-            metrics[METRIC_PREFIX + "offpolicy_shift_mean"] = float(shift.mean())
-            metrics[METRIC_PREFIX + "offpolicy_shift_sqmean"] = float((shift**2).mean())
-    return metrics
+        clipped, clipped_lower = clip_masks(ratio, advantages, is_guided, flags.objective)
+        _add_source_sums(flags.sums, ratio, clipped, clipped_lower, mask, is_guided)
+        _add_shift_sums(flags.sums, sequence_shift(old_log_prob, log_prob, mask), mask, is_guided, flags)
+        tokens = mask.sum().clamp(min=1)
+        metrics = {  # verl's names and per-micro-batch means, over all rows
+            "actor/pg_clipfrac": float((clipped & mask).sum() / tokens),
+            "actor/pg_clipfrac_lower": float((clipped_lower & mask).sum() / tokens),
+            "actor/ppo_kl": float(((old_log_prob - log_prob) * mask).sum() / tokens),
+        }
+    return pg_loss, metrics
+
+
+def _add_source_sums(
+    sums: dict[str, float],
+    ratio: torch.Tensor,
+    clipped: torch.Tensor,
+    clipped_lower: torch.Tensor,
+    mask: torch.Tensor,
+    is_guided: torch.Tensor,
+) -> None:
+    """Token counts, clipped tokens and ratio sums of guided and of unguided rows."""
+    for source, rows in zip(SOURCES, (is_guided, ~is_guided), strict=True):
+        tokens = mask & rows.unsqueeze(-1)
+        values = (tokens.sum(), (clipped & tokens).sum(), (clipped_lower & tokens).sum(), (ratio * tokens).sum())
+        for name, value in zip(SOURCE_SUMS, values, strict=True):
+            sums[f"{METRIC_PREFIX}{source}_{name}"] += float(value)
+
+
+def _add_shift_sums(
+    sums: dict[str, float], shift: torch.Tensor, mask: torch.Tensor, is_guided: torch.Tensor, flags: _MicroBatchFlags
+) -> None:
+    """Δ of guided rows with response tokens: rows, Σ Δ and Σ Δ², overall, per level k and per k/L bucket."""
+    rows = (is_guided & mask.any(dim=-1)).nonzero().flatten().tolist()
+    levels, num_actions = flags.level.tolist(), flags.num_actions.tolist()
+    for i in rows:
+        level = int(levels[i])
+        buckets = ["all"]
+        if level > 0:  # known (the rollout writes it), and then its k/L bucket if L is known
+            buckets.append(f"level_{level}" if level < SHIFT_LEVELS else f"level_{SHIFT_LEVELS}+")
+            if num_actions[i] > 0:
+                buckets.append(SHIFT_BUCKETS[SHIFT_LEVELS + 1 + ratio_bin(min(level / num_actions[i], 1.0))])
+        value = float(shift[i])
+        for bucket in buckets:
+            for name, term in zip(SHIFT_SUMS, (1.0, value, value * value), strict=True):
+                sums[f"{SHIFT_PREFIX}{bucket}/{name}"] += term
 
 
 def actguide_ppo_loss(
@@ -120,12 +165,19 @@ def actguide_ppo_loss(
     Build it with :func:`make_actguide_loss_fn` and install it with ``actor_rollout_wg.set_loss_fn``.
     """
     batch = data["advantages"].shape[0]
-    is_guided = _per_sample(data, IS_GUIDED_FIELD, batch).bool()
-    token = _flags.set(_MicroBatchFlags(is_guided, objective_from_actor_config(config, objective)))
+    flags = _MicroBatchFlags(
+        is_guided=_per_sample(data, IS_GUIDED_FIELD, batch).bool(),
+        level=_per_sample(data, LEVEL_FIELD, batch).long(),
+        num_actions=_per_sample(data, NUM_ACTIONS_FIELD, batch).long(),
+        objective=objective_from_actor_config(config, objective),
+    )
+    token = _flags.set(flags)
     try:
-        return ppo_loss(config, model_output, data, dp_group=dp_group)
+        loss, metrics = ppo_loss(config, model_output, data, dp_group=dp_group)
     finally:
         _flags.reset(token)
+    metrics.update({key: Metric(AggregationType.SUM, value) for key, value in flags.sums.items()})
+    return loss, metrics
 
 
 def make_actguide_loss_fn(actor_config: Any, objective: ObjectiveConfig | None = None) -> Callable[..., Any]:

@@ -1,11 +1,12 @@
 """The ``actguide/*`` step metrics the trainer logs next to verl's own.
 
 Two sources: the search summaries the rollout workers recorded in the state actor this step
-(:func:`search_metrics`, computed by :func:`actguide_plugin.core.metrics.group_metrics`), and the loss's
-per-micro-batch statistics, which verl's actor reports under ``actor/actguide/...`` (:func:`loss_metrics`).
+(:func:`search_metrics`, computed by :func:`actguide_plugin.core.metrics.group_metrics`), and the loss's summed
+statistics, which verl's actor reports under ``actor/actguide/...`` (:func:`loss_metrics`).
 
-verl 0.9.1 API relied on: the trainer's ``metrics`` dict, where the actor update's metrics appear with the prefix
-``actor/``.
+verl 0.9.1 API relied on: the actor update's metrics in the trainer's ``metrics`` dict, prefixed ``actor/``; a
+``Metric`` with ``AggregationType.SUM`` arrives as Σ over micro-batches, averaged over data-parallel ranks and
+over mini-batches. Numerator and denominator of each ratio are scaled alike, so their quotient is exact.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import ray
 from actguide_plugin.core.metrics import group_metrics
 from actguide_plugin.core.search import GroupOutcome
 from actguide_plugin.names import METRIC_PREFIX
+from actguide_plugin.verl_glue.loss import SHIFT_BUCKETS, SHIFT_PREFIX, SOURCES
 
 
 def search_metrics(state: Any) -> dict[str, float]:
@@ -35,16 +37,35 @@ def search_metrics(state: Any) -> dict[str, float]:
 
 
 def loss_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    """Move the loss's ``actor/actguide/...`` metrics to ``actguide/...``; Δ's mean square becomes its variance."""
-    out = {}
-    for key in list(metrics):
-        if key.startswith("actor/" + METRIC_PREFIX):
-            out[key[len("actor/") :]] = metrics.pop(key)
-    mean, sqmean = (
-        out.pop(METRIC_PREFIX + "offpolicy_shift_mean", None),
-        out.pop(METRIC_PREFIX + "offpolicy_shift_sqmean", None),
-    )
-    if mean is not None and sqmean is not None:
-        out[METRIC_PREFIX + "offpolicy_shift_mean"] = mean
-        out[METRIC_PREFIX + "offpolicy_shift_var"] = max(sqmean - mean**2, 0.0)
-    return out
+    """Turn the loss's ``actor/actguide/...`` sums into ``actguide/...`` means (popping the sums).
+
+    Per source (guided / unguided): ``{source}_pg_clipfrac``, ``{source}_pg_clipfrac_lower``, ``{source}_ratio_mean``
+    and ``{source}_tokens``. Δ of guided rows with response tokens: ``offpolicy_shift_mean``, ``offpolicy_shift_var``,
+    and per level k / k-over-L bucket ``offpolicy_shift/{bucket}/{mean,var,rows}``. The counts (tokens, rows) are
+    per mini-batch and data-parallel rank, as verl's SUM metrics arrive; buckets without rows are not logged.
+    """
+    sums = {key[len("actor/" + METRIC_PREFIX) :]: float(metrics.pop(key)) for key in _loss_keys(metrics)}
+    out: dict[str, float] = {}
+    for source in SOURCES:
+        tokens = sums.get(f"{source}_tokens", 0.0)
+        if tokens > 0:
+            out[f"{source}_pg_clipfrac"] = sums[f"{source}_clipped_tokens"] / tokens
+            out[f"{source}_pg_clipfrac_lower"] = sums[f"{source}_clipped_lower_tokens"] / tokens
+            out[f"{source}_ratio_mean"] = sums[f"{source}_ratio_sum"] / tokens
+            out[f"{source}_tokens"] = tokens
+    shift = SHIFT_PREFIX[len(METRIC_PREFIX) :]
+    for bucket in SHIFT_BUCKETS:
+        rows = sums.get(f"{shift}{bucket}/rows", 0.0)
+        if rows <= 0:
+            continue
+        mean = sums[f"{shift}{bucket}/sum"] / rows
+        var = max(sums[f"{shift}{bucket}/sqsum"] / rows - mean**2, 0.0)
+        if bucket == "all":
+            out["offpolicy_shift_mean"], out["offpolicy_shift_var"] = mean, var
+        else:
+            out.update({f"{shift}{bucket}/mean": mean, f"{shift}{bucket}/var": var, f"{shift}{bucket}/rows": rows})
+    return {METRIC_PREFIX + key: value for key, value in out.items()}
+
+
+def _loss_keys(metrics: dict[str, Any]) -> list[str]:
+    return [key for key in metrics if key.startswith("actor/" + METRIC_PREFIX)]

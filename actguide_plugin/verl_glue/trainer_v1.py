@@ -15,17 +15,29 @@ verl 0.9.1 APIs relied on (``verl/trainer/ppo/v1/trainer_base.py``, ``trainer_sy
 * ``_validate()`` runs verl's validation over ``val_dataloader`` and returns its metrics; we add the
   ``val-actguide/*`` metrics of :mod:`.validation` (and its files with ``actguide.val_dump_dir``).
 
+* ``_update_actor`` puts the actor's reduced metrics (``actor/...``) into the step's ``metrics``; the loss's summed
+  statistics are turned into ``actguide/*`` means right there, once per update (:func:`.metrics.loss_metrics`).
+* Padding rows appended by ``_balance_batch`` carry the tag ``is_padding`` (:mod:`.prompt_swap`).
+* ``_compute_ref_log_prob`` writes ``ref_log_prob`` into TransferQueue. With ``trainer.rollout_data_dir`` set we
+  dump, next to verl's generations, what the trainer computed per row (:meth:`ActGuideTrainer._dump_rows`): the
+  prompt ids the reference and the actor saw, the response ids, old and reference log-probs. That file is how a
+  user (and the e2e test) can check the prompt swap.
+
 The prompt swap (:mod:`.prompt_swap`) runs right after the old log-probs are computed on the guided view the
 trajectory was sampled with, so the reference log-probs (KL) and the actor's numerator π_θ(y | x) see the
-unguided prompt. No forward pass is added compared with plain GRPO.
+unguided prompt. No forward pass is added compared with plain GRPO. With ``actguide.ratio_context=guided`` (the
+paper's Table 4 ablation) guided rows keep their guided prompt. Either way, padding rows lose the guided flag they
+cloned, and each row gets its task's L (``NUM_ACTIONS_FIELD``) for the loss's per-k/L statistics.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 
 import ray
+import torch
 import transfer_queue as tq
 from omegaconf import OmegaConf
 from verl.trainer.main_ppo import TaskRunnerV1
@@ -35,13 +47,21 @@ from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
 from actguide_plugin.core.level_cache import LevelCache
 from actguide_plugin.logs import get_logger
-from actguide_plugin.names import IS_GUIDED_FIELD, METRIC_PREFIX, RUN_CONFIG_FILE, UNGUIDED_PROMPT_IDS_FIELD
+from actguide_plugin.names import (
+    IS_GUIDED_FIELD,
+    LEVEL_FIELD,
+    METRIC_PREFIX,
+    NUM_ACTIONS_FIELD,
+    ROWS_DUMP_FILE,
+    RUN_CONFIG_FILE,
+    UNGUIDED_PROMPT_IDS_FIELD,
+)
 from actguide_plugin.outputs import StagedOutputs
 from actguide_plugin.verl_glue.config import check_verl_config
 from actguide_plugin.verl_glue.empty_step import guard_empty_steps
 from actguide_plugin.verl_glue.loss import make_actguide_loss_fn
 from actguide_plugin.verl_glue.metrics import loss_metrics, search_metrics
-from actguide_plugin.verl_glue.prompt_swap import swap_to_unguided
+from actguide_plugin.verl_glue.prompt_swap import guided_and_padding_rows, swap_to_unguided
 from actguide_plugin.verl_glue.state import state_actor
 from actguide_plugin.verl_glue.validation import collect_validation
 
@@ -64,17 +84,18 @@ class ActGuideTrainer(PPOTrainerSync):
 
     def _compute_old_log_prob(self, batch, metrics: dict):
         batch = super()._compute_old_log_prob(batch, metrics)  # on the guided view (what was sampled)
-        metrics.update(self._swap_guided_rows(batch))
-        return batch
+        return self._prepare_guided_rows(batch, metrics)
 
-    def _swap_guided_rows(self, batch) -> dict[str, float]:
+    def _prepare_guided_rows(self, batch, metrics: dict):
+        """Swap real guided rows to their unguided view (unless ``ratio_context=guided``), unflag padding rows,
+        and write each row's L (a new field: the returned batch lists it, as verl's own puts do)."""
         data = tq.kv_batch_get(
             keys=batch.keys,
             partition_id=batch.partition_id,
-            select_fields=[IS_GUIDED_FIELD, UNGUIDED_PROMPT_IDS_FIELD, "responses"],
+            select_fields=[IS_GUIDED_FIELD, UNGUIDED_PROMPT_IDS_FIELD, "responses", "extra_fields"],
         )
-        guided = [i for i, flag in enumerate(data[IS_GUIDED_FIELD].reshape(-1).tolist()) if flag > 0.5]
-        if guided:
+        guided, padding = guided_and_padding_rows(data[IS_GUIDED_FIELD].reshape(-1).tolist(), batch.tags)
+        if guided and self.actguide.ratio_context == "unguided":
             swapped = swap_to_unguided(
                 [data[UNGUIDED_PROMPT_IDS_FIELD][i] for i in guided], [data["responses"][i] for i in guided]
             )
@@ -83,12 +104,55 @@ class ActGuideTrainer(PPOTrainerSync):
                 partition_id=batch.partition_id,
                 fields=list_of_dict_to_tensordict(swapped),
             )
-        return {METRIC_PREFIX + "guided_trajectory_frac": len(guided) / max(len(batch.keys), 1)}
+        extra_fields = data["extra_fields"]  # a NonTensorStack, or tensordict's LinkedList (a list) of dicts
+        extra_fields = extra_fields.tolist() if hasattr(extra_fields, "tolist") else list(extra_fields)
+        rows = [
+            {
+                IS_GUIDED_FIELD: torch.tensor(0.0 if i in padding else flag),
+                NUM_ACTIONS_FIELD: torch.tensor(int(extra.get(NUM_ACTIONS_FIELD, 0)), dtype=torch.int64),
+            }
+            for i, (flag, extra) in enumerate(
+                zip(data[IS_GUIDED_FIELD].reshape(-1).tolist(), extra_fields, strict=True)
+            )
+        ]
+        real = len(batch.keys) - len(padding)
+        metrics[METRIC_PREFIX + "guided_trajectory_frac"] = len(guided) / max(real, 1)
+        return tq.kv_batch_put(
+            keys=batch.keys, partition_id=batch.partition_id, fields=list_of_dict_to_tensordict(rows)
+        )
+
+    def _compute_ref_log_prob(self, batch, metrics: dict):
+        batch = super()._compute_ref_log_prob(batch, metrics)
+        folder = self.config.trainer.get("rollout_data_dir", None)
+        if folder:
+            self._dump_rows(batch, Path(folder) / ROWS_DUMP_FILE.format(step=self.global_steps))
+        return batch
+
+    def _dump_rows(self, batch, path: Path) -> None:
+        """One JSON line per real row: key, guided flag, level, the prompt ids under the reference and the actor's
+        numerator (the unguided prompt for a swapped row), the unguided prompt ids, the response ids, and the old
+        (sampling view) and reference log-probs of the response tokens."""
+        fields = [
+            *("prompts", "responses", "old_log_probs", "ref_log_prob"),
+            *(IS_GUIDED_FIELD, LEVEL_FIELD, UNGUIDED_PROMPT_IDS_FIELD),
+        ]
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as f:
+            for i, (key, tag) in enumerate(zip(batch.keys, batch.tags, strict=True)):
+                if tag.get("is_padding", False):
+                    continue
+                row = {"key": key, **{name: data[name][i].tolist() for name in fields}}
+                f.write(json.dumps(row) + "\n")
+
+    def _update_actor(self, batch, metrics: dict):
+        batch = super()._update_actor(batch, metrics)
+        metrics.update(loss_metrics(metrics))
+        return batch
 
     def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):
         super()._compute_metrics(batch, metrics, timing_raw, global_steps, epoch)
         metrics.update(search_metrics(self.state))
-        metrics.update(loss_metrics(metrics))
 
     def _cache_path(self) -> Path:
         """The warm-start cache file inside the checkpoint folder of the current global step."""

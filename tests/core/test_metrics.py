@@ -66,6 +66,27 @@ def test_dropped_group_counts_and_is_excluded_from_signal_after():
     assert m["dropped_groups"] == 1 and m["effective_signal_frac_after"] == 0.0
 
 
+def test_signal_after_counts_dropped_groups_in_its_denominator():
+    m = group_metrics(
+        [
+            outcome(GroupStatus.RESCUED, 2, [1, 0], unguided=[0, 0]),
+            outcome(GroupStatus.FULL_FAILED, 8, [], unguided=[0, 0]),  # dropped: no gradient
+        ],
+        float,
+    )
+    assert m["effective_signal_frac_after"] == 0.5
+    assert m["effective_signal_frac_before"] == 0.0
+
+
+def test_signal_before_is_measured_on_unguided_groups_only():
+    """Fixed-level modes roll out no unguided group for a guided prompt: it is not measured before guidance."""
+    guided = outcome(GroupStatus.GUIDED, 2, [1, 0])
+    m = group_metrics([guided], float)
+    assert m["effective_signal_frac_after"] == 1.0 and "effective_signal_frac_before" not in m
+    m = group_metrics([guided, outcome(GroupStatus.GUIDED, 0, [0, 0])], float)  # level 0: sampled unguided
+    assert m["effective_signal_frac_before"] == 0.0 and m["effective_signal_frac_after"] == 0.5
+
+
 def test_plain_grpo_groups_still_report_the_reachability_barrier():
     m = group_metrics(
         [

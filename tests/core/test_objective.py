@@ -6,7 +6,7 @@ import torch
 from actguide_plugin.core.objective import (
     ObjectiveConfig,
     actguide_token_losses,
-    clip_diagnostics,
+    clip_masks,
     sequence_shift,
     token_mean,
     token_ratio,
@@ -90,13 +90,31 @@ def test_sequence_shift_sums_masked_tokens():
     assert sequence_shift(logp_guided, logp_unguided, mask).tolist() == pytest.approx([1.5, 1.0])
 
 
-def test_clip_diagnostics():
-    new, old = logp_pair([1.0, 1.5, 0.5, 1.1])
-    stats = clip_diagnostics(token_ratio(new, old), new, old, torch.tensor([[1, 1, 1, 0]]), ObjectiveConfig())
-    assert stats["clipfrac"] == pytest.approx(2 / 3)
-    assert stats["ratio_mean"] == pytest.approx(1.0)
-    assert stats["tokens"] == 3.0
-    assert clip_diagnostics(token_ratio(new, old), new, old, torch.zeros(1, 4), ObjectiveConfig()) == {}
+@pytest.mark.parametrize(
+    ("ratio", "advantage", "clipped", "lower"),
+    [
+        (1.5, 1.0, True, False),  # above 1 + ε with A > 0: the trust region is active
+        (1.5, -1.0, False, False),  # above 1 + ε with A < 0: the unclipped term wins, the token still teaches
+        (0.5, 1.0, False, False),  # below 1 − ε with A > 0: unclipped wins
+        (0.5, -1.0, True, False),  # below 1 − ε with A < 0: clipped
+        (4.0, -1.0, False, True),  # dual clip bounds the loss at −A·c
+        (1.1, 1.0, False, False),
+    ],
+)
+def test_clip_masks_follow_verls_pg_clipfrac_given_the_advantage_sign(ratio, advantage, clipped, lower):
+    new, old = logp_pair([ratio])
+    masks = clip_masks(token_ratio(new, old), torch.tensor([[advantage]]), torch.tensor([False]), ObjectiveConfig())
+    assert (masks[0].item(), masks[1].item()) == (clipped, lower)
+
+
+def test_guided_rows_report_their_own_rules_clipping():
+    new, old = logp_pair([3.0, 1.5])
+    new, old = new.expand(2, 2), old.expand(2, 2)
+    ratio, advantages, is_guided = token_ratio(new, old), torch.ones(2, 2), torch.tensor([True, False])
+    clipped, _ = clip_masks(ratio, advantages, is_guided, ObjectiveConfig(guided_clip="cap", guided_ratio_cap=2.0))
+    assert clipped.tolist() == [[True, False], [True, True]]  # cap cuts r > 2 only; PPO clips r > 1.2
+    clipped, lower = clip_masks(ratio, advantages, is_guided, ObjectiveConfig(guided_clip="shaping"))
+    assert clipped.tolist() == [[False, False], [True, True]] and not lower.any()
 
 
 @pytest.mark.parametrize(

@@ -125,7 +125,7 @@ class TrainedRun:
 @pytest.fixture(scope="session")
 def trained_run(demo_inputs) -> TrainedRun:
     root, data, model = demo_inputs
-    steps, stdout = _run_demo(root, data, model, "run", steps=2)
+    steps, stdout = _run_demo(root, data, model, "run", 2, f"trainer.rollout_data_dir={root / 'run' / 'rollouts'}")
     metrics_copy = root / "run_metrics_steps_1_2.jsonl"
     shutil.copy(root / "run" / "metrics.jsonl", metrics_copy)
     return TrainedRun(steps, stdout, root, data, model, metrics_copy)

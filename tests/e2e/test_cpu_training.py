@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import glob
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
-from actguide_plugin.names import RUN_CONFIG_FILE
+from actguide_plugin.names import IS_GUIDED_FIELD, ROWS_DUMP_FILE, RUN_CONFIG_FILE, UNGUIDED_PROMPT_IDS_FIELD
 
 pytestmark = pytest.mark.e2e
 
@@ -92,3 +93,67 @@ def test_rollout_ratio_source_uses_the_guided_rollout_log_probs(demo_inputs, run
     guided = [s for s in steps.values() if s.get("actguide/guided_tokens", 0) > 0]
     assert guided and all(abs(s["actguide/guided_ratio_mean"] - 1.0) > 1e-4 for s in guided)
     assert all(abs(s["actguide/unguided_ratio_mean"] - 1.0) < 1e-3 for s in steps.values())
+
+
+def dumped_rows(folder: Path) -> list[dict]:
+    """What the trainer computed per row in every step (``trainer.rollout_data_dir``)."""
+    files = sorted(folder.glob(ROWS_DUMP_FILE.format(step="*")))
+    return [json.loads(line) for f in files for line in f.read_text().splitlines()]
+
+
+def response_log_probs(model, prompt_ids: list[int], response_ids: list[int]) -> torch.Tensor:
+    """log π(y_t | prompt, y_<t) computed directly with transformers (temperature 1, as the recipe samples)."""
+    ids = torch.tensor([prompt_ids + response_ids])
+    with torch.no_grad():
+        logits = model(ids).logits[0, len(prompt_ids) - 1 : -1].float()
+    return torch.log_softmax(logits, dim=-1).gather(-1, torch.tensor(response_ids)[:, None])[:, 0]
+
+
+def reference_model(path: Path):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+
+
+def guided_steps(steps: dict[int, dict]) -> list[dict]:
+    return [s for s in steps.values() if s["actguide/guided_trajectory_frac"] > 0]
+
+
+def test_guided_rows_are_trained_and_regularized_on_the_unguided_prompt(trained_run):
+    """The swap, from what the trainer computed: each step has one update (θ = θ_old), so a guided ratio ≠ 1 and
+    Δ ≠ 0 mean the numerator saw another prompt than the old log-probs; the dump shows which one."""
+    assert guided_steps(trained_run.steps)
+    for step in guided_steps(trained_run.steps):
+        assert abs(step["actguide/guided_ratio_mean"] - 1.0) > 1e-3
+        assert abs(step["actguide/offpolicy_shift_mean"]) > 1e-2
+        assert abs(step["actguide/unguided_ratio_mean"] - 1.0) < 1e-3
+    rows = dumped_rows(trained_run.root / "run" / "rollouts")
+    guided = [row for row in rows if row[IS_GUIDED_FIELD] > 0.5]
+    assert guided and all(row["prompts"] == row[UNGUIDED_PROMPT_IDS_FIELD] for row in rows)
+    model = reference_model(trained_run.model)  # the reference policy: the initial weights
+    for row in guided[:2]:
+        on_unguided = response_log_probs(model, row[UNGUIDED_PROMPT_IDS_FIELD], row["responses"])
+        torch.testing.assert_close(torch.tensor(row["ref_log_prob"]), on_unguided, atol=1e-3, rtol=1e-3)
+
+
+def test_ratio_context_guided_trains_guided_rows_on_their_guided_prompt(demo_inputs, run_demo):
+    """The paper's Table 4 ablation: no swap, so the guided ratio is on-policy (1 at the single update, Δ ≈ 0) and the
+    reference log-probs are those of the guided prompt."""
+    root, data, model = demo_inputs
+    dump = root / "guided_context" / "rollouts"
+    steps, _ = run_demo(
+        root, data, model, "guided_context", 2, "actguide.ratio_context=guided", f"trainer.rollout_data_dir={dump}"
+    )
+    assert total(steps, "actguide/rescued_groups") == 2  # the search is unchanged
+    assert guided_steps(steps)
+    for step in guided_steps(steps):
+        assert abs(step["actguide/guided_ratio_mean"] - 1.0) < 1e-3
+        assert abs(step["actguide/offpolicy_shift_mean"]) < 1e-2
+    guided = [row for row in dumped_rows(dump) if row[IS_GUIDED_FIELD] > 0.5]
+    assert guided and all(row["prompts"] != row[UNGUIDED_PROMPT_IDS_FIELD] for row in guided)
+    reference = reference_model(model)
+    row = guided[0]
+    on_guided = response_log_probs(reference, row["prompts"], row["responses"])
+    torch.testing.assert_close(torch.tensor(row["ref_log_prob"]), on_guided, atol=1e-3, rtol=1e-3)
+    on_unguided = response_log_probs(reference, row[UNGUIDED_PROMPT_IDS_FIELD], row["responses"])
+    assert (torch.tensor(row["ref_log_prob"]) - on_unguided).abs().max() > 1e-2

@@ -13,6 +13,7 @@ from tensordict import TensorDict
 from actguide_plugin.core.objective import ObjectiveConfig, actguide_token_losses
 from actguide_plugin.names import IS_GUIDED_FIELD
 from actguide_plugin.verl_glue.loss import make_actguide_loss_fn
+from actguide_plugin.verl_glue.metrics import loss_metrics
 
 pytestmark = pytest.mark.integration
 
@@ -58,6 +59,7 @@ def test_guided_rows_use_the_guided_denominator_in_a_real_update(
     single_rank_gloo, training_worker_config, tiny_bytes_model
 ):
     from verl.utils.metric import reduce_metrics
+    from verl.utils.py_functional import rename_dict
     from verl.workers.config.actor import ActorConfig, PolicyLossConfig
     from verl.workers.engine_workers import TrainingWorker
 
@@ -102,7 +104,9 @@ def test_guided_rows_use_the_guided_denominator_in_a_real_update(
     manual_losses, ratio = actguide_token_losses(
         logp_unguided, logp_old, ADVANTAGES.unsqueeze(-1).expand(4, RESPONSE_LEN), IS_GUIDED.bool(), ObjectiveConfig()
     )
-    metrics = reduce_metrics(output["metrics"])  # as the trainer reduces the micro-batch metrics
+    # as the trainer reduces the micro-batch metrics and turns the loss's sums into means
+    metrics = reduce_metrics(rename_dict(output["metrics"], "actor/"))
+    metrics.update(loss_metrics(metrics))
     assert float(metrics["actor/pg_loss"]) == pytest.approx(manual_losses.mean().item(), abs=1e-5)
     assert float(metrics["actguide/guided_ratio_mean"]) == pytest.approx(ratio[:2].mean().item(), abs=1e-5)
     assert float(metrics["actguide/unguided_ratio_mean"]) == pytest.approx(1.0, abs=1e-5)

@@ -67,6 +67,8 @@ def test_core_configs_take_every_same_named_field(core_type):
         ("+actguide.probes=3", "unknown key"),
         ("actguide.val_level=-1", "actguide.val_level"),
         ("actguide.val_level_ratio=1.5", "actguide.val_level_ratio"),
+        ("actguide.ratio_context=sampled", "actguide.ratio_context"),
+        ("actguide.ratio_context=1", "actguide.ratio_context"),
     ],
 )
 def test_bad_values_are_refused_naming_the_key(override, key):
