@@ -120,3 +120,17 @@ def hang_guard():
             signal.signal(signal.SIGALRM, previous)
 
     return guard
+
+
+@pytest.fixture(scope="module")
+def ray_and_tq(tmp_path_factory: pytest.TempPathFactory):
+    """A local Ray and a TransferQueue with one storage unit, per test module (integration tests)."""
+    import ray
+    import transfer_queue as tq
+    from omegaconf import OmegaConf
+
+    ray.init(num_cpus=4, include_dashboard=False, _temp_dir=str(tmp_path_factory.mktemp("ray")))
+    tq.init(OmegaConf.create({"backend": {"SimpleStorage": {"num_data_storage_units": 1}}}))
+    yield
+    tq.close()
+    ray.shutdown()

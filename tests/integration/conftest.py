@@ -7,11 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
-import ray
-import transfer_queue as tq
 import verl  # noqa: F401  (loads our plugin: the actguide_path resolver, registrations)
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 from verl.workers.rollout.replica import TokenOutput
 
 from actguide_plugin.cpu.scripted_policy import scripted_response
@@ -90,13 +87,3 @@ def scripted_server():
 
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-
-
-@pytest.fixture(scope="module")
-def ray_and_tq(tmp_path_factory):
-    """A local Ray and a TransferQueue with one storage unit, per test module."""
-    ray.init(num_cpus=4, include_dashboard=False, _temp_dir=str(tmp_path_factory.mktemp("ray")))
-    tq.init(OmegaConf.create({"backend": {"SimpleStorage": {"num_data_storage_units": 1}}}))
-    yield
-    tq.close()
-    ray.shutdown()

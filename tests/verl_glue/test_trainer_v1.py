@@ -9,10 +9,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-import ray
 import torch
 import transfer_queue as tq
-from omegaconf import OmegaConf
 from verl.trainer.ppo.padding_utils import upsample_batch_to_divisible_size
 from verl.utils.model import compute_position_id_with_mask
 from verl.utils.tensordict_utils import list_of_dict_to_tensordict
@@ -26,15 +24,6 @@ pytestmark = pytest.mark.integration
 UNGUIDED_PROMPT = [5, 6, 7]
 PLAN = [40, 41]
 EOS = 2
-
-
-@pytest.fixture(scope="module")
-def ray_and_tq(tmp_path_factory):
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(tmp_path_factory.mktemp("ray")))
-    tq.init(OmegaConf.create({"backend": {"SimpleStorage": {"num_data_storage_units": 1}}}))
-    yield
-    tq.close()
-    ray.shutdown()
 
 
 def row(level: int, response: list[int]) -> dict:
