@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# ActGuide-RL in the paper's setting: Qwen3-4B-Instruct-2507, 1 node x 8 GPUs, 32 prompts x n=8, lr 1e-6,
-# up to 30 assistant turns, long responses, LLM-judge reward, the search agent on the local retriever.
+# ActGuide-RL in the paper's setting: Qwen3-4B-Instruct-2507, 1 node x 8 GPUs, 32 prompts x n=8 per step in
+# mini-batches of 16 prompts (2 optimizer steps per step), 1 epoch over the data, lr 1e-6, up to 30 assistant turns,
+# long responses, LLM-judge reward, the search agent on the local retriever. README lists what differs from the
+# authors' release and why.
 #
 # Every path and endpoint comes from the environment (defaults in brackets):
 #   MODEL_PATH      local HF model directory                       [$HOME/models/Qwen3-4B-Instruct-2507]
@@ -10,7 +12,7 @@
 #   ACTGUIDE_JUDGE_BASE_URL, ACTGUIDE_JUDGE_MODEL (ACTGUIDE_JUDGE_API_KEY optional): the judge endpoint
 #   MODE            actguide.mode                                   [fallback_adaptive]
 #   NGPUS, NNODES   [8, 1]    ROLLOUT_NAME [vllm]    TP [1]
-#   PROMPT_LEN [4096]  RESPONSE_LEN [28672]  EPOCHS [10]  SAVE_FREQ [20]  TEST_FREQ [20]
+#   PROMPT_LEN [4096]  RESPONSE_LEN [28672]  EPOCHS [1]  MINI_BATCH [16]  SAVE_FREQ [20]  TEST_FREQ [20]
 #   CKPT_DIR        [./checkpoints/<experiment>]   EXPERIMENT [actguide_qwen3_4b_<MODE>]
 # Extra hydra overrides can be appended: bash scripts/run_qwen3_4b.sh trainer.total_training_steps=100
 set -euo pipefail
@@ -27,7 +29,8 @@ ROLLOUT_NAME=${ROLLOUT_NAME:-vllm}
 TP=${TP:-1}
 PROMPT_LEN=${PROMPT_LEN:-4096}
 RESPONSE_LEN=${RESPONSE_LEN:-28672}
-EPOCHS=${EPOCHS:-10}
+EPOCHS=${EPOCHS:-1}
+MINI_BATCH=${MINI_BATCH:-16}
 SAVE_FREQ=${SAVE_FREQ:-20}
 TEST_FREQ=${TEST_FREQ:-20}
 EXPERIMENT=${EXPERIMENT:-actguide_qwen3_4b_${MODE}}
@@ -72,7 +75,7 @@ python3 -m recipe.actguide.main_actguide \
   actor_rollout_ref.model.enable_gradient_checkpointing=True \
   actor_rollout_ref.actor.strategy=fsdp2 \
   actor_rollout_ref.actor.optim.lr=1e-6 \
-  actor_rollout_ref.actor.ppo_mini_batch_size=32 \
+  actor_rollout_ref.actor.ppo_mini_batch_size="$MINI_BATCH" \
   actor_rollout_ref.actor.use_dynamic_bsz=True \
   actor_rollout_ref.actor.ppo_max_token_len_per_gpu=$((PROMPT_LEN + RESPONSE_LEN)) \
   actor_rollout_ref.ref.log_prob_max_token_len_per_gpu=$((PROMPT_LEN + RESPONSE_LEN)) \

@@ -52,3 +52,30 @@ def test_paper_scripts_list_everything_missing_and_exit_nonzero(script, tmp_path
 def test_rule_reward_needs_no_judge(tmp_path):
     result = run_script("run_qwen3_4b.sh", tmp_path, REWARD_MODE="rule")
     assert result.returncode == 2 and "ACTGUIDE_JUDGE" not in result.stderr
+
+
+def test_paper_script_composes_the_released_batch_settings(tmp_path):
+    """32 prompts x 8 rollouts per step in mini-batches of 16 prompts (2 optimizer steps per step), 1 epoch."""
+    model, data = tmp_path / "model", tmp_path / "data"
+    model.mkdir()
+    data.mkdir()
+    (model / "config.json").write_text("{}")
+    for name in ("train.parquet", "val.parquet", "corpus.jsonl"):
+        (data / name).write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACTGUIDE_JUDGE")}
+    env.update(
+        MODEL_PATH=str(model),
+        DATA_DIR=str(data),
+        REWARD_MODE="rule",
+        PATH=f"{Path(sys.executable).parent}:{env['PATH']}",
+    )
+    result = subprocess.run(
+        ["bash", str(REPO / "scripts" / "run_qwen3_4b.sh"), "--cfg", "job"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = yaml.safe_load(result.stdout)
+    actor = config["actor_rollout_ref"]["actor"]
+    assert config["data"]["train_batch_size"] == 32 and config["actor_rollout_ref"]["rollout"]["n"] == 8
+    assert config["data"]["train_batch_size"] // actor["ppo_mini_batch_size"] == 2 and actor["ppo_epochs"] == 1
+    assert config["trainer"]["total_epochs"] == 1 and actor["optim"]["lr"] == 1e-6

@@ -203,6 +203,31 @@ def check_verl_config(config: Any) -> ActGuideConfig:
         )
     if actguide.ratio_source == "rollout" and not rollout.get("calculate_log_probs", False):
         problems.append("actguide.ratio_source=rollout needs actor_rollout_ref.rollout.calculate_log_probs=true")
+    problems += [
+        f"{path}={mode!r}: router replay reuses the experts routed on the guided prompt, which the prompt swap "
+        "changes; set it to 'disabled'"
+        for path, mode in _router_replay_modes(config.actor_rollout_ref, "actor_rollout_ref")
+        if mode != "disabled"
+    ]
+    if bool(config.get("distillation", {}).get("enabled", False)):
+        problems.append(
+            "distillation.enabled must be false: the teacher's log-probs are computed on the sampled (guided) prompt, "
+            "which the prompt swap replaces"
+        )
     if problems:
         raise ValueError("ActGuide-RL config: " + "; ".join(problems))
     return actguide
+
+
+def _router_replay_modes(section: Any, path: str) -> list[tuple[str, str]]:
+    """Every ``router_replay.mode`` below ``section`` (megatron and veomni engines of actor, ref, ...), by key path."""
+    if not isinstance(section, Mapping | DictConfig):
+        return []
+    found = []
+    for key in section:
+        value = section.get(key)
+        if key == "router_replay" and isinstance(value, Mapping | DictConfig):
+            found.append((f"{path}.router_replay.mode", str(value.get("mode", "disabled"))))
+        elif isinstance(value, Mapping | DictConfig):
+            found += _router_replay_modes(value, f"{path}.{key}")
+    return found

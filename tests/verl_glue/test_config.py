@@ -99,6 +99,11 @@ def test_recipe_configs_pass_the_checks():
         ("algorithm.adv_estimator=gae", "adv_estimator"),
         ("trainer.use_v1=false", "use_v1"),
         ("actguide.probe_m=0", r"actguide\.probe_m"),
+        ("distillation.enabled=true", r"distillation\.enabled"),
+        (
+            "+actor_rollout_ref.actor.megatron.router_replay.mode=R3",
+            r"actor_rollout_ref\.actor\.megatron\.router_replay\.mode='R3'",
+        ),
     ],
 )
 def test_verl_settings_the_recipe_needs_are_checked_by_key(override, message):
