@@ -59,6 +59,20 @@ async def judged(steps: list, solution: str, ground_truth="Paris", monkeypatch=N
     return result, fake
 
 
+async def judge_score(server, solution: str = "<answer>Lyon</answer>", **kwargs):
+    """compute_score in judge mode against a loopback judge ``server`` (gold "Paris")."""
+    return await compute_score(
+        "d",
+        solution,
+        "Paris",
+        {"question": "q"},
+        reward_mode="judge",
+        judge_base_url=str(server.make_url("")),
+        judge_model="m",
+        **kwargs,
+    )
+
+
 async def test_rule_mode_scores_and_reports_extras():
     right = await compute_score("d", "reasoning <answer>paris</answer>", ["Paris", "City of Light"], {})
     assert right["score"] == right["acc"] == 1.0 and right["exact_match"] == 1.0 and set(right) == EXTRAS
@@ -170,17 +184,7 @@ async def test_trickling_judge_fails_the_attempt_at_timeout_s_and_falls_back(tri
     app.router.add_post("/v1/chat/completions", trickle(0.2, hung_up))
     started = asyncio.get_running_loop().time()
     async with TestServer(app, host="127.0.0.1") as server:
-        result = await compute_score(
-            "d",
-            "<answer>Lyon</answer>",
-            "Paris",
-            {"question": "q"},
-            reward_mode="judge",
-            judge_base_url=str(server.make_url("")),
-            judge_model="m",
-            judge_timeout_s=1.0,
-            judge_max_attempts=1,
-        )
+        result = await judge_score(server, judge_timeout_s=1.0, judge_max_attempts=1)
         assert result["judge_fallback"] == 1.0 and result["score"] == 0.0
         assert asyncio.get_running_loop().time() - started < 10.0  # without the deadline: 200 s
         await asyncio.wait_for(hung_up.wait(), timeout=5.0)
@@ -274,16 +278,7 @@ async def test_judge_key_is_stripped_validated_and_never_logged(secret, status, 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", handle)
     async with TestServer(app, host="127.0.0.1") as server:
-        result = await compute_score(
-            "d",
-            "<answer>Lyon</answer>",
-            "Paris",
-            {"question": "q"},
-            reward_mode="judge",
-            judge_base_url=str(server.make_url("")),
-            judge_model="m",
-            **FAST_RETRY,
-        )
+        result = await judge_score(server, **FAST_RETRY)
     assert result["judge_fallback"] == 1.0 and result["score"] == 0.0  # garbage verdict / 401 / unsendable key
     assert "SECR" not in caplog.text and all("SECR" not in str(record.args) for record in caplog.records)
     if secret.isascii():
@@ -303,14 +298,9 @@ async def test_dead_judge_costs_one_timeout_per_window_not_per_trajectory(caplog
     fake = FakeJudge([("sleep", 1.0)])
     async with TestServer(fake.app, host="127.0.0.1") as server:
         results = [
-            await compute_score(
-                "d",
+            await judge_score(
+                server,
                 f"<answer>guess {i}</answer>",
-                "Paris",
-                {"question": "q"},
-                reward_mode="judge",
-                judge_base_url=str(server.make_url("")),
-                judge_model="m",
                 judge_timeout_s=0.1,
                 judge_max_attempts=2,
                 judge_circuit_failures=3,
