@@ -27,7 +27,6 @@ setup(
         "verl[verl-core]==0.9.1",  # verl-core brings TransferQueue, cachetools, uvicorn, fastapi (V1 trainer)
         "cachetools",
         "uvicorn",
-        "fastapi",
         "aiohttp",
         "httpx",
         "pyarrow>=19.0.0",
