@@ -16,6 +16,9 @@ For one prompt with L reference actions and a group size n:
    with ``tau`` successes is rescued at L; only a group that still fails is a full failure
    (``full_level_check=probe`` keeps the cheaper rule: the probes at L decide alone).
 
+A task whose longest plans do not fit the prompt budget is searched over the levels that fit (``max_level``):
+verl would otherwise cut the guided prompt from the left, dropping the system prompt and tool schemas.
+
 Differences from the authors' fork, all deliberate: each prompt searches in its own coroutine (no global
 rounds where solved prompts wait for others), probes are reused, the last k* of each task warm-starts the
 next search (probe k*_prev and k*_prev − 1 in one concurrent round: a correct warm start costs one round),
@@ -149,6 +152,7 @@ class GroupOutcome(Generic[T]):
     serial_rounds: int = 0  # generation calls this prompt waited for one after another
     warm_started: bool = False  # the level search started from the task's cached k*
     is_hard: bool = False  # the unguided group had no success (the reachability barrier); False if not rolled out
+    plan_capped: bool = False  # the top levels' prompts did not fit: the search stopped below L (``max_level``)
 
     @property
     def guided(self) -> bool:
@@ -182,8 +186,11 @@ class GroupOutcome(Generic[T]):
 class _Group(Generic[T]):
     """Bookkeeping for one prompt's generation calls (counts every trajectory and serial round)."""
 
-    def __init__(self, task_id: str, num_actions: int, rollout: RolloutFn, reward: RewardFn, cfg: SearchConfig):
+    def __init__(
+        self, task_id: str, num_actions: int, rollout: RolloutFn, reward: RewardFn, cfg: SearchConfig, top: int
+    ):
         self.task_id, self.num_actions, self.cfg = task_id, num_actions, cfg
+        self.top = top  # the highest usable level: L, or less when longer plans do not fit the prompt budget
         self._rollout, self._reward = rollout, reward
         self.sampled = 0
         self.serial_rounds = 0
@@ -246,6 +253,7 @@ class _Group(Generic[T]):
             sampled=self.sampled,
             serial_rounds=self.serial_rounds,
             warm_started=self.warm_started,
+            plan_capped=self.top < self.num_actions,
             **extra,
         )
 
@@ -269,13 +277,13 @@ def register_level_finder(mode: str) -> Callable[[LevelFinder], LevelFinder]:
 @register_level_finder("fallback_full")
 async def _full_level(group: _Group, cache: LevelCache | None) -> int | None:
     """No search: k = L. The guided group itself is the verification (``run_group`` checks it)."""
-    return group.num_actions
+    return group.top
 
 
 @register_level_finder("fallback_ladder")
 async def _ladder_level(group: _Group, cache: LevelCache | None) -> int | None:
     """GHPO-style linear ladder: probe ceil(r · L) for r in the ladder, in order; first success wins."""
-    levels = sorted({max(1, level_from_ratio(r, group.num_actions)) for r in group.cfg.ladder})
+    levels = sorted({min(group.top, max(1, level_from_ratio(r, group.num_actions))) for r in group.cfg.ladder})
     for level in levels:
         if (await group.probe_round([level]))[level]:
             return level
@@ -294,32 +302,32 @@ async def _binary_search_level(group: _Group, cache: LevelCache | None) -> int |
     otherwise gallop (steps 1, 2, 4, ...) from the stale level in the direction it moved, because k*
     drifts slowly as the policy learns, then binary-search the last step.
     """
-    num_actions = group.num_actions
-    lo, hi = 0, num_actions + 1
-    previous = cache.get(group.task_id, num_actions) if (cache is not None and group.cfg.warm_start) else None
+    top = group.top
+    lo, hi = 0, top + 1
+    previous = cache.get(group.task_id, group.num_actions) if (cache is not None and group.cfg.warm_start) else None
     if previous is not None:
         group.warm_started = True
-        levels = _warm_start_levels(previous, num_actions)
+        levels = _warm_start_levels(previous, top)
         verdicts = await group.probe_round(levels)
         for level in levels:  # ascending, so the lowest sufficient level bounds hi
             if verdicts[level]:
                 hi = min(hi, level)
             elif level < hi:
                 lo = level
-        lo, hi = await _gallop(group, lo, hi, downward=hi <= num_actions)
+        lo, hi = await _gallop(group, lo, hi, downward=hi <= top)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if (await group.probe_round([mid]))[mid]:
             hi = mid
         else:
             lo = mid
-    return hi if hi <= num_actions else None
+    return hi if hi <= top else None
 
 
-def _warm_start_levels(previous: int, num_actions: int) -> list[int]:
-    """The first probe round of a warm start, ascending."""
-    if previous > num_actions:  # last time even k = L failed: re-check the top level only
-        return [num_actions]
+def _warm_start_levels(previous: int, top: int) -> list[int]:
+    """The first probe round of a warm start, ascending (``top``: the highest usable level)."""
+    if previous > top:  # last time even the top level failed (or the cached level no longer fits): re-check the top
+        return [top]
     if previous == 1:  # level 0 is known to fail (the unguided group did)
         return [1]
     return [previous - 1, previous]  # confirm k*_prev and its minimality in one concurrent round
@@ -352,22 +360,26 @@ async def run_group(
     reward: RewardFn,
     cfg: SearchConfig,
     cache: LevelCache | None = None,
+    max_level: int | None = None,
 ) -> GroupOutcome[T]:
     """Decide and produce the group of ``cfg.n`` trajectories for one prompt.
 
     Call it once per prompt and ``asyncio.gather`` the calls: prompts never wait for each other.
-    ``num_actions`` is L, the number of reference actions (0 = no action data: never guided).
+    ``num_actions`` is L, the number of reference actions (0 = no action data: never guided). ``max_level`` caps
+    the levels the search may use (the prompt of a longer plan would not fit the model's prompt budget); the
+    search then treats it as the top level, and k/L ratios stay relative to L.
     """
     if num_actions < 0:
         raise ValueError(f"task {task_id!r}: number of reference actions must be >= 0, got {num_actions}")
-    group: _Group[T] = _Group(task_id, num_actions, rollout, reward, cfg)
-    if cfg.mode == "off" or num_actions == 0:  # plain GRPO; still report whether the group was hard
+    top = num_actions if max_level is None else max(0, min(num_actions, max_level))
+    group: _Group[T] = _Group(task_id, num_actions, rollout, reward, cfg, top)
+    if cfg.mode == "off" or top == 0:  # plain GRPO; still report whether the group was hard
         trajectories = await group.sample(0, cfg.n)
         rewards = [float(reward(t)) for t in trajectories]
         hard = not any(r > cfg.success_threshold for r in rewards)
         return group.outcome(GroupStatus.UNGUIDED, 0, trajectories, unguided_rewards=rewards, is_hard=hard)
     if not cfg.mode.startswith("fallback_"):
-        level = _unconditional_level(cfg, num_actions)
+        level = min(_unconditional_level(cfg, num_actions), top)
         status = GroupStatus.GUIDED if level > 0 else GroupStatus.UNGUIDED
         return group.outcome(status, level, await group.sample(level, cfg.n))
 
@@ -378,7 +390,7 @@ async def run_group(
 
     level = await _FINDERS[cfg.mode](group, cache)
     if level is None:  # no probed level was sufficient: the group at L decides (or the probes, if so configured)
-        level = group.num_actions
+        level = top
         complete = cfg.full_level_check == "group" or cfg.on_full_failure == FullFailurePolicy.KEEP.value
         if not complete:
             return _full_failure(group, cache, unguided, unguided_rewards, guided_at_full=None)
@@ -418,7 +430,7 @@ def _full_failure(
     if policy is FullFailurePolicy.UNGUIDED:
         level, trajectories = 0, unguided
     elif policy is FullFailurePolicy.DROP:
-        level, trajectories = group.num_actions, []
+        level, trajectories = group.top, []
     else:
-        level, trajectories = group.num_actions, guided_at_full or []
+        level, trajectories = group.top, guided_at_full or []
     return group.outcome(GroupStatus.FULL_FAILED, level, trajectories, unguided_rewards=unguided_rewards, is_hard=True)

@@ -25,7 +25,7 @@ from typing import Any
 from verl.experimental.agent_loop.agent_loop import AgentLoopOutput, register
 from verl.experimental.agent_loop.tool_agent_loop import AgentState, ToolAgentLoop
 
-from actguide_plugin.core.actions import loads_actions
+from actguide_plugin.core.actions import Action, loads_actions
 from actguide_plugin.core.guidance import guided_messages
 from actguide_plugin.names import (
     AGENT_NAME,
@@ -66,6 +66,27 @@ class ActGuideToolAgentLoop(ToolAgentLoop):
             }
         )
         return output
+
+    async def max_fitting_level(self, messages: list[dict[str, Any]], actions: list[Action]) -> int:
+        """The highest level k ≤ L whose guided prompt fits ``rollout.prompt_length``, rendered as ``run`` renders it.
+
+        verl left-truncates a prompt that does not fit (dropping the system prompt and tool schemas), so levels
+        above this one must never be sampled. The plan only grows with k, so a binary search over renders.
+        """
+
+        async def fits(level: int) -> bool:
+            rendered = guided_messages(messages, actions, level)
+            build = self.continuous_token_builder.build_initial_tokens
+            ids = await self.loop.run_in_executor(None, lambda: build(rendered, tools=self.tool_schemas))
+            return len(ids) <= self.prompt_length
+
+        if await fits(len(actions)):
+            return len(actions)
+        lo, hi = 0, len(actions)  # level 0 is the dataset's prompt (verl's filter_overlong_prompts checks it)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if await fits(mid) else (lo, mid)
+        return lo
 
     async def _handle_pending_state(self, agent_data, sampling_params: dict[str, Any]):
         self._agent_data = agent_data

@@ -19,7 +19,7 @@ import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from actguide_plugin.core.actions import loads_actions
+from actguide_plugin.core.actions import Action, loads_actions
 from actguide_plugin.core.level_cache import LevelCache
 from actguide_plugin.core.search import GroupOutcome, run_group
 from actguide_plugin.names import AGENT_NAME
@@ -56,13 +56,18 @@ def task_id_of(prompt: dict[str, Any]) -> str:
     return f"{prompt.get('data_source', '')}/{index}"
 
 
-def num_actions_of(prompt: dict[str, Any]) -> int:
-    """L, the number of reference actions of the row (0 when it has none)."""
+def actions_of(prompt: dict[str, Any]) -> list[Action]:
+    """The row's reference actions ([] when it has none)."""
     extra_info = prompt.get("extra_info") or {}
     try:
-        return len(loads_actions(extra_info.get("reference_actions")))
+        return loads_actions(extra_info.get("reference_actions"))
     except ValueError as err:
         raise BadRowError(f"row {row_name(prompt)}: bad extra_info.reference_actions: {err}") from err
+
+
+def num_actions_of(prompt: dict[str, Any]) -> int:
+    """L, the number of reference actions of the row (0 when it has none)."""
+    return len(actions_of(prompt))
 
 
 async def settled(coroutines: list[Awaitable[Trajectory]]) -> list[Trajectory]:
@@ -87,12 +92,18 @@ def reward_of(trajectory: Trajectory) -> float:
 
 
 async def decide_group(
-    prompt: dict[str, Any], n: int, sample: SampleFn, actguide: ActGuideConfig, state: Any
+    prompt: dict[str, Any],
+    n: int,
+    sample: SampleFn,
+    actguide: ActGuideConfig,
+    state: Any,
+    max_level: int | None = None,
 ) -> GroupOutcome[Trajectory]:
     """Run the level search for one prompt and record its outcome in the shared state actor.
 
     ``state`` is the :mod:`.state` actor handle. Session ids count every rollout of the prompt (probes included),
-    so each trajectory's agent-loop call is distinct; the adapter renumbers the chosen ones 0..n−1.
+    so each trajectory's agent-loop call is distinct; the adapter renumbers the chosen ones 0..n−1. ``max_level``:
+    the highest level whose prompt fits the prompt budget (None: every level fits).
     """
     if prompt.get("agent_name") != AGENT_NAME and actguide.mode != "off":
         raise ValueError(
@@ -107,7 +118,7 @@ async def decide_group(
         return await settled([sample(level, next(session_ids)) for _ in range(count)])
 
     cache = LevelCache.from_dict(await state.cache_subset.remote([task_id]))
-    outcome = await run_group(task_id, num_actions, rollout, reward_of, actguide.search_config(n), cache)
+    outcome = await run_group(task_id, num_actions, rollout, reward_of, actguide.search_config(n), cache, max_level)
     await state.cache_update.remote(cache.to_dict())
     await state.record.remote({**outcome.summary(reward_of), "global_steps": prompt.get("global_steps")})
     return outcome

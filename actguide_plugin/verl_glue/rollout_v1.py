@@ -17,6 +17,10 @@ verl 0.9.1 APIs relied on (``verl/trainer/ppo/v1/agent_loop_tq.py``, ``verl/expe
   ``{uid}_{session_id}_{index}``. We split that: while searching, postprocessing only scores (nothing
   reaches TransferQueue); the chosen n trajectories are then put with session ids 0..n−1. A score that is
   already set is not recomputed by verl, so each trajectory is scored once.
+* Before a prompt's search, an agent loop is built as ``_run_agent_loop`` builds one (``_agent_loop_registry``,
+  ``hydra.utils.instantiate`` with ``DictConfigWrap``/``ToolListWrap`` and the worker's ``llm_client``,
+  ``tokenizer``, ``processor``, ``hf_model_type``, ``dataset_cls``, ``tools``) to find the highest guidance level
+  whose prompt fits ``rollout.prompt_length``.
 * ``AgentLoopManagerTQ.__init__`` sets ``agent_loop_workers_class`` itself, so ours is reassigned after
   ``super().__init__()``; Ray refuses to subclass an actor class, hence ``__ray_actor_class__``.
 
@@ -30,15 +34,24 @@ import asyncio
 import contextvars
 from typing import Any
 
+import hydra
 import ray
 import torch
 import transfer_queue as tq
+from verl.experimental.agent_loop.agent_loop import DictConfigWrap, ToolListWrap, _agent_loop_registry
 from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopManagerTQ, AgentLoopWorkerTQ
 
 from actguide_plugin.logs import get_logger
-from actguide_plugin.names import IS_GUIDED_FIELD, LEVEL_FIELD, UNGUIDED_PROMPT_IDS_FIELD
+from actguide_plugin.names import AGENT_NAME, IS_GUIDED_FIELD, LEVEL_FIELD, UNGUIDED_PROMPT_IDS_FIELD
 from actguide_plugin.verl_glue.config import actguide_config
-from actguide_plugin.verl_glue.group import BadRowError, Trajectory, decide_group, row_name
+from actguide_plugin.verl_glue.group import (
+    BadRowError,
+    Trajectory,
+    actions_of,
+    decide_group,
+    row_name,
+    task_id_of,
+)
 from actguide_plugin.verl_glue.state import state_actor
 from actguide_plugin.verl_glue.validation import trajectory_record, validation_level
 
@@ -54,6 +67,7 @@ class ActGuideAgentLoopWorkerImpl(AgentLoopWorkerTQ.__ray_actor_class__):
         super().__init__(*args, **kwargs)
         self.actguide = actguide_config(self.config)
         self.state = state_actor()
+        self._capped_tasks: set[str] = set()  # tasks whose plan cap was logged (once each)
 
     async def _run_prompt(self, prompt: dict, sampling_params: dict, trajectory: dict, trace: bool = False) -> None:
         if trajectory["validate"]:  # unguided unless actguide.val_level / val_level_ratio ask
@@ -94,13 +108,46 @@ class ActGuideAgentLoopWorkerImpl(AgentLoopWorkerTQ.__ray_actor_class__):
                 **prompt,
             )
 
-        outcome = await decide_group(prompt, n, sample, self.actguide, self.state)
+        max_level = await self._max_fitting_level(prompt)
+        outcome = await decide_group(prompt, n, sample, self.actguide, self.state, max_level)
         await asyncio.gather(
             *(
                 self._publish(outputs, session_id, outcome.level, prompt)
                 for session_id, outputs in enumerate(outcome.trajectories)
             )
         )
+
+    async def _max_fitting_level(self, prompt: dict) -> int | None:
+        """The highest guidance level whose prompt fits ``rollout.prompt_length`` (None: not a guided agent loop).
+
+        Rendered by an agent loop built as verl's ``_run_agent_loop`` builds it, so the count is exact. A cap below
+        L is logged once per task and counted in ``actguide/plan_capped_groups``.
+        """
+        if self.actguide.mode == "off" or prompt.get("agent_name") != AGENT_NAME:
+            return None
+        actions = actions_of(prompt)
+        if not actions:
+            return None
+        agent_loop = hydra.utils.instantiate(
+            config=_agent_loop_registry[AGENT_NAME],
+            trainer_config=DictConfigWrap(config=self.config),
+            server_manager=self.llm_client,
+            tokenizer=self.tokenizer,
+            processor=self.processor,
+            hf_model_type=self.hf_model_type,
+            dataset_cls=self.dataset_cls,
+            data_config=DictConfigWrap(self.config.data),
+            tools=ToolListWrap(self.tools),
+        )
+        level = await agent_loop.max_fitting_level(list(prompt["raw_prompt"]), actions)
+        task = task_id_of(prompt)
+        if level < len(actions) and task not in self._capped_tasks:
+            self._capped_tasks.add(task)
+            logger.warning(
+                f"row {row_name(prompt)}: plans above level {level} of L={len(actions)} do not fit "
+                f"actor_rollout_ref.rollout.prompt_length={agent_loop.prompt_length}; searching levels <= {level}"
+            )
+        return level
 
     async def _agent_loop_postprocess(self, output, validate, **kwargs):
         if not _search_in_progress.get():

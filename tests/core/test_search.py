@@ -341,3 +341,34 @@ def test_a_failing_probe_level_waits_for_the_other_levels_before_raising():
     with pytest.raises(RuntimeError, match="tool server down"):
         run(run_group("t", 3, rollout, reward, SearchConfig(n=4), cache))
     assert finished == [0, 3]  # the unguided group, then level 3 finished before the error surfaced
+
+
+def test_max_level_caps_every_sampled_level_and_marks_the_group():
+    oracle = Oracle(threshold=5)
+    outcome = run(run_group("t", 8, oracle, reward, SearchConfig(n=4), max_level=6))
+    assert outcome.status is GroupStatus.RESCUED and outcome.level == 5 and outcome.plan_capped
+    assert max(level for level, _ in oracle.calls) <= 6
+
+
+def test_a_task_out_of_reach_within_the_levels_that_fit_fails_at_the_cap():
+    cache = LevelCache()
+    oracle = Oracle(threshold=7)
+    outcome = run(run_group("t", 8, oracle, reward, SearchConfig(n=4, on_full_failure="keep"), cache, max_level=6))
+    assert outcome.status is GroupStatus.FULL_FAILED and outcome.level == 6
+    assert oracle.calls[-1] == (6, 2) and max(level for level, _ in oracle.calls) == 6  # group completed at the cap
+    again = Oracle(threshold=7)
+    run(run_group("t", 8, again, reward, SearchConfig(n=4), cache, max_level=6))
+    assert again.calls[:2] == [(0, 4), (6, 2)]  # warm start re-checks the cap, never L
+
+
+@pytest.mark.parametrize(("mode", "expected"), [("fixed_k", 3), ("always_full", 3), ("fallback_full", 3)])
+def test_unconditional_and_full_modes_respect_the_cap(mode, expected):
+    oracle = Oracle(threshold=99)
+    run(run_group("t", 10, oracle, reward, SearchConfig(mode=mode, n=2, fixed_k=9), max_level=3))
+    assert max(level for level, _ in oracle.calls) == expected
+
+
+def test_no_level_fits_means_no_guidance():
+    oracle = Oracle(threshold=1)
+    outcome = run(run_group("t", 4, oracle, reward, SearchConfig(n=2), max_level=0))
+    assert oracle.calls == [(0, 2)] and outcome.status is GroupStatus.UNGUIDED and outcome.plan_capped

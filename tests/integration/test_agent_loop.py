@@ -12,7 +12,7 @@ from verl.tools.tool_registry import load_all_tools
 from verl.utils.dataset.rl_dataset import RLHFDataset
 
 from actguide_plugin.core.actions import Action, dumps_actions
-from actguide_plugin.core.guidance import level_in_text
+from actguide_plugin.core.guidance import guided_messages, level_in_text
 from actguide_plugin.cpu.scripted_policy import task_marker
 from actguide_plugin.names import (
     AGENT_NAME,
@@ -172,3 +172,23 @@ def test_validation_record_of_a_guided_trajectory(qwen_tokenizer, make_loop):
     assert record.response_tokens == sum(output.response_mask) < record.response_length
     assert "Reference plan" in record.prompt and "<tool_response>" in record.response
     assert record.reward_extra == {"acc": 1.0, "judge_used": 0.0} and type(record.reward_extra["acc"]) is float
+
+
+def test_max_fitting_level_is_the_highest_level_whose_rendered_prompt_fits(make_loop):
+    async def go():
+        loop, _ = make_loop()
+        messages = sample(2)["raw_prompt"]
+        lengths = []
+        for level in range(len(ACTIONS) + 1):  # the same builder and tool schemas as run()
+            rendered = guided_messages(messages, ACTIONS, level)
+            lengths.append(len(loop.continuous_token_builder.build_initial_tokens(rendered, tools=loop.tool_schemas)))
+        assert lengths == sorted(lengths) and len(set(lengths)) == len(lengths)  # the plan grows with k
+        found = {}
+        for budget in (lengths[3], lengths[2], lengths[2] + 1, lengths[1], lengths[0], lengths[0] - 1):
+            loop.prompt_length = budget
+            found[budget] = await loop.max_fitting_level(messages, ACTIONS)
+        return lengths, found
+
+    lengths, found = asyncio.run(go())
+    assert found[lengths[3]] == 3 and found[lengths[2]] == 2 and found[lengths[2] + 1] == 2
+    assert found[lengths[1]] == 1 and found[lengths[0]] == 0 and found[lengths[0] - 1] == 0
