@@ -128,7 +128,20 @@ class ActGuideAgentLoopWorkerImpl(AgentLoopWorkerTQ.__ray_actor_class__):
         actions = actions_of(prompt)
         if not actions:
             return None
-        agent_loop = hydra.utils.instantiate(
+        agent_loop = self._guided_agent_loop()
+        level = await agent_loop.max_fitting_level(list(prompt["raw_prompt"]), actions)
+        task = task_id_of(prompt)
+        if level < len(actions) and task not in self._capped_tasks:
+            self._capped_tasks.add(task)
+            logger.warning(
+                f"row {row_name(prompt)}: plans above level {level} of L={len(actions)} do not fit "
+                f"actor_rollout_ref.rollout.prompt_length={agent_loop.prompt_length}; searching levels <= {level}"
+            )
+        return level
+
+    def _guided_agent_loop(self):
+        """An ``actguide_tool_agent`` instance built as verl's ``_run_agent_loop`` builds one (to render prompts)."""
+        return hydra.utils.instantiate(
             config=_agent_loop_registry[AGENT_NAME],
             trainer_config=DictConfigWrap(config=self.config),
             server_manager=self.llm_client,
@@ -139,15 +152,6 @@ class ActGuideAgentLoopWorkerImpl(AgentLoopWorkerTQ.__ray_actor_class__):
             data_config=DictConfigWrap(self.config.data),
             tools=ToolListWrap(self.tools),
         )
-        level = await agent_loop.max_fitting_level(list(prompt["raw_prompt"]), actions)
-        task = task_id_of(prompt)
-        if level < len(actions) and task not in self._capped_tasks:
-            self._capped_tasks.add(task)
-            logger.warning(
-                f"row {row_name(prompt)}: plans above level {level} of L={len(actions)} do not fit "
-                f"actor_rollout_ref.rollout.prompt_length={agent_loop.prompt_length}; searching levels <= {level}"
-            )
-        return level
 
     async def _agent_loop_postprocess(self, output, validate, **kwargs):
         if not _search_in_progress.get():

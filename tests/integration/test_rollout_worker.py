@@ -18,6 +18,7 @@ import transfer_queue as tq
 from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
 
 from actguide_plugin.core.actions import Action, dumps_actions
+from actguide_plugin.core.guidance import guided_messages
 from actguide_plugin.cpu.scripted_policy import task_marker
 from actguide_plugin.names import IS_GUIDED_FIELD, LEVEL_FIELD, UNGUIDED_PROMPT_IDS_FIELD
 from actguide_plugin.verl_glue.metrics import search_metrics
@@ -185,3 +186,24 @@ def test_bad_row_fails_its_group_with_one_named_log_line_and_a_metric(
     metrics = search_metrics(worker.state)
     assert metrics["actguide/bad_rows"] == 1.0 and metrics["actguide/failed_groups"] == 1.0
     assert metrics["actguide/groups"] == 1.0  # the good group was decided as usual
+
+
+def test_levels_whose_prompt_does_not_fit_are_never_sampled(
+    ray_and_tq, tiny_qwen_model, corpus_env, recipe_config, scripted_server, qwen_tokenizer, caplog
+):
+    prompt = prompt_for("long-plan", TASKS["barrier"])  # needs level 2 of 3
+    probe = run_worker(tiny_qwen_model, recipe_config, scripted_server(qwen_tokenizer), [])
+
+    async def guided_lengths():
+        loop = probe._guided_agent_loop()  # the worker's own renderer (same builder and tool schemas as sampling)
+        build = loop.continuous_token_builder.build_initial_tokens
+        return [len(build(guided_messages(prompt["raw_prompt"], ACTIONS, k), tools=loop.tool_schemas)) for k in (1, 2)]
+
+    fits_level_1, _ = asyncio.run(guided_lengths())
+    budget = f"actor_rollout_ref.rollout.prompt_length={fits_level_1}"  # G_1 fits exactly, G_2 does not
+    with caplog.at_level(logging.WARNING, logger="actguide_plugin"):
+        worker = run_worker(tiny_qwen_model, recipe_config, scripted_server(qwen_tokenizer), [prompt], budget)
+    summary = next(s for s in ray.get(worker.state.pop_summaries.remote()) if s["task_id"] == "long-plan")
+    assert summary["plan_capped"] and summary["status"] == "full_failed"  # level 2 would have rescued it
+    assert {p["level"] for p in summary["probes"]} == {1}
+    assert any("above level 1 of L=3 do not fit" in r.getMessage() for r in caplog.records)
