@@ -183,6 +183,16 @@ class GroupOutcome(Generic[T]):
         return cls(**fields)
 
 
+async def settled(awaitables: Sequence[Awaitable[T]]) -> list[T]:
+    """Await all of them before raising the first error, as verl does for a group: a failing rollout must not
+    leave its siblings generating into replicas the trainer puts to sleep."""
+    results = await asyncio.gather(*awaitables, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
+
+
 class _Group(Generic[T]):
     """Bookkeeping for one prompt's generation calls (counts every trajectory and serial round)."""
 
@@ -220,10 +230,7 @@ class _Group(Generic[T]):
     async def probe_round(self, levels: Sequence[int]) -> dict[int, bool]:
         """Probe several levels concurrently; the round costs one serial step however many levels."""
         self.serial_rounds += 1
-        batches = await asyncio.gather(*(self._sample(k, self.cfg.probe_m) for k in levels), return_exceptions=True)
-        for batch in batches:  # every level's rollouts have settled: now a failure may end the search
-            if isinstance(batch, BaseException):
-                raise batch
+        batches = await settled([self._sample(k, self.cfg.probe_m) for k in levels])
         verdicts = {}
         for level, batch in zip(levels, batches, strict=True):
             rewards = tuple(float(self._reward(t)) for t in batch)

@@ -25,7 +25,7 @@ from typing import Any
 from verl.experimental.agent_loop.agent_loop import AgentLoopOutput, register
 from verl.experimental.agent_loop.tool_agent_loop import AgentState, ToolAgentLoop
 
-from actguide_plugin.core.actions import Action, loads_actions
+from actguide_plugin.core.actions import Action
 from actguide_plugin.core.guidance import guided_messages
 from actguide_plugin.names import (
     AGENT_NAME,
@@ -36,6 +36,7 @@ from actguide_plugin.names import (
     TOOL_CALLS_FIELD,
     UNGUIDED_PROMPT_IDS_FIELD,
 )
+from actguide_plugin.verl_glue.rows import actions_of
 
 
 @register(AGENT_NAME)
@@ -43,13 +44,7 @@ class ActGuideToolAgentLoop(ToolAgentLoop):
     """``ToolAgentLoop`` whose prompt is G_k; ``actguide_level`` (default 0) comes from the rollout manager."""
 
     async def run(self, sampling_params: dict[str, Any], actguide_level: int = 0, **kwargs) -> AgentLoopOutput:
-        extra_info = kwargs.get("extra_info") or {}
-        try:
-            actions = loads_actions(extra_info.get("reference_actions"))
-        except ValueError as err:
-            raise ValueError(
-                f"sample index={extra_info.get('index')}: bad extra_info.reference_actions: {err}"
-            ) from err
+        actions = actions_of(kwargs)  # a BadRowError names the row
         self._unguided_messages = list(kwargs["raw_prompt"])
         self._guided = actguide_level > 0
         self._stop_reason = "stop"

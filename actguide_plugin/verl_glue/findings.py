@@ -22,8 +22,8 @@ from actguide_plugin.analysis.levels import LevelSweep
 from actguide_plugin.core.actions import loads_actions
 from actguide_plugin.core.guidance import level_from_ratio
 from actguide_plugin.logs import get_logger
-from actguide_plugin.verl_glue.group import task_id_of
 from actguide_plugin.verl_glue.offline_agent import OfflineAgent, Sample, prefix_after, tool_calling_turns
+from actguide_plugin.verl_glue.rows import task_id_of
 
 logger = get_logger(__name__)
 

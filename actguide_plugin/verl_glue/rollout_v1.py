@@ -44,14 +44,8 @@ from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopManagerTQ, AgentLoopWorke
 from actguide_plugin.logs import get_logger
 from actguide_plugin.names import AGENT_NAME, IS_GUIDED_FIELD, LEVEL_FIELD, UNGUIDED_PROMPT_IDS_FIELD
 from actguide_plugin.verl_glue.config import actguide_config
-from actguide_plugin.verl_glue.group import (
-    BadRowError,
-    Trajectory,
-    actions_of,
-    decide_group,
-    row_name,
-    task_id_of,
-)
+from actguide_plugin.verl_glue.group import Trajectory, decide_group
+from actguide_plugin.verl_glue.rows import BadRowError, actions_of, row_name, task_id_of
 from actguide_plugin.verl_glue.state import state_actor
 from actguide_plugin.verl_glue.validation import trajectory_record, validation_level
 

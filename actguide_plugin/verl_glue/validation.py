@@ -37,7 +37,7 @@ from actguide_plugin.names import (
     VAL_METRIC_PREFIX,
 )
 from actguide_plugin.verl_glue.config import ActGuideConfig
-from actguide_plugin.verl_glue.group import task_id_of
+from actguide_plugin.verl_glue.rows import task_id_of
 
 logger = get_logger(__name__)
 

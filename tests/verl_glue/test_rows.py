@@ -1,10 +1,11 @@
-"""The per-prompt glue that needs no Ray: row naming, bad rows, settling a generation call."""
+"""Dataset rows as the recipe reads them (task id, actions, naming a bad row), and settling a generation call."""
 
 import asyncio
 
 import pytest
 
-from actguide_plugin.verl_glue.group import BadRowError, num_actions_of, row_name, settled, task_id_of
+from actguide_plugin.core.search import settled
+from actguide_plugin.verl_glue.rows import BadRowError, num_actions_of, row_name, task_id_of
 
 
 def row(**extra_info):
