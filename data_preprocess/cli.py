@@ -1,8 +1,8 @@
-"""``actguide-preprocess`` (also ``python -m data_preprocess``): convert, build-offline, inspect.
+"""``actguide-preprocess`` (also ``python -m data_preprocess``): convert, build-offline, build-barrier, inspect.
 
-This module only wires flags to :mod:`data_preprocess.convert`, :mod:`data_preprocess.offline` and
-:mod:`data_preprocess.stats`. Exit status: 0 on success, 1 when records were rejected in ``fail`` mode or an
-input cannot be used (nothing is written then), 2 for bad flags.
+This module only wires flags to :mod:`data_preprocess.convert`, :mod:`data_preprocess.offline`,
+:mod:`data_preprocess.barrier` and :mod:`data_preprocess.stats`. Exit status: 0 on success, 1 when records were
+rejected in ``fail`` mode or an input cannot be used (nothing is written then), 2 for bad flags.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from data_preprocess.barrier import BarrierWorldError, build_barrier
 from data_preprocess.convert import ON_ERROR, ConvertOptions, ConvertResult, convert
 from data_preprocess.formats import FORMATS, FieldMap
 from data_preprocess.offline import CORPUS_FILE, OfflineDataError, build_offline
@@ -81,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     off.add_argument("--multi-hop-only", action="store_true",
                      help="only whole FanOutQA questions, no single-hop tasks from their sub-questions")  # fmt: skip
 
+    bar = commands.add_parser("build-barrier", help="the barrier world: multi-hop link chains, unseen val entities")
+    bar.add_argument("-o", "--output-dir", type=Path, required=True)
+    bar.add_argument("--seed", type=int, default=0, help="world seed: same seed, same files (default: %(default)s)")
+    bar.add_argument("--train", type=_positive, default=256, help="training tasks (default: %(default)s)")
+    bar.add_argument("--val", type=_positive, default=48, help="validation tasks (default: %(default)s)")
+    bar.add_argument("--min-hops", type=_positive, default=3, help="fewest searches a task needs (%(default)s)")
+    bar.add_argument("--max-hops", type=_positive, default=4, help="most searches a task needs (%(default)s)")
+
     ins = commands.add_parser("inspect", help="stats of a produced parquet")
     ins.add_argument("parquet", type=Path)
     ins.add_argument("--tokenizer", help="local tokenizer directory (AutoTokenizer) for prompt token lengths")
@@ -90,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "tools; needs --tokenizer)")  # fmt: skip
     ins.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return number
 
 
 def _add_split_and_prompt(parser: argparse.ArgumentParser, val_ratio: float) -> None:
@@ -165,6 +181,19 @@ def _run_build_offline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_build_barrier(args: argparse.Namespace) -> int:
+    stats = build_barrier(
+        args.output_dir, seed=args.seed, train=args.train, val=args.val, min_hops=args.min_hops, max_hops=args.max_hops
+    )
+    print(
+        f"barrier world (seed {args.seed}): train {stats['train']['rows']} tasks, val {stats['val']['rows']} tasks, "
+        f"{stats['corpus_documents']} pages; every reference plan checked against the search index"
+    )
+    for name in ("train.parquet", "val.parquet", CORPUS_FILE, "stats.json"):
+        print(f"wrote {args.output_dir / name}")
+    return 0
+
+
 def _run_inspect(args: argparse.Namespace) -> int:
     tokenizer, tools = None, None
     if args.tokenizer:
@@ -178,7 +207,12 @@ def _run_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS = {"convert": _run_convert, "build-offline": _run_build_offline, "inspect": _run_inspect}
+_COMMANDS = {
+    "convert": _run_convert,
+    "build-offline": _run_build_offline,
+    "build-barrier": _run_build_barrier,
+    "inspect": _run_inspect,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -192,6 +226,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parser.error(f"{flag} needs --tokenizer")
     try:
         return _COMMANDS[args.command](args)
-    except (InputFileError, RecordError, OfflineDataError, OSError, ValueError) as err:
+    except (InputFileError, RecordError, OfflineDataError, BarrierWorldError, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

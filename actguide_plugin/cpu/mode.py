@@ -86,11 +86,11 @@ def activate_if_requested() -> bool:
     return True
 
 
-CPU_CONFIG = Path(__file__).resolve().parents[2] / "recipe" / "actguide" / "config" / "actguide_cpu.yaml"
+CPU_CONFIG = Path(__file__).resolve().parents[2] / "recipe" / "actguide" / "config" / "actguide_cpu_settings.yaml"
 
 
 def worker_env_vars() -> dict[str, str]:
-    """The environment every Ray process of a CPU run gets: ``actguide_cpu.yaml``'s ``runtime_env.env_vars``."""
+    """The environment every Ray process of a CPU run gets (``runtime_env.env_vars`` of actguide_cpu_settings.yaml)."""
     env_vars = OmegaConf.load(CPU_CONFIG).ray_kwargs.ray_init.runtime_env.env_vars
     return {key: str(value) for key, value in env_vars.items()}
 

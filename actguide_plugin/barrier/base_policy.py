@@ -1,0 +1,266 @@
+"""The barrier world's base policy: a tiny model warm-started on *other* tasks, so it has the primitives only.
+
+The issue's rule: the base policy may know the tool-call format, copying a name into a query, answering from a
+tool response and following a numbered plan — but never the barrier procedure (searching the entity a page
+points to). The supervised warm start therefore shows two task families and nothing else:
+
+- *lookup* (unguided): ``What is the code of X?`` → ``web_search X`` → ``X has code 417.`` → ``<answer>417</answer>``;
+- *plan* (guided): the same question with a numbered plan of 2..5 searches over unrelated pages, the last one X,
+  followed step by step, then the code of the last page. With probability ``copy_noise`` a step searches a wrong
+  name instead (and the plan goes on), so plan following is imperfect, as §7 of shared/DESIGN.md found necessary:
+  a guided group whose n rollouts all succeed has zero GRPO advantage and teaches nothing.
+
+Pages in the warm start only ever hold codes; names come from the training partition (never a validation name).
+
+Every sequence is tokenized exactly as verl's tool agent loop does during rollouts: verl 0.9.1's Continuous
+Token builder (``create_continuous_token_builder``: ``build_initial_tokens``, ``merge_assistant_tokens``,
+``merge_context_tokens``, ``align_response_metadata``) over the world's tokenizer and chat template, tool
+responses formatted by the ``web_search`` tool's own formatter (``topk: 1``), the loss on assistant tokens only.
+Training is plain PyTorch (verl's SFT trainer needs a GPU device mesh), deterministic from the seed, and cached:
+a directory whose ``base_policy.json`` records the same settings is reused as it is.
+
+    python -m actguide_plugin.barrier.base_policy OUT_DIR [--seed 0] [--steps 600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from actguide_plugin.barrier.world import CODE_TEXT, QUESTION, SEARCH_TOOL, SYSTEM_PROMPT, names, random_code
+from actguide_plugin.core.actions import Action
+from actguide_plugin.core.guidance import guided_messages
+from actguide_plugin.logs import get_logger
+from actguide_plugin.tools.backends import SearchHit
+from actguide_plugin.tools.formatting import format_search
+
+logger = get_logger(__name__)
+
+SETTINGS_FILE = "base_policy.json"
+FORMAT_VERSION = 1  # bump when the warm-start data or tokenization changes, so cached models are rebuilt
+SNIPPET_CHARS = 300  # the web_search tool's snippet budget (recipe/actguide/config/tools/search_barrier.yaml)
+
+
+@dataclass(frozen=True)
+class BasePolicySettings:
+    """Everything the warm-start model depends on (the cache key)."""
+
+    seed: int = 0
+    hidden_size: int = 128
+    num_layers: int = 2
+    examples: int = 4096
+    steps: int = 600
+    batch_size: int = 32
+    lr: float = 3e-3
+    plan_share: float = 0.5  # share of plan-following conversations; the rest are lookups
+    max_plan: int = 4  # plan lengths 2..max_plan
+    copy_noise: float = 0.1  # chance that a plan step searches a wrong name
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One assistant turn: its text (without the end-of-turn token) and the tool response it gets, if any."""
+
+    assistant: str
+    tool_response: str | None = None
+    call: Action | None = None  # the tool call the assistant text makes
+
+
+@dataclass(frozen=True)
+class Conversation:
+    messages: list[dict[str, Any]]  # system + user (with the plan, for plan conversations)
+    turns: list[Turn]
+
+
+def tool_call_text(action: Action) -> str:
+    """A hermes tool call as the chat template writes one (``json.dumps`` default separators)."""
+    return f"<tool_call>\n{json.dumps({'name': action.name, 'arguments': action.arguments})}\n</tool_call>"
+
+
+def search_turn(name: str, page_title: str, page_text: str) -> Turn:
+    response = format_search([name], [[SearchHit(page_title, "", page_text)]], SNIPPET_CHARS)
+    call = Action(SEARCH_TOOL, {"query": [name]})
+    return Turn(tool_call_text(call), response, call)
+
+
+def _question(name: str) -> list[dict[str, Any]]:
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": QUESTION.format(name=name)}]
+
+
+def lookup_conversation(rng: random.Random, pool: Sequence[str]) -> Conversation:
+    name, code = rng.choice(pool), random_code(rng)
+    turns = [search_turn(name, name, CODE_TEXT.format(name=name, code=code)), Turn(f"<answer>{code}</answer>")]
+    return Conversation(_question(name), turns)
+
+
+def plan_conversation(rng: random.Random, pool: Sequence[str], max_plan: int, copy_noise: float) -> Conversation:
+    """A plan over unrelated code pages, the last one the asked entity; followed with per-step copy noise."""
+    plan = rng.sample(pool, rng.randint(2, max_plan))
+    actions = [Action(SEARCH_TOOL, {"query": [name]}) for name in plan]
+    turns, code = [], ""
+    for name in plan:
+        searched = rng.choice(pool) if rng.random() < copy_noise else name
+        code = random_code(rng)
+        turns.append(search_turn(searched, searched, CODE_TEXT.format(name=searched, code=code)))
+    turns.append(Turn(f"<answer>{code}</answer>"))
+    return Conversation(guided_messages(_question(plan[-1]), actions, len(actions)), turns)
+
+
+def conversations(settings: BasePolicySettings) -> list[Conversation]:
+    """The warm-start data of ``settings`` (deterministic)."""
+    rng = random.Random(settings.seed)
+    pool = names(validation=False)
+    return [
+        plan_conversation(rng, pool, settings.max_plan, settings.copy_noise)
+        if rng.random() < settings.plan_share
+        else lookup_conversation(rng, pool)
+        for _ in range(settings.examples)
+    ]
+
+
+def encode(
+    builder: Any, tokenizer: Any, schemas: list[dict], conversation: Conversation
+) -> tuple[list[int], list[int]]:
+    """``(token ids, loss mask)`` of a conversation, built turn by turn as verl's tool agent loop builds them."""
+    messages = [dict(m) for m in conversation.messages]
+    prompt_ids = builder.build_initial_tokens(messages, tools=schemas)
+    runtime, response_mask = list(prompt_ids), []
+    for turn in conversation.turns:
+        assistant_ids = [*tokenizer.encode(turn.assistant, add_special_tokens=False), tokenizer.eos_token_id]
+        merged = builder.merge_assistant_tokens(runtime, assistant_ids)
+        response_mask, _ = builder.align_response_metadata(merged, response_mask, None)
+        runtime = merged.token_ids
+        if turn.tool_response is None:
+            break
+        messages.append({"role": "assistant", "content": "", "tool_calls": [{"function": turn.call.to_dict()}]})
+        previous = list(messages)
+        messages.append({"role": "tool", "content": turn.tool_response})
+        merged = builder.merge_context_tokens(previous, messages, runtime, tools=schemas)
+        response_mask, _ = builder.align_response_metadata(merged, response_mask, None)
+        runtime = merged.token_ids
+    return runtime, [0] * len(prompt_ids) + list(response_mask)
+
+
+def tool_schemas() -> list[dict]:
+    """The ``web_search`` schema as verl's tool agent loop passes it to the chat template."""
+    from verl.tools.schemas import OpenAIFunctionToolSchema
+
+    from actguide_plugin.tools.search_tools import WebSearchTool
+
+    schema = OpenAIFunctionToolSchema.model_validate(WebSearchTool.default_schema)
+    return [schema.model_dump(exclude_unset=True, exclude_none=True)]
+
+
+def _batches(sequences: list[tuple[list[int], list[int]]], settings: BasePolicySettings, pad_id: int):
+    """``settings.steps`` batches of sequences of similar length (little padding), in a seeded random order."""
+    import torch
+
+    rng = random.Random(settings.seed + 1)
+    by_length = sorted(range(len(sequences)), key=lambda i: len(sequences[i][0]))
+    size = settings.batch_size
+    groups = [by_length[start : start + size] for start in range(0, len(by_length) - size + 1, size)]
+    order: list[list[int]] = []
+    for _ in range(settings.steps):
+        if not order:
+            order = rng.sample(groups, len(groups))
+        chosen = order.pop()
+        width = max(len(sequences[i][0]) for i in chosen)
+        ids = torch.full((len(chosen), width), pad_id)  # [batch, width]
+        mask = torch.zeros((len(chosen), width))  # [batch, width]: 1 on assistant tokens
+        for row, i in enumerate(chosen):
+            token_ids, loss_mask = sequences[i]
+            ids[row, : len(token_ids)] = torch.tensor(token_ids)
+            mask[row, : len(loss_mask)] = torch.tensor(loss_mask, dtype=torch.float32)
+        yield ids, mask
+
+
+def train(out_dir: str | Path, settings: BasePolicySettings) -> Path:
+    """Build the random tiny model, warm-start it, save it with its tokenizer and ``base_policy.json``."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
+
+    from actguide_plugin.cpu.tiny_model import atomic_save_dir, build_tiny_model
+
+    out = Path(out_dir)
+    started = time.perf_counter()
+
+    def save(tmp: Path) -> None:
+        build_tiny_model(tmp, vocab="barrier", hidden_size=settings.hidden_size, num_layers=settings.num_layers,
+                         seed=settings.seed)  # fmt: skip
+        tokenizer = AutoTokenizer.from_pretrained(tmp)
+        model = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32, attn_implementation="sdpa")
+        builder = create_continuous_token_builder(tokenizer, hf_model_type=model.config.model_type)
+        schemas = tool_schemas()
+        sequences = [encode(builder, tokenizer, schemas, c) for c in conversations(settings)]
+        torch.manual_seed(settings.seed)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=0.0)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, settings.lr, total_steps=settings.steps)
+        model.train()
+        losses = []
+        for step, (ids, mask) in enumerate(_batches(sequences, settings, tokenizer.pad_token_id)):
+            logits = model(input_ids=ids).logits[:, :-1]  # right padding: pads only follow real tokens
+            token_loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+            loss = (token_loss * mask[:, 1:]).sum() / mask[:, 1:].sum()
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
+            if step % 20 == 0:
+                logger.info("base policy step %d loss %.4f", step, losses[-1])
+        model.eval()
+        model.save_pretrained(tmp)
+        record = {
+            "format": FORMAT_VERSION,
+            "settings": dataclasses.asdict(settings),
+            "final_loss": sum(losses[-20:]) / len(losses[-20:]),
+            "tokens_per_example": sum(len(s[0]) for s in sequences) / len(sequences),
+            "train_seconds": round(time.perf_counter() - started, 1),
+        }
+        (tmp / SETTINGS_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+    atomic_save_dir(save, out)
+    return out
+
+
+def cached(out_dir: str | Path, settings: BasePolicySettings) -> bool:
+    """Whether ``out_dir`` holds a base policy trained with exactly ``settings``."""
+    path = Path(out_dir) / SETTINGS_FILE
+    if not path.is_file():
+        return False
+    record = json.loads(path.read_text(encoding="utf-8"))
+    return record.get("format") == FORMAT_VERSION and record.get("settings") == dataclasses.asdict(settings)
+
+
+def ensure_base_policy(out_dir: str | Path, settings: BasePolicySettings | None = None) -> Path:
+    """The warm-started model in ``out_dir``, trained now unless a matching one is already there."""
+    settings = settings or BasePolicySettings()
+    if not cached(out_dir, settings):
+        train(out_dir, settings)
+    return Path(out_dir)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", type=Path)
+    defaults = BasePolicySettings()
+    for field in dataclasses.fields(BasePolicySettings):
+        flag = "--" + field.name.replace("_", "-")
+        parser.add_argument(flag, type=type(getattr(defaults, field.name)), default=getattr(defaults, field.name))
+    args = parser.parse_args(argv)
+    settings = BasePolicySettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(BasePolicySettings)})
+    path = ensure_base_policy(args.out_dir, settings)
+    print(json.loads((path / SETTINGS_FILE).read_text(encoding="utf-8")))
+
+
+if __name__ == "__main__":
+    main()

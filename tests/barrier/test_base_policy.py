@@ -1,0 +1,84 @@
+"""The warm start's data: other tasks only, tokenized exactly as verl's tool agent loop tokenizes a rollout."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
+from verl.workers.rollout.replica import TokenOutput
+
+from actguide_plugin.barrier.base_policy import (
+    BasePolicySettings,
+    Conversation,
+    Turn,
+    conversations,
+    encode,
+    search_turn,
+    tool_schemas,
+)
+from actguide_plugin.barrier.world import SYSTEM_PROMPT, build_world
+from actguide_plugin.core.guidance import guided_messages, level_in_text, plan_in_text
+from actguide_plugin.cpu.tiny_model import build_tiny_model
+from data_preprocess.barrier import build_barrier
+
+
+def test_warm_start_has_lookups_and_plans_and_never_a_hop_from_a_page():
+    data = conversations(BasePolicySettings(examples=400, copy_noise=0.2))
+    plans = [c for c in data if level_in_text(c.messages[-1]["content"])]
+    assert 120 < len(plans) < 280
+    noisy = 0
+    for conversation in data:
+        plan = plan_in_text(conversation.messages[-1]["content"])
+        *searches, answer = conversation.turns
+        assert len(searches) == max(1, len(plan))  # a lookup searches once; a plan is followed step by step
+        for step, turn in enumerate(searches):
+            searched = turn.call.arguments["query"][0]
+            assert turn.tool_response.endswith(f"{searched} has code {turn.tool_response[-4:-1]}.")
+            assert "points to" not in turn.tool_response  # pages hold codes only: no hop to learn from
+            noisy += bool(plan) and plan[step] != turn.call
+        assert answer.assistant == f"<answer>{searches[-1].tool_response[-4:-1]}</answer>"  # the last page's code
+    assert 0 < noisy < 0.4 * sum(len(plan_in_text(c.messages[-1]["content"])) for c in plans)
+
+
+class _Replay:
+    """The LLM server of the agent loop, replaying given assistant turns (the unit under test is the token layout)."""
+
+    def __init__(self, turns: list[list[int]]) -> None:
+        self.turns = list(turns)
+
+    async def generate(self, request_id, *, prompt_ids, sampling_params, **_kwargs) -> TokenOutput:
+        return TokenOutput(token_ids=self.turns.pop(0), log_probs=None, stop_reason="completed", extra_fields={})
+
+
+@pytest.mark.integration
+def test_encode_matches_the_tokens_of_a_real_agent_loop_rollout(tmp_path, monkeypatch):
+    from actguide_plugin.verl_glue.offline_agent import OfflineAgent
+    from recipe.actguide.main_actguide import compose_config
+
+    data, model = tmp_path / "data", build_tiny_model(tmp_path / "model", vocab="barrier", hidden_size=32)
+    build_barrier(data, seed=0, train=4, val=2)
+    monkeypatch.setenv("ACTGUIDE_CORPUS", str(data / "corpus.jsonl"))
+    config = compose_config("actguide_barrier_cpu", [f"actor_rollout_ref.model.path={model}"])
+    agent = OfflineAgent(config)
+    row = agent.rows([str(data / "train.parquet")])[0]
+    task = build_world(0, 4, 2).train[0]
+    # the reference plan followed page by page, then the code: as the rollout would go at level L
+    turns = [search_turn(name, title, text) for name, (title, text) in zip(task.chain, task.pages(), strict=True)]
+    turns.append(Turn(f"<answer>{task.code}</answer>"))
+    messages = [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": task.question},
+    ]
+    conversation = Conversation(guided_messages(messages, list(task.actions), len(task.actions)), turns)
+    tokenizer = agent.tokenizer
+    agent.server = _Replay(
+        [[*tokenizer.encode(t.assistant, add_special_tokens=False), tokenizer.eos_token_id] for t in turns]
+    )
+    sample = asyncio.run(agent.sample(row, level=len(task.actions)))
+    builder = create_continuous_token_builder(tokenizer, hf_model_type="qwen3")
+    ids, loss_mask = encode(builder, tokenizer, tool_schemas(), conversation)
+    output = sample.output
+    assert list(output.prompt_ids) + list(output.response_ids) == ids
+    assert [0] * len(output.prompt_ids) + list(output.response_mask) == loss_mask
+    assert sample.score == 1.0
