@@ -31,7 +31,7 @@ MODEL="$WORK_DIR/tiny-bytes"
 [[ -f "$MODEL/config.json" ]] || "$PYTHON" -m actguide_plugin.cpu.tiny_model "$MODEL" --vocab bytes
 
 echo "== 2. training: $STEPS steps"
-PYTHON="$PYTHON" ROLLOUT=scripted STEPS="$STEPS" N=4 BATCH=4 RESPONSE_LEN=1024 MODEL_PATH="$MODEL" DATA_DIR="$DATA" \
+PYTHON="$PYTHON" WORLD=offline ROLLOUT=scripted STEPS="$STEPS" N=4 BATCH=4 RESPONSE_LEN=1024 MODEL_PATH="$MODEL" DATA_DIR="$DATA" \
   WORK_DIR="$WORK_DIR/run" bash scripts/run_demo_cpu.sh "${LIMITS[@]}"
 
 echo "== 3. export"

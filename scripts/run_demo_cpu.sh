@@ -1,41 +1,73 @@
 #!/usr/bin/env bash
-# The CPU demo: a few ActGuide-RL steps of verl's real V1 trainer on this machine, nothing external.
-#   1. builds the offline FanOutQA/Wikipedia dataset and corpus (actguide-preprocess build-offline);
-#   2. builds a tiny random Qwen3-architecture model with the Qwen vocabulary (or uses MODEL_PATH);
-#   3. runs python -m recipe.actguide.main_actguide --config-name actguide_cpu (fsdp2 actor, HF rollout server,
-#      local BM25 tools, rule reward), then prints the actguide/* metrics per step and where the logs and
-#      checkpoint went.
-# Settable: STEPS [2], MODE [fallback_adaptive], MODEL_PATH [tiny model], ROLLOUT [hf; scripted = deterministic
-# level-dependent answers for tests], WORK_DIR [./runs/demo_cpu], DATA_DIR [$WORK_DIR/data], N [4] rollouts per
-# prompt, BATCH [2] prompts per step, RESPONSE_LEN [128] response tokens (all turns). Extra hydra overrides may follow.
+# The CPU demo: ActGuide-RL through verl's real V1 trainer on this machine, nothing external.
+# WORLD=barrier (default): a world past a reachability barrier, where guidance teaches the unguided policy.
+#   1. builds the barrier world (actguide-preprocess build-barrier: multi-hop link chains, held-out entities);
+#   2. warm-starts the tiny base policy on other tasks (python -m actguide_plugin.barrier.base_policy; cached);
+#   3. trains with python -m recipe.actguide.main_actguide --config-name actguide_barrier_cpu, validating
+#      (unguided, on unseen entities) every VAL_EVERY steps, then prints the actguide/* metrics per step and
+#      the unguided validation accuracy.
+# WORLD=offline: the FanOutQA/Wikipedia dataset (actguide-preprocess build-offline) with a tiny random Qwen3
+#   model with the Qwen vocabulary (or MODEL_PATH) and config actguide_cpu: every group is hard (nothing to learn).
+# Settable: WORLD, STEPS, MODE [fallback_adaptive], MODEL_PATH, ROLLOUT [hf; scripted = deterministic
+# level-dependent answers for tests], WORK_DIR [./runs/demo_cpu], DATA_DIR [$WORK_DIR/data], N rollouts per prompt,
+# BATCH prompts per step, RESPONSE_LEN response tokens (all turns), SEED [0], VAL_EVERY [10, barrier].
+# Extra hydra overrides may follow.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-STEPS=${STEPS:-2}
+WORLD=${WORLD:-barrier}
 MODE=${MODE:-fallback_adaptive}
 ROLLOUT=${ROLLOUT:-hf}
+SEED=${SEED:-0}
 WORK_DIR=$(realpath -m "${WORK_DIR:-./runs/demo_cpu}")
 DATA_DIR=$(realpath -m "${DATA_DIR:-$WORK_DIR/data}")
-N=${N:-4}
-BATCH=${BATCH:-2}
-RESPONSE_LEN=${RESPONSE_LEN:-128}
 PYTHON=${PYTHON:-python3}
 mkdir -p "$WORK_DIR"
 
-if [[ ! -f "$DATA_DIR/train.parquet" ]]; then
-  echo "== building the offline dataset in $DATA_DIR"
-  "$PYTHON" -m data_preprocess build-offline -o "$DATA_DIR"
-fi
+case "$WORLD" in
+  barrier)
+    STEPS=${STEPS:-30}; N=${N:-8}; BATCH=${BATCH:-8}; RESPONSE_LEN=${RESPONSE_LEN:-320}; VAL_EVERY=${VAL_EVERY:-10}
+    CONFIG=actguide_barrier_cpu
+    if [[ ! -f "$DATA_DIR/train.parquet" ]]; then
+      echo "== building the barrier world (seed $SEED) in $DATA_DIR"
+      "$PYTHON" -m data_preprocess build-barrier -o "$DATA_DIR" --seed "$SEED"
+    fi
+    if [[ -z "${MODEL_PATH:-}" ]]; then
+      MODEL_PATH="$WORK_DIR/base-policy"
+      echo "== the warm-started base policy in $MODEL_PATH (trained once, then reused)"
+      "$PYTHON" -m actguide_plugin.barrier.base_policy "$MODEL_PATH" --seed "$SEED" >/dev/null
+    fi
+    WORLD_ARGS=(data.max_prompt_length=256 actor_rollout_ref.rollout.prompt_length=256
+                trainer.val_before_train=true "trainer.test_freq=$VAL_EVERY")
+    ;;
+  offline)
+    STEPS=${STEPS:-2}; N=${N:-4}; BATCH=${BATCH:-2}; RESPONSE_LEN=${RESPONSE_LEN:-128}
+    CONFIG=actguide_cpu
+    if [[ ! -f "$DATA_DIR/train.parquet" ]]; then
+      echo "== building the offline dataset in $DATA_DIR"
+      "$PYTHON" -m data_preprocess build-offline -o "$DATA_DIR"
+    fi
+    if [[ -z "${MODEL_PATH:-}" ]]; then
+      MODEL_PATH="$WORK_DIR/tiny-qwen3"
+      if [[ ! -f "$MODEL_PATH/config.json" ]]; then
+        echo "== building a tiny random Qwen3 model in $MODEL_PATH"
+        "$PYTHON" -m actguide_plugin.cpu.tiny_model "$MODEL_PATH" --vocab qwen
+      fi
+    fi
+    WORLD_ARGS=(data.max_prompt_length=2048 actor_rollout_ref.rollout.prompt_length=2048
+                actor_rollout_ref.actor.optim.lr=1e-5 actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=1
+                actor_rollout_ref.actor.use_dynamic_bsz=false
+                actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=1
+                actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=1
+                actor_rollout_ref.rollout.multi_turn.max_assistant_turns=3
+                actor_rollout_ref.rollout.multi_turn.max_tool_response_length=512
+                trainer.val_before_train=false trainer.test_freq=-1)
+    ;;
+  *) echo "run_demo_cpu.sh: WORLD must be barrier or offline, got '$WORLD'" >&2; exit 2 ;;
+esac
 for f in train.parquet val.parquet corpus.jsonl; do
   [[ -f "$DATA_DIR/$f" ]] || { echo "run_demo_cpu.sh: $DATA_DIR/$f is missing" >&2; exit 2; }
 done
-if [[ -z "${MODEL_PATH:-}" ]]; then
-  MODEL_PATH="$WORK_DIR/tiny-qwen3"
-  if [[ ! -f "$MODEL_PATH/config.json" ]]; then
-    echo "== building a tiny random Qwen3 model in $MODEL_PATH"
-    "$PYTHON" -m actguide_plugin.cpu.tiny_model "$MODEL_PATH" --vocab qwen
-  fi
-fi
 [[ -f "$MODEL_PATH/config.json" ]] || { echo "run_demo_cpu.sh: no config.json in MODEL_PATH=$MODEL_PATH" >&2; exit 2; }
 
 export TOKENIZERS_PARALLELISM=false
@@ -45,35 +77,27 @@ export ACTGUIDE_CORPUS="$DATA_DIR/corpus.jsonl"
 export VERL_FILE_LOGGER_PATH="$WORK_DIR/metrics.jsonl"
 rm -f "$VERL_FILE_LOGGER_PATH"
 
-echo "== training: $STEPS steps, mode=$MODE, rollout=$ROLLOUT, $BATCH prompts x $N rollouts per step"
-"$PYTHON" -m recipe.actguide.main_actguide --config-name actguide_cpu \
+echo "== training ($WORLD world): $STEPS steps, mode=$MODE, rollout=$ROLLOUT, $BATCH prompts x $N rollouts per step"
+"$PYTHON" -m recipe.actguide.main_actguide --config-name "$CONFIG" \
   actguide.mode="$MODE" \
   actor_rollout_ref.rollout.name="$ROLLOUT" \
   data.train_files="$DATA_DIR/train.parquet" \
   data.val_files="$DATA_DIR/val.parquet" \
   data.train_batch_size="$BATCH" \
-  data.max_prompt_length=2048 \
   data.max_response_length="$RESPONSE_LEN" \
+  data.seed="$SEED" \
   actor_rollout_ref.model.path="$MODEL_PATH" \
-  actor_rollout_ref.actor.optim.lr=1e-5 \
   actor_rollout_ref.actor.ppo_mini_batch_size="$BATCH" \
-  actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=1 \
-  actor_rollout_ref.actor.use_dynamic_bsz=false \
-  actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=1 \
-  actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=1 \
   actor_rollout_ref.rollout.n="$N" \
-  actor_rollout_ref.rollout.prompt_length=2048 \
+  actor_rollout_ref.rollout.seed="$SEED" \
   actor_rollout_ref.rollout.response_length="$RESPONSE_LEN" \
-  actor_rollout_ref.rollout.multi_turn.max_assistant_turns=3 \
-  actor_rollout_ref.rollout.multi_turn.max_tool_response_length=512 \
   trainer.total_training_steps="$STEPS" \
   trainer.total_epochs=1000 \
-  trainer.val_before_train=false \
-  trainer.test_freq=-1 \
   trainer.save_freq="$STEPS" \
   trainer.default_local_dir="$WORK_DIR/checkpoints" \
-  trainer.experiment_name="demo_cpu_${MODE}" \
+  trainer.experiment_name="demo_cpu_${WORLD}_${MODE}" \
   trainer.logger='["console","file"]' \
+  "${WORLD_ARGS[@]}" \
   "$@"
 
 echo

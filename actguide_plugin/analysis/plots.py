@@ -7,7 +7,7 @@ labels, so callers (and tests) can tell an empty panel from a drawn one without 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from actguide_plugin.analysis.learning import CurveRow
 from actguide_plugin.analysis.training import PANELS, Panel, Steps, panel_series
 from actguide_plugin.core.metrics import ratio_bin
 
@@ -163,5 +164,50 @@ def plot_levels(summary: Mapping[str, Any], path: str | Path) -> Drawn:
         _no_data(shift)
     shift.set(title="Off-policy shift Δ per level", xlabel="guidance level k", ylabel="Δ (nats per trajectory)")
     shift.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _save(fig, path)
+    return drawn
+
+
+def plot_learning(runs: Mapping[tuple[int, str], Sequence[CurveRow]], path: str | Path) -> Drawn:
+    """The barrier experiment: unguided validation accuracy and effective-signal fraction against step.
+
+    One colour per mode; one line per seed (thin, same colour); signal before guidance dashed, after solid.
+    """
+    modes = list(dict.fromkeys(mode for _, mode in runs))
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig = Figure(figsize=(10, 3.6))
+    acc_ax, signal_ax = fig.subplots(1, 2)
+    drawn: Drawn = {"accuracy": [], "signal": []}
+    for (seed, mode), rows in runs.items():
+        color = colors[modes.index(mode) % len(colors)]
+        val = [(r.step, r.values["val_acc_unguided"]) for r in rows if r.values["val_acc_unguided"] is not None]
+        if val:
+            label = f"{mode} (seed {seed})"
+            acc_ax.plot(*zip(*val, strict=True), "-", color=color, marker="o", ms=3, lw=1.2, label=label)
+            drawn["accuracy"].append(label)
+        for part, style in (("after", "-"), ("before", "--")):
+            column = f"effective_signal_frac_{part}"
+            points = [(r.step, r.values[column]) for r in rows if r.values[column] is not None]
+            if points:
+                label = f"{mode} {part} (seed {seed})"
+                signal_ax.plot(*zip(*points, strict=True), style, color=color, lw=1, alpha=0.8, label=label)
+                drawn["signal"].append(label)
+    for ax, title, ylabel in (
+        (acc_ax, "Unguided validation accuracy (held-out entities)", "accuracy"),
+        (signal_ax, "Groups with a GRPO signal (dashed: before guidance)", "fraction of prompts"),
+    ):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("training step")
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(-0.03, 1.03)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        handles = {}
+        for line in ax.get_lines():  # one legend entry per mode (and line style), not per seed
+            key = line.get_label().split(" (seed")[0]
+            handles.setdefault(key, line)
+        if handles:
+            ax.legend(list(handles.values()), list(handles), fontsize=7, loc="best")
+        else:
+            _no_data(ax)
     _save(fig, path)
     return drawn

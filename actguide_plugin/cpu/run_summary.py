@@ -2,7 +2,8 @@
 
 verl's ``FileLogger`` writes one JSON object per step, ``{"step": N, "data": {metric: value}}``, to
 ``$VERL_FILE_LOGGER_PATH``. ``python -m actguide_plugin.cpu.run_summary metrics.jsonl`` prints the guidance
-metrics per step as a small table; the CPU demo ends with it.
+metrics per step as a small table, with the (always unguided) validation accuracy at the steps that validated;
+the CPU demo ends with it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from actguide_plugin.analysis.learning import val_accuracy
 from actguide_plugin.analysis.training import read_steps
 
 SHOWN = (
@@ -31,12 +33,17 @@ SHOWN = (
 
 
 def format_table(steps: list[tuple[int, dict[str, float]]]) -> str:
-    header = "| step | " + " | ".join(label for _, label in SHOWN) + " |"
-    lines = [header, "|---" * (len(SHOWN) + 1) + "|"]
+    """One row per step with guidance metrics or a validation (verl logs validation as its own record)."""
+    header = "| step | " + " | ".join(label for _, label in SHOWN) + " | val acc (unguided) |"
+    lines = [header, "|---" * (len(SHOWN) + 2) + "|"]
+    merged: dict[int, dict[str, float]] = {}
     for step, data in steps:
-        if not any(key.startswith("actguide/") for key in data):
-            continue  # e.g. a validation-only record
-        cells = [_cell(data.get(f"actguide/{key}")) for key, _ in SHOWN]
+        merged.setdefault(step, {}).update(data)
+    for step, data in sorted(merged.items()):
+        validation = val_accuracy(data)
+        if validation is None and not any(key.startswith("actguide/") for key in data):
+            continue
+        cells = [_cell(data.get(f"actguide/{key}")) for key, _ in SHOWN] + [_cell(validation)]
         lines.append(f"| {step} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

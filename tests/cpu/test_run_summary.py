@@ -37,3 +37,19 @@ def test_missing_file_is_reported(tmp_path, capsys):
     assert main([str(tmp_path / "none.jsonl")]) == 1
     assert "no metrics file" in capsys.readouterr().err
     assert format_table([]).count("\n") == 1  # header only
+
+
+def test_validation_accuracy_joins_its_step_and_a_validation_only_step_gets_a_row(tmp_path):
+    records = [
+        {"step": 0, "data": {"val-core/barrier_chain/acc/mean@4": 0.0}},
+        {"step": 1, "data": {"actguide/hard_group_frac": 1.0}},
+        {"step": 2, "data": {"actguide/hard_group_frac": 0.5}},
+        {"step": 2, "data": {"val-core/barrier_chain/acc/mean@4": 0.25, "val-core/other/acc/mean@4": 0.75}},
+    ]
+    metrics = tmp_path / "metrics.jsonl"
+    write(metrics, records)
+    lines = format_table(read_steps(metrics)).splitlines()
+    assert lines[0].endswith("| val acc (unguided) |")
+    assert lines[2].startswith("| 0 | – |") and lines[2].endswith("| 0.00 |")
+    assert lines[3].startswith("| 1 | 1.00 |") and lines[3].endswith("| – |")
+    assert lines[4].startswith("| 2 | 0.50 |") and lines[4].endswith("| 0.50 |")  # mean over data sources

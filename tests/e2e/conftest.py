@@ -78,6 +78,7 @@ def _run_demo(root: Path, data: Path, model: Path, work: str, steps: int, *overr
     env.update(
         PYTHON=sys.executable,
         PATH=f"{Path(sys.executable).parent}:{env['PATH']}",
+        WORLD="offline",
         ROLLOUT="scripted",
         MODE=mode,
         STEPS=str(steps),
