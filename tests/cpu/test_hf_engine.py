@@ -164,6 +164,18 @@ async def test_scheduler_serves_concurrent_requests_in_one_batch(engine):
         _assert_scores_match(engine, prompt, output, sampling)
 
 
+async def test_scheduler_waits_for_a_burst_that_trickles_in(engine):
+    scheduler = BatchScheduler(engine, gather_s=0.05, max_gather_s=1.0)
+    calls = []
+    for i in range(4):  # arriving 5 ms apart, as agent loops reach the server one by one
+        calls.append(asyncio.ensure_future(scheduler.generate(_prompt(10, i), Sampling(max_tokens=2))))
+        await asyncio.sleep(0.005)
+
+    await asyncio.gather(*calls)
+
+    assert engine.stats.batch_sizes == collections.Counter({4: 1})
+
+
 async def test_scheduler_queues_requests_arriving_during_a_batch_for_the_next_one(engine):
     scheduler = BatchScheduler(engine)
     first = asyncio.create_task(scheduler.generate(_prompt(40, 0), Sampling(max_tokens=60, temperature=0.0)))
