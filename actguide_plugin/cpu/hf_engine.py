@@ -2,16 +2,17 @@
 
 :class:`HFGenerator` is the compute behind our CPU rollout server (:mod:`.hf_rollout`). verl's agent loops send
 many requests at once (all n rollouts of every prompt of a step; in multi-turn runs each assistant turn is one
-request whose prompt is the whole conversation so far), and on CPU one forward pass over a batch of rows costs
-little more than one over a single row. So requests are served in batches:
+request whose prompt is the whole conversation so far), and one forward pass over a batch of rows costs far less
+than one pass per row. So requests are served in batches:
 
 - :meth:`HFGenerator.generate_batch` runs one batched prefill over the left-padded prompts (attention mask and
   position ids make every row see exactly its own unpadded sequence) and then one forward per decoding step for
   all rows still active, with a KV cache. Rows finish independently (EOS, one of the request's
   ``stop_token_ids``, or its ``max_tokens``) and are dropped from the batch and the cache when they do.
 - :class:`BatchScheduler` groups concurrent ``async`` calls: whatever is queued when a batch starts (or arrives
-  while it runs) forms the next batch, which runs to completion. Rows never join a running batch: the benchmark
-  (``benchmarks/hf_generation.py``, ``docs/benchmarks.md``) measures what that leaves on the table.
+  while it runs) forms the next batch, which runs to completion. Rows never join a running batch: on a multi-turn
+  load the benchmark (``benchmarks/hf_generation.py``, ``docs/benchmarks.md``) bounds what joining could gain at
+  about 1.1×, because re-reading each conversation (prefill) costs more than decoding it.
 
 Every row keeps its own sampling (:class:`Sampling`: temperature, 0 = greedy; top-k; top-p; max_tokens; stop
 tokens) and reports, for every generated token, the log-probability under the model *as it scored the token*
