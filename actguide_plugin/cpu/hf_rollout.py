@@ -7,6 +7,8 @@ HF-``generate`` server into the same registries, so verl's agent-loop manager ta
   ``LLMServerClient.generate``: ``generate(prompt_ids, sampling_params, request_id, ...) -> TokenOutput`` with
   token ids and per-token log-probs, plus the control calls replicas make (``wake_up``, ``sleep``,
   ``clear_kv_cache``, ``abort_all_requests``, ``resume_generation``, ``set_global_steps``, ...).
+  Concurrent requests (the actor is async: verl's agent loops keep many in flight) are served in batches by
+  :class:`~.hf_engine.BatchScheduler`, one forward per decoding step for all of them.
   In ``scripted`` mode the response text comes from :mod:`.scripted_policy` (its correctness depends on the
   guidance level in the prompt), but token ids and log-probs are still the model's real ones.
 - :class:`HFServerAdapter` — the ``BaseRollout`` living in each hybrid actor worker. verl's colocated weight
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import os
 import threading
 from collections.abc import Iterable
@@ -44,7 +47,7 @@ from verl.workers.rollout.utils import ensure_async_iterator
 
 from actguide_plugin.logs import get_logger
 
-from .hf_engine import HFGenerator, Sampling
+from .hf_engine import BatchScheduler, Generation, HFGenerator, Sampling
 from .scripted_policy import LevelFn, level_from_prompt, scripted_response
 
 logger = get_logger(__name__)
@@ -72,6 +75,7 @@ class HFRolloutServer:
         self.scripted = scripted
         self.global_steps: int | None = None
         self.engine = HFGenerator(_model_path(model_config), seed=int(config.seed) + replica_rank, device=device)
+        self.scheduler = BatchScheduler(self.engine)
         self.level_fn = _load_level_fn(config) if scripted else level_from_prompt
         self._calls_per_prompt: collections.Counter[str] = collections.Counter()
         self._calls_lock = threading.Lock()
@@ -84,18 +88,20 @@ class HFRolloutServer:
         budget = self.config.prompt_length + self.config.response_length - prompt_len
         return max(1, min(self.config.response_length, budget))
 
-    def _run(self, prompt_ids: list[int], sampling: Sampling) -> tuple[list[int], list[float], str]:
-        if not self.scripted:
-            return self.engine.generate(prompt_ids, sampling)
+    def _run_scripted(self, prompt_ids: list[int], sampling: Sampling) -> Generation:
+        """The scripted response for this prompt, with the model's own log-probs of its tokens (teacher forced)."""
         text = self.engine.tokenizer.decode(prompt_ids, skip_special_tokens=False)
         with self._calls_lock:  # generate() runs in worker threads
             call_index = self._calls_per_prompt[text]
             self._calls_per_prompt[text] += 1
         response = scripted_response(text, self.level_fn, call_index)
-        response = self.engine.tokenizer.encode(response, add_special_tokens=False)
-        response = response[: sampling.max_tokens]
-        finish = "stop" if response[-1] in self.engine.eos_token_ids else "length"
-        return response, self.engine.score(prompt_ids, response, sampling.temperature), finish
+        response = self.engine.tokenizer.encode(response, add_special_tokens=False)[: sampling.max_tokens]
+        stops = sampling.stop_token_ids | self.engine.eos_token_ids
+        stop_at = next((i for i, token in enumerate(response) if token in stops), None)
+        if stop_at is not None:  # as a sampled response would: cut after the first stop token
+            response = response[: stop_at + 1]
+        finish = "stop" if stop_at is not None else "length"
+        return Generation(response, self.engine.score(prompt_ids, response, sampling.temperature), finish)
 
     async def generate(
         self,
@@ -109,17 +115,16 @@ class HFRolloutServer:
         if image_data is not None or video_data is not None:
             raise NotImplementedError(f"{self.config.name} rollout is text-only (request {request_id})")
         prompt_ids = [int(t) for t in prompt_ids]
-        sampling = Sampling.from_params(sampling_params, self._max_tokens(len(prompt_ids)))
-        sampling = Sampling(
-            max_tokens=max(1, min(sampling.max_tokens, self._max_tokens(len(prompt_ids)))),
-            temperature=sampling.temperature,
-            top_k=sampling.top_k,
-            top_p=sampling.top_p,
-        )
-        token_ids, log_probs, _finish = await asyncio.to_thread(self._run, prompt_ids, sampling)
+        budget = self._max_tokens(len(prompt_ids))
+        sampling = Sampling.from_params(sampling_params, budget)
+        sampling = dataclasses.replace(sampling, max_tokens=max(1, min(sampling.max_tokens, budget)))
+        if self.scripted:
+            generation = await asyncio.to_thread(self._run_scripted, prompt_ids, sampling)
+        else:
+            generation = await self.scheduler.generate(prompt_ids, sampling)
         return TokenOutput(
-            token_ids=token_ids,
-            log_probs=log_probs if sampling_params.get("logprobs", True) else None,
+            token_ids=generation.token_ids,
+            log_probs=generation.log_probs if sampling_params.get("logprobs", True) else None,
             stop_reason="completed",
             num_preempted=0,
             extra_fields={"global_steps": self.global_steps},
