@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The CPU demo: ActGuide-RL through verl's real V1 trainer on this machine, nothing external.
-# WORLD=barrier (default): a world past a reachability barrier, where guidance teaches the unguided policy.
+# WORLD=barrier: a world past a reachability barrier, built to show guidance teaching the unguided policy (its
+# warm-started base policy does not follow plans well enough yet: README, "Does it learn?").
 #   1. builds the barrier world (actguide-preprocess build-barrier: multi-hop link chains, held-out entities);
 #   2. warm-starts the tiny base policy on other tasks (python -m actguide_plugin.barrier.base_policy; cached);
 #   3. trains with python -m recipe.actguide.main_actguide --config-name actguide_barrier_cpu, validating
 #      (unguided, on unseen entities) every VAL_EVERY steps, then prints the actguide/* metrics per step and
 #      the unguided validation accuracy.
-# WORLD=offline: the FanOutQA/Wikipedia dataset (actguide-preprocess build-offline) with a tiny random Qwen3
+# WORLD=offline (default): the FanOutQA/Wikipedia dataset (actguide-preprocess build-offline) with a tiny random Qwen3
 #   model with the Qwen vocabulary (or MODEL_PATH) and config actguide_cpu: every group is hard (nothing to learn).
 # Settable: WORLD, STEPS, MODE [fallback_adaptive], MODEL_PATH, ROLLOUT [hf; scripted = deterministic
 # level-dependent answers for tests], WORK_DIR [./runs/demo_cpu], DATA_DIR [$WORK_DIR/data], N rollouts per prompt,
@@ -15,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-WORLD=${WORLD:-barrier}
+WORLD=${WORLD:-offline}
 MODE=${MODE:-fallback_adaptive}
 ROLLOUT=${ROLLOUT:-hf}
 SEED=${SEED:-0}

@@ -5,8 +5,8 @@ tool response and following a numbered plan — but never the barrier procedure 
 points to). The supervised warm start therefore shows two task families and nothing else:
 
 - *lookup* (unguided): ``What is the code of X?`` → ``web_search X`` → ``X has code 417.`` → ``<answer>417</answer>``;
-- *plan* (guided): the same question with a numbered plan of 2..5 searches over unrelated pages, the last one X,
-  followed step by step, then the code of the last page. With probability ``copy_noise`` a step searches a wrong
+- *plan* (guided): the same question with a numbered plan of 2..4 searches over unrelated pages, the first one X
+  (as in a barrier task's plan), followed step by step, then the code of the last page. With probability ``copy_noise`` a step searches a wrong
   name instead (and the plan goes on), so plan following is imperfect, as §7 of shared/DESIGN.md found necessary:
   a guided group whose n rollouts all succeed has zero GRPO advantage and teaches nothing.
 
@@ -44,7 +44,8 @@ from actguide_plugin.tools.formatting import format_search
 logger = get_logger(__name__)
 
 SETTINGS_FILE = "base_policy.json"
-FORMAT_VERSION = 1  # bump when the warm-start data or tokenization changes, so cached models are rebuilt
+FORMAT_VERSION = 2  # bump when the warm-start data or tokenization changes, so cached models are rebuilt
+WIDTH_STEP = 64  # batches are padded to a multiple: oneDNN prepares kernels per shape, slow for the first of each
 SNIPPET_CHARS = 300  # the web_search tool's snippet budget (recipe/actguide/config/tools/search_barrier.yaml)
 
 
@@ -55,13 +56,16 @@ class BasePolicySettings:
     seed: int = 0
     hidden_size: int = 128
     num_layers: int = 2
-    examples: int = 4096
-    steps: int = 600
-    batch_size: int = 32
+    examples: int = 8192
+    steps: int = 1500
+    batch_size: int = 16
+    # Constant after warmup. Copying (digits, then names, then the next plan line) appears in sudden phase
+    # transitions; measured: 1e-2 reached them sooner but unstably, 3e-3 had them all by ~1,100 steps.
     lr: float = 3e-3
+    warmup_steps: int = 100
     plan_share: float = 0.5  # share of plan-following conversations; the rest are lookups
     max_plan: int = 4  # plan lengths 2..max_plan
-    copy_noise: float = 0.1  # chance that a plan step searches a wrong name
+    copy_noise: float = 0.0  # chance that a plan step searches a wrong name
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,11 @@ def lookup_conversation(rng: random.Random, pool: Sequence[str]) -> Conversation
 
 
 def plan_conversation(rng: random.Random, pool: Sequence[str], max_plan: int, copy_noise: float) -> Conversation:
-    """A plan over unrelated code pages, the last one the asked entity; followed with per-step copy noise."""
+    """A plan over unrelated code pages, the first one the asked entity; followed with per-step copy noise.
+
+    The asked entity opens the plan, as in a barrier task: had it closed the plan, the lookup habit (search the
+    asked entity first) would contradict the plan's first line, and the warm start would teach neither well.
+    """
     plan = rng.sample(pool, rng.randint(2, max_plan))
     actions = [Action(SEARCH_TOOL, {"query": [name]}) for name in plan]
     turns, code = [], ""
@@ -110,7 +118,7 @@ def plan_conversation(rng: random.Random, pool: Sequence[str], max_plan: int, co
         code = random_code(rng)
         turns.append(search_turn(searched, searched, CODE_TEXT.format(name=searched, code=code)))
     turns.append(Turn(f"<answer>{code}</answer>"))
-    return Conversation(guided_messages(_question(plan[-1]), actions, len(actions)), turns)
+    return Conversation(guided_messages(_question(plan[0]), actions, len(actions)), turns)
 
 
 def conversations(settings: BasePolicySettings) -> list[Conversation]:
@@ -171,7 +179,7 @@ def _batches(sequences: list[tuple[list[int], list[int]]], settings: BasePolicyS
         if not order:
             order = rng.sample(groups, len(groups))
         chosen = order.pop()
-        width = max(len(sequences[i][0]) for i in chosen)
+        width = -(-max(len(sequences[i][0]) for i in chosen) // WIDTH_STEP) * WIDTH_STEP
         ids = torch.full((len(chosen), width), pad_id)  # [batch, width]
         mask = torch.zeros((len(chosen), width))  # [batch, width]: 1 on assistant tokens
         for row, i in enumerate(chosen):
@@ -202,7 +210,7 @@ def train(out_dir: str | Path, settings: BasePolicySettings) -> Path:
         sequences = [encode(builder, tokenizer, schemas, c) for c in conversations(settings)]
         torch.manual_seed(settings.seed)
         optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=0.0)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, settings.lr, total_steps=settings.steps)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / settings.warmup_steps))
         model.train()
         losses = []
         for step, (ids, mask) in enumerate(_batches(sequences, settings, tokenizer.pad_token_id)):
@@ -215,7 +223,7 @@ def train(out_dir: str | Path, settings: BasePolicySettings) -> Path:
             optimizer.step()
             schedule.step()
             losses.append(loss.item())
-            if step % 20 == 0:
+            if step % 100 == 0:
                 logger.info("base policy step %d loss %.4f", step, losses[-1])
         model.eval()
         model.save_pretrained(tmp)
