@@ -45,6 +45,9 @@ export ACTGUIDE_CORPUS="$DATA_DIR/corpus.jsonl"
 export VERL_FILE_LOGGER_PATH="$WORK_DIR/metrics.jsonl"
 rm -f "$VERL_FILE_LOGGER_PATH"
 
+# One row per micro-batch (not actguide_cpu.yaml's token budget): with the default model's 151,936-token Qwen
+# vocabulary the logits dominate, and packing rows pads them; measured 1.4x slower old-log-prob + update and 2.7x the
+# actor's memory with the token budget (docs/benchmarks.md, "Step cost"). A small-vocabulary model wants the budget.
 echo "== training: $STEPS steps, mode=$MODE, rollout=$ROLLOUT, $BATCH prompts x $N rollouts per step"
 "$PYTHON" -m recipe.actguide.main_actguide --config-name actguide_cpu \
   actguide.mode="$MODE" \
