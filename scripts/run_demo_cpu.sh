@@ -55,6 +55,9 @@ case "$WORLD" in
         "$PYTHON" -m actguide_plugin.cpu.tiny_model "$MODEL_PATH" --vocab qwen
       fi
     fi
+    # One row per micro-batch (not actguide_cpu_settings.yaml's token budget): with the default model's 151,936-token
+    # Qwen vocabulary the logits dominate, and packing rows pads them; measured 1.4x slower old-log-prob + update and
+    # 2.7x the actor's memory with the token budget (docs/benchmarks.md, "Step cost").
     WORLD_ARGS=(data.max_prompt_length=2048 actor_rollout_ref.rollout.prompt_length=2048
                 actor_rollout_ref.actor.optim.lr=1e-5 actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=1
                 actor_rollout_ref.actor.use_dynamic_bsz=false

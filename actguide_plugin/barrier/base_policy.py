@@ -6,9 +6,10 @@ points to). The supervised warm start therefore shows two task families and noth
 
 - *lookup* (unguided): ``What is the code of X?`` → ``web_search X`` → ``X has code 417.`` → ``<answer>417</answer>``;
 - *plan* (guided): the same question with a numbered plan of 2..4 searches over unrelated pages, the first one X
-  (as in a barrier task's plan), followed step by step, then the code of the last page. With probability ``copy_noise`` a step searches a wrong
-  name instead (and the plan goes on), so plan following is imperfect, as §7 of shared/DESIGN.md found necessary:
-  a guided group whose n rollouts all succeed has zero GRPO advantage and teaches nothing.
+  (as in a barrier task's plan), followed step by step, then the code of the last page. With probability
+  ``copy_noise`` (default 0) a step searches a wrong name instead and the plan goes on: a knob for imperfect plan
+  following, which §7 of shared/DESIGN.md found necessary (a guided group whose n rollouts all succeed has zero GRPO
+  advantage). The trained model is imperfect without it (it copies later plan lines right about half the time).
 
 Pages in the warm start only ever hold codes; names come from the training partition (never a validation name).
 
@@ -210,7 +211,8 @@ def train(out_dir: str | Path, settings: BasePolicySettings) -> Path:
         sequences = [encode(builder, tokenizer, schemas, c) for c in conversations(settings)]
         torch.manual_seed(settings.seed)
         optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=0.0)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / settings.warmup_steps))
+        warmup = settings.warmup_steps
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
         model.train()
         losses = []
         for step, (ids, mask) in enumerate(_batches(sequences, settings, tokenizer.pad_token_id)):

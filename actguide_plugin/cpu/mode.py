@@ -20,7 +20,12 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from actguide_plugin.cpu.patches import patch_fsdp_offload_pinning, patch_process_group_backend, patch_resource_check
+from actguide_plugin.cpu.patches import (
+    patch_chunked_logprobs,
+    patch_fsdp_offload_pinning,
+    patch_process_group_backend,
+    patch_resource_check,
+)
 from actguide_plugin.cpu.platform import (
     RAY_DEVICE_RESOURCE,
     register_cpu_engines,
@@ -64,6 +69,7 @@ def activate() -> None:
     patch_resource_check()
     register_cpu_engines()
     patch_fsdp_offload_pinning()
+    patch_chunked_logprobs()
     register_rollout_backends()
     _activated = True
     logger.info("verl CPU mode active")

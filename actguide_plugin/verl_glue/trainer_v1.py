@@ -12,6 +12,10 @@ verl 0.9.1 APIs relied on (``verl/trainer/ppo/v1/trainer_base.py``, ``trainer_sy
   warm-start cache and the run's resolved config (``actguide_run_config.yaml``, what ``actguide-export`` ships).
 * ``replay_buffer`` and ``_add_batch_to_generate()``: a step with no trajectory at all is explained or refilled
   (:mod:`.empty_step`).
+* ``ReplayBuffer.poll_interval``: the sync replay buffer checks TransferQueue for finished rollouts every 2 s, a
+  constructor default that no config key reaches (``_build_replay_buffer`` passes only
+  ``trainer.v1.sampler.sampler_kwargs`` on, unread); :func:`set_poll_interval` applies
+  ``trainer.v1.sampler.sampler_kwargs.poll_interval`` to the built-in buffer.
 * ``_validate()`` runs verl's validation over ``val_dataloader`` and returns its metrics; we add the
   ``val-actguide/*`` metrics of :mod:`.validation` (and its files with ``actguide.val_dump_dir``).
 
@@ -67,6 +71,24 @@ from actguide_plugin.verl_glue.validation import collect_validation
 
 logger = get_logger(__name__)
 
+POLL_INTERVAL_KEY = "poll_interval"  # in trainer.v1.sampler.sampler_kwargs
+
+
+def set_poll_interval(replay_buffer, sampler_config) -> None:
+    """Apply ``sampler_kwargs.poll_interval`` (seconds) to verl's built-in replay buffer, if set.
+
+    The trainer notices a finished rollout only at its next poll, so each step (and each validation) waits half the
+    interval on average: nothing next to a GPU step of minutes, but 1 s of a CPU step of a few seconds. A custom
+    sampler (``custom_sampler.path``) gets ``sampler_kwargs`` itself and is left alone.
+    """
+    poll_interval = sampler_config.get("sampler_kwargs", {}).get(POLL_INTERVAL_KEY)
+    custom = sampler_config.get("custom_sampler") or {}
+    if poll_interval is None or (custom.get("path") and custom.get("name")):
+        return
+    if not float(poll_interval) > 0:
+        raise ValueError(f"trainer.v1.sampler.sampler_kwargs.{POLL_INTERVAL_KEY} must be > 0 s, got {poll_interval}")
+    replay_buffer.poll_interval = float(poll_interval)
+
 
 class ActGuideTrainer(PPOTrainerSync):
     """``PPOTrainerSync`` + prompt swap, ActGuide loss, ``actguide/*`` metrics and the warm-start cache."""
@@ -74,6 +96,7 @@ class ActGuideTrainer(PPOTrainerSync):
     def __init__(self, config):
         self.actguide = check_verl_config(config)
         super().__init__(config)
+        set_poll_interval(self.replay_buffer, config.trainer.v1.sampler)
         self.state = state_actor()  # before init(): _load_checkpoint restores the cache into it
         guard_empty_steps(self.replay_buffer, self.state, refill=self._add_batch_to_generate)
 

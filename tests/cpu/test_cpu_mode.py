@@ -17,7 +17,10 @@ _PROBE = (
     "from actguide_plugin.cpu import activate_if_requested\n"
     "active = activate_if_requested()\n"
     "from verl.plugin.platform import platform_manager\n"
-    "print(active, platform_manager._current_platform.device_name if platform_manager._current_platform else None)\n"
+    "from verl.utils import torch_functional\n"
+    "chunked = getattr(torch_functional.logprobs_from_logits_v2, '_actguide_cpu', False)\n"
+    "print(active, platform_manager._current_platform.device_name if platform_manager._current_platform else None,"
+    " chunked)\n"
 )
 
 
@@ -31,8 +34,8 @@ def _probe(env_value: str | None) -> str:
 
 
 def test_cpu_platform_selected_only_when_opted_in():
-    assert _probe(None) == "False None"
-    assert _probe("cpu") == "True cpu"
+    assert _probe(None) == "False None False"
+    assert _probe("cpu") == "True cpu True"  # with the patches (here: chunked log-probs)
 
 
 def test_cpu_config_composes_the_recipe_with_cpu_settings():
@@ -55,6 +58,14 @@ def test_cpu_config_composes_the_recipe_with_cpu_settings():
     assert config.ray_kwargs.ray_init.resources[RAY_DEVICE_RESOURCE] == config.trainer.n_gpus_per_node
     assert config.ray_kwargs.ray_init.runtime_env.env_vars.ACTGUIDE_DEVICE == "cpu"
     assert all(isinstance(v, str) for v in config.ray_kwargs.ray_init.runtime_env.env_vars.values())
+    # step cost: micro-batches by tokens for the update and both log-prob passes, and a short replay-buffer poll
+    actor_rollout_ref = config.actor_rollout_ref
+    assert actor_rollout_ref.actor.use_dynamic_bsz
+    assert actor_rollout_ref.rollout.log_prob_use_dynamic_bsz and actor_rollout_ref.ref.log_prob_use_dynamic_bsz
+    budget = actor_rollout_ref.actor.ppo_max_token_len_per_gpu
+    assert actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu == budget
+    assert actor_rollout_ref.ref.log_prob_max_token_len_per_gpu == budget
+    assert config.trainer.v1.sampler.sampler_kwargs.poll_interval == 0.1
 
 
 # ---------------------------------------------------------------------------------------------------------------

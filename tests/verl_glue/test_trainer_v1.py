@@ -11,13 +11,15 @@ from types import SimpleNamespace
 import pytest
 import torch
 import transfer_queue as tq
+from omegaconf import OmegaConf
 from verl.trainer.ppo.padding_utils import upsample_batch_to_divisible_size
+from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 from verl.utils.model import compute_position_id_with_mask
 from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
 from actguide_plugin.names import IS_GUIDED_FIELD, LEVEL_FIELD, NUM_ACTIONS_FIELD, UNGUIDED_PROMPT_IDS_FIELD
 from actguide_plugin.verl_glue.config import ActGuideConfig
-from actguide_plugin.verl_glue.trainer_v1 import ActGuideTrainer
+from actguide_plugin.verl_glue.trainer_v1 import ActGuideTrainer, set_poll_interval
 
 pytestmark = pytest.mark.integration
 
@@ -80,3 +82,30 @@ def test_guided_ratio_context_keeps_the_guided_prompt(ray_and_tq):
     assert data["input_ids"][0] == UNGUIDED_PROMPT + PLAN + [11, 12]
     assert data[IS_GUIDED_FIELD] == [1.0, 0.0, 0.0, 0.0]
     assert metrics["actguide/guided_trajectory_frac"] == pytest.approx(1 / 3)
+
+
+def sampler_config(custom_path: str | None = None, **sampler_kwargs):
+    """``trainer.v1.sampler`` as verl's ppo_trainer.yaml lays it out."""
+    return OmegaConf.create(
+        {
+            "custom_sampler": {"path": custom_path, "name": "Custom" if custom_path else None},
+            "sampler_kwargs": sampler_kwargs,
+        }
+    )
+
+
+def test_poll_interval_reaches_verls_replay_buffer_when_set():
+    def replay_buffer() -> ReplayBuffer:
+        return ReplayBuffer("sync", OmegaConf.create({}), None, "wait", OmegaConf.create({}))
+
+    default = replay_buffer().poll_interval
+    for config, expected in [
+        (sampler_config(poll_interval=0.2), 0.2),
+        (sampler_config(), default),  # not set: verl's default (2 s)
+        (sampler_config("my/sampler.py", poll_interval=0.2), default),  # a custom sampler reads sampler_kwargs itself
+    ]:
+        buffer = replay_buffer()
+        set_poll_interval(buffer, config)
+        assert buffer.poll_interval == expected
+    with pytest.raises(ValueError, match=r"sampler_kwargs.poll_interval must be > 0 s, got 0"):
+        set_poll_interval(replay_buffer(), sampler_config(poll_interval=0))
