@@ -1,0 +1,66 @@
+"""benchmarks/barrier_learning.py: arms map to one setting each; the report is rebuilt from the runs' logs."""
+
+import csv
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "barrier_learning.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("barrier_learning", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_each_arm_differs_in_its_actguide_settings_only(bench):
+    assert bench.arm_overrides("off") == ["actguide.mode=off"]
+    assert bench.arm_overrides("no_mixed_policy") == [
+        "actguide.mode=fallback_adaptive",
+        "actguide.ratio_context=guided",
+    ]
+    with pytest.raises(ValueError, match="unknown arm 'fast'"):
+        bench.arm_overrides("fast")
+
+
+def _write_run(path: Path, val: float) -> None:
+    path.mkdir(parents=True)
+    records = [
+        {"step": 0, "data": {"val-core/barrier_chain/acc/mean@4": 0.0}},
+        {
+            "step": 1,
+            "data": {"actguide/effective_signal_frac_before": 0.0, "actguide/effective_signal_frac_after": 0.5},
+        },
+        {
+            "step": 2,
+            "data": {"actguide/effective_signal_frac_before": 0.0, "actguide/effective_signal_frac_after": 0.5},
+        },
+        {"step": 2, "data": {"val-core/barrier_chain/acc/mean@4": val}},
+    ]
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_report_only_rebuilds_csv_table_and_plot_for_every_seed_and_arm(bench, tmp_path, capsys):
+    for seed in (0, 1):
+        _write_run(tmp_path / f"seed{seed}" / "off", 0.0)
+        _write_run(tmp_path / f"seed{seed}" / "fallback_adaptive", 0.5 + seed / 10)
+    assert bench.main(["--seeds", "0,1", "--report-only", "--out", str(tmp_path)]) == 0
+    rows = list(csv.DictReader((tmp_path / "curves.csv").open()))
+    assert {(r["seed"], r["mode"]) for r in rows} == {(s, m) for s in "01" for m in ("off", "fallback_adaptive")}
+    last = [r for r in rows if r["seed"] == "1" and r["mode"] == "fallback_adaptive" and r["step"] == "2"]
+    assert last[0]["val_acc_unguided"] == "0.6000"
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| 1 | fallback_adaptive | 2 | 0.00 | 0.60 |" in summary and summary.count("| off |") == 2
+    assert (tmp_path / "curves.png").stat().st_size > 0
+
+
+def test_report_of_a_missing_run_names_its_metrics_file(bench, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"seed3/off/metrics.jsonl"):
+        bench.report(tmp_path, [3], ["off"])
