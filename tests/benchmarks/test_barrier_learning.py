@@ -1,23 +1,15 @@
 """benchmarks/barrier_learning.py: arms map to one setting each; the report is rebuilt from the runs' logs."""
 
 import csv
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "barrier_learning.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("barrier_learning", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def bench(load_benchmark):
+    return load_benchmark("barrier_learning")
 
 
 def test_each_arm_differs_in_its_actguide_settings_only(bench):

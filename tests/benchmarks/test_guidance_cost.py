@@ -1,22 +1,14 @@
 """The guidance-cost simulator's claims, on a small instance (behaviour only, no timing)."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "guidance_cost.py"
+import pytest
 
 
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("guidance_cost", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope="module")
+def bench(load_benchmark):
+    return load_benchmark("guidance_cost")
 
 
-def test_ours_never_uses_unverified_levels_and_has_no_global_rounds(capsys):
-    bench = load_benchmark()
+def test_ours_never_uses_unverified_levels_and_has_no_global_rounds(bench, capsys):
     bench.main(["--tasks", "96", "--epochs", "3", "--seed", "1"])
     table = capsys.readouterr().out
     assert "| trajectories per rescued group |" in table
@@ -47,8 +39,7 @@ def test_ours_never_uses_unverified_levels_and_has_no_global_rounds(capsys):
     assert ours.rescued > probe_only.rescued and ours.hard == probe_only.hard
 
 
-def test_success_probabilities_follow_the_range():
-    bench = load_benchmark()
+def test_success_probabilities_follow_the_range(bench):
     args = bench.argparse.Namespace(
         tasks=200, max_actions=10, easy=0.0, barrier=1.0, impossible=0.0, p_range=(0.05, 0.1)
     )

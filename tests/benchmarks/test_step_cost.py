@@ -1,23 +1,16 @@
 """step_cost.py's reading of verl's file-logger metrics (no trainer run: the lines are written here in the format
 verl 0.9.1's ``FileLogger`` writes, ``{"step": N, "data": {...}}``)."""
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "step_cost.py"
 
-
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("step_cost", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope="module")
+def bench(load_benchmark):
+    return load_benchmark("step_cost")
 
 
 def step_line(step: int, gen: float, update: float, **extra: float) -> dict:
@@ -44,8 +37,7 @@ def write_metrics(path: Path, records: list[dict]) -> Path:
     return path
 
 
-def test_means_skip_the_first_step_and_merge_lines_of_one_step(tmp_path):
-    bench = load_benchmark()
+def test_means_skip_the_first_step_and_merge_lines_of_one_step(bench, tmp_path):
     metrics = write_metrics(
         tmp_path / "metrics.jsonl",
         [
@@ -68,8 +60,7 @@ def test_means_skip_the_first_step_and_merge_lines_of_one_step(tmp_path):
     assert (cost.prompt_len, cost.response_len) == (100.0, 200.0)
 
 
-def test_a_single_step_is_measured_and_missing_keys_are_nan(tmp_path):
-    bench = load_benchmark()
+def test_a_single_step_is_measured_and_missing_keys_are_nan(bench, tmp_path):
     line = step_line(1, gen=5.0, update=1.0)
     del line["data"]["actguide/trajectories_sampled"]
     cost = bench.summarize(bench.read_metrics(write_metrics(tmp_path / "m.jsonl", [line])))
@@ -79,8 +70,7 @@ def test_a_single_step_is_measured_and_missing_keys_are_nan(tmp_path):
         bench.summarize(bench.read_metrics(write_metrics(tmp_path / "empty.jsonl", [{"step": 0, "data": {}}])))
 
 
-def test_tables_from_saved_summaries(tmp_path, capsys):
-    bench = load_benchmark()
+def test_tables_from_saved_summaries(bench, tmp_path, capsys):
     records = [step_line(1, gen=30.0, update=9.0), step_line(2, gen=10.0, update=1.0)]
     cost = bench.summarize(bench.read_metrics(write_metrics(tmp_path / "metrics.jsonl", records)))
     cost.wall_s = 90.0
