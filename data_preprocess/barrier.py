@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from actguide_plugin.barrier.world import DATA_SOURCE, SEARCH_TOOL, SYSTEM_PROMPT, ChainTask, World, build_world
-from actguide_plugin.tools.bm25_index import LocalIndex
 from actguide_plugin.tools.corpus import Corpus, Document
 from data_preprocess.formats import ParsedTask
 from data_preprocess.output import TRAIN, VAL, StagedOutputs, build_row, rows_table
@@ -29,6 +28,8 @@ class BarrierWorldError(RuntimeError):
 
 def check_reference_plans(world: World, corpus: list[dict[str, str]]) -> None:
     """Run every task's plan through BM25 (top 1), as the ``web_search`` tool would; raise on the first miss."""
+    from actguide_plugin.tools.bm25_index import LocalIndex  # bm25s: only for this command, not every CLI start
+
     index = LocalIndex.build(Corpus([Document(**doc) for doc in corpus]))
     for task in [*world.train, *world.val]:
         for action, (title, _) in zip(task.actions, task.pages(), strict=True):
