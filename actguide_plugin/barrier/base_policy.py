@@ -68,6 +68,19 @@ class BasePolicySettings:
     max_plan: int = 4  # plan lengths 2..max_plan
     copy_noise: float = 0.0  # chance that a plan step searches a wrong name
 
+    def __post_init__(self) -> None:
+        for name in ("hidden_size", "num_layers", "examples", "steps", "batch_size", "warmup_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"base policy setting {name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size > self.examples:
+            raise ValueError(f"batch_size {self.batch_size} is larger than examples {self.examples}")
+        if self.max_plan < 2:
+            raise ValueError(f"max_plan must be >= 2 (plans of 2..max_plan steps), got {self.max_plan}")
+        for name in ("lr", "plan_share", "copy_noise"):
+            value = getattr(self, name)
+            if not (value > 0.0 if name == "lr" else 0.0 <= value <= 1.0):
+                raise ValueError(f"base policy setting {name} is out of range: {value}")
+
 
 @dataclass(frozen=True)
 class Turn:
@@ -267,7 +280,10 @@ def main(argv: list[str] | None = None) -> None:
         flag = "--" + field.name.replace("_", "-")
         parser.add_argument(flag, type=type(getattr(defaults, field.name)), default=getattr(defaults, field.name))
     args = parser.parse_args(argv)
-    settings = BasePolicySettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(BasePolicySettings)})
+    try:
+        settings = BasePolicySettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(BasePolicySettings)})
+    except ValueError as err:
+        parser.error(str(err))
     path = ensure_base_policy(args.out_dir, settings)
     print(json.loads((path / SETTINGS_FILE).read_text(encoding="utf-8")))
 

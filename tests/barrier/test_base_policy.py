@@ -82,3 +82,18 @@ def test_encode_matches_the_tokens_of_a_real_agent_loop_rollout(tmp_path, monkey
     assert list(output.prompt_ids) + list(output.response_ids) == ids
     assert [0] * len(output.prompt_ids) + list(output.response_mask) == loss_mask
     assert sample.score == 1.0
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"steps": 0}, "steps must be >= 1"),
+        ({"batch_size": 64, "examples": 32}, "batch_size 64 is larger than examples 32"),
+        ({"max_plan": 1}, "max_plan must be >= 2"),
+        ({"plan_share": 1.5}, "plan_share is out of range"),
+        ({"lr": 0.0}, "lr is out of range"),
+    ],
+)
+def test_bad_settings_are_refused_naming_the_setting(change, message):
+    with pytest.raises(ValueError, match=message):
+        BasePolicySettings(**change)
