@@ -13,8 +13,9 @@ first), ``OUT/curves.png`` and ``OUT/summary.md`` (one row per seed and arm), an
 ``metrics.jsonl`` under ``OUT/seed<S>/<arm>/``. ``--report-only`` rebuilds the three files from those logs.
 
 Arms (``--modes``): every ``actguide.mode`` by name, plus the paper's Table 4 ablations
-``no_mixed_policy`` (fallback_adaptive with ``ratio_context=guided``: no prompt swap) and ``shaping``
-(fallback_adaptive with ``guided_clip=shaping``).
+``no_mixed_policy`` (fallback_adaptive with ``ratio_context=guided``: no prompt swap), ``shaping``
+(fallback_adaptive with ``guided_clip=shaping``) and ``cispo`` (fallback_adaptive with ``guided_clip=cispo``: the
+clipped ratio as a stop-gradient weight, so the gradient of a guided token does not vanish with its ratio).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ MODES = ("off", "fixed_k", "fixed_ratio", "always_full", "fallback_full", "fallb
 ABLATIONS = {
     "no_mixed_policy": ["actguide.mode=fallback_adaptive", "actguide.ratio_context=guided"],
     "shaping": ["actguide.mode=fallback_adaptive", "actguide.guided_clip=shaping"],
+    "cispo": ["actguide.mode=fallback_adaptive", "actguide.guided_clip=cispo"],
 }
 
 
@@ -48,6 +50,17 @@ def arm_overrides(arm: str) -> list[str]:
     if arm in ABLATIONS:
         return list(ABLATIONS[arm])
     raise ValueError(f"unknown arm {arm!r}: use an actguide.mode ({', '.join(MODES)}) or {', '.join(ABLATIONS)}")
+
+
+def _world_matches(data: Path, seed: int, args: argparse.Namespace) -> bool:
+    """Whether ``data`` already holds the world these arguments ask for (its ``stats.json`` says so)."""
+    stats = data / "stats.json"
+    if not (data / "train.parquet").is_file() or not stats.is_file():
+        return False
+    built = json.loads(stats.read_text(encoding="utf-8"))
+    wanted = {"seed": seed, "hops": [args.min_hops, args.max_hops], "train": args.train, "val": args.val}
+    return {**wanted, "train": built["train"]["rows"], "val": built["val"]["rows"], "seed": built["seed"],
+            "hops": built["hops"]} == wanted  # fmt: skip
 
 
 def train_arm(arm: str, seed: int, data: Path, model: Path, run_dir: Path, args: argparse.Namespace) -> float:
@@ -114,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-every", type=int, default=10, help="validation interval in steps (%(default)s)")
     parser.add_argument("--train", type=int, default=256, help="training tasks of the world (%(default)s)")
     parser.add_argument("--val", type=int, default=48, help="validation tasks of the world (%(default)s)")
+    parser.add_argument("--min-hops", type=int, default=2, help="fewest searches a task needs (%(default)s)")
+    parser.add_argument("--max-hops", type=int, default=3, help="most searches a task needs (%(default)s)")
     parser.add_argument("--out", type=Path, default=Path("runs/barrier"))
     parser.add_argument("--report-only", action="store_true", help="only rebuild the report from existing runs")
     parser.add_argument("overrides", nargs="*", help="hydra overrides for every arm (key=value)")
@@ -127,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         for seed in seeds:
             seed_dir = out / f"seed{seed}"
             data = seed_dir / "data"
-            if not (data / "train.parquet").is_file():
-                build_barrier(data, seed=seed, train=args.train, val=args.val)
+            if not _world_matches(data, seed, args):
+                build_barrier(data, seed=seed, train=args.train, val=args.val, min_hops=args.min_hops,
+                              max_hops=args.max_hops)  # fmt: skip
             started = time.perf_counter()
             model = ensure_base_policy(seed_dir / "base", BasePolicySettings(seed=seed))
             print(f"seed {seed}: base policy ready in {time.perf_counter() - started:.0f} s ({model})", flush=True)

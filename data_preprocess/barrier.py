@@ -55,7 +55,7 @@ def _rows(tasks: list[ChainTask], split: str) -> list[dict[str, Any]]:
 
 
 def build_barrier(
-    output_dir: str | Path, *, seed: int = 0, train: int = 256, val: int = 48, min_hops: int = 3, max_hops: int = 4
+    output_dir: str | Path, *, seed: int = 0, train: int = 256, val: int = 48, min_hops: int = 2, max_hops: int = 3
 ) -> dict[str, Any]:
     """Write ``train.parquet``, ``val.parquet``, ``corpus.jsonl`` and ``stats.json``; return the stats."""
     world = build_world(seed, train, val, min_hops, max_hops)

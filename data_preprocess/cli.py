@@ -87,8 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     bar.add_argument("--seed", type=int, default=0, help="world seed: same seed, same files (default: %(default)s)")
     bar.add_argument("--train", type=_positive, default=256, help="training tasks (default: %(default)s)")
     bar.add_argument("--val", type=_positive, default=48, help="validation tasks (default: %(default)s)")
-    bar.add_argument("--min-hops", type=_positive, default=3, help="fewest searches a task needs (%(default)s)")
-    bar.add_argument("--max-hops", type=_positive, default=4, help="most searches a task needs (%(default)s)")
+    bar.add_argument("--min-hops", type=_positive, default=2, help="fewest searches a task needs (%(default)s)")
+    bar.add_argument("--max-hops", type=_positive, default=3, help="most searches a task needs (%(default)s)")
 
     ins = commands.add_parser("inspect", help="stats of a produced parquet")
     ins.add_argument("parquet", type=Path)

@@ -26,6 +26,7 @@ TRAIN_COLUMNS = (  # curves.csv column -> actguide/* metric
     ("level_ratio_mean", "level_ratio_mean"),
     ("acc_unguided", "acc_unguided"),
     ("acc_guided", "acc_guided"),
+    ("offpolicy_shift_mean", "offpolicy_shift_mean"),
 )
 COLUMNS = ("mode", "step", "val_acc_unguided", *(column for column, _ in TRAIN_COLUMNS))
 
@@ -88,6 +89,8 @@ class ModeSummary:
     rescued_first_step: float | None
     level_ratio_first: float | None  # mean k*/L over the first and the last quarter of the steps with rescues
     level_ratio_last: float | None
+    shift_first: float | None  # mean off-policy shift Δ of guided samples, first and last quarter (nats)
+    shift_last: float | None
 
 
 def summarize(mode: str, rows: Sequence[CurveRow]) -> ModeSummary:
@@ -95,6 +98,8 @@ def summarize(mode: str, rows: Sequence[CurveRow]) -> ModeSummary:
     training = [row for row in rows if row.values["effective_signal_frac_after"] is not None]
     ratios = [row.values["level_ratio_mean"] for row in training if row.values["level_ratio_mean"] is not None]
     quarter = max(1, len(ratios) // 4)
+    shifts = [row.values["offpolicy_shift_mean"] for row in training if row.values["offpolicy_shift_mean"] is not None]
+    shift_quarter = max(1, len(shifts) // 4)
     return ModeSummary(
         mode=mode,
         steps=max((row.step for row in training), default=0),
@@ -106,24 +111,26 @@ def summarize(mode: str, rows: Sequence[CurveRow]) -> ModeSummary:
         rescued_first_step=training[0].values["rescued_frac"] if training else None,
         level_ratio_first=_mean(ratios[:quarter]) if ratios else None,
         level_ratio_last=_mean(ratios[-quarter:]) if ratios else None,
+        shift_first=_mean(shifts[:shift_quarter]) if shifts else None,
+        shift_last=_mean(shifts[-shift_quarter:]) if shifts else None,
     )
 
 
 def _cell(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}"
+    return "—" if value is None else f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"
 
 
 def summary_markdown(summaries: Sequence[tuple[int, ModeSummary]]) -> str:
     """One row per (seed, mode)."""
     lines = [
         "| seed | mode | steps | val acc (unguided) start | end | max | signal before | signal after | "
-        "rescued (step 1) | k*/L first quarter | last quarter |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "rescued (step 1) | k*/L first quarter | last quarter | Δ first quarter | last quarter |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for seed, s in summaries:
         cells = (
             s.val_acc_start, s.val_acc_end, s.val_acc_max, s.signal_before, s.signal_after, s.rescued_first_step,
-            s.level_ratio_first, s.level_ratio_last,
+            s.level_ratio_first, s.level_ratio_last, s.shift_first, s.shift_last,
         )  # fmt: skip
         lines.append(f"| {seed} | {s.mode} | {s.steps} | " + " | ".join(_cell(v) for v in cells) + " |")
     return "\n".join(lines) + "\n"

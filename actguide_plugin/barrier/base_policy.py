@@ -7,7 +7,7 @@ points to). The supervised warm start therefore shows two task families and noth
 - *lookup* (unguided): ``What is the code of X?`` → ``web_search X`` → ``X has code 417.`` → ``<answer>417</answer>``;
 - *plan* (guided): the same question with a numbered plan of 2..4 searches over unrelated pages, the first one X
   (as in a barrier task's plan), followed step by step, then the code of the last page. With probability
-  ``copy_noise`` (default 0) a step searches a wrong name instead and the plan goes on: a knob for imperfect plan
+  ``copy_noise`` (default 0.1) a step searches a wrong name instead and the plan goes on: a knob for imperfect plan
   following, which §7 of shared/DESIGN.md found necessary (a guided group whose n rollouts all succeed has zero GRPO
   advantage). The trained model is imperfect without it (it copies later plan lines right about half the time).
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import random
 import time
@@ -35,7 +36,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from actguide_plugin.barrier.world import CODE_TEXT, QUESTION, SEARCH_TOOL, SYSTEM_PROMPT, names, random_code
+from actguide_plugin.barrier.world import (
+    CODE_TEXT,
+    QUESTION,
+    SEARCH_TOOL,
+    SYSTEM_PROMPT,
+    ChainTask,
+    names,
+    random_code,
+)
 from actguide_plugin.core.actions import Action
 from actguide_plugin.core.guidance import guided_messages
 from actguide_plugin.logs import get_logger
@@ -66,7 +75,12 @@ class BasePolicySettings:
     warmup_steps: int = 100
     plan_share: float = 0.5  # share of plan-following conversations; the rest are lookups
     max_plan: int = 4  # plan lengths 2..max_plan
-    copy_noise: float = 0.0  # chance that a plan step searches a wrong name
+    # Imperfect plan following keeps rescued groups mixed: an all-success group has no GRPO advantage
+    # (measured with 0.0: 97 % guided success at k* = L, one group in eight with a signal).
+    copy_noise: float = 0.1  # chance that a plan step searches a wrong name
+    # ...but only in noise_steps steps after the `steps` noise-free ones, once the copying skills have appeared:
+    # with noise from step 0 they never did (name copying 0.02-0.23 after 1,500 steps, 1.00 without noise).
+    noise_steps: int = 300
 
     def __post_init__(self) -> None:
         for name in ("hidden_size", "num_layers", "examples", "steps", "batch_size", "warmup_steps"):
@@ -74,6 +88,8 @@ class BasePolicySettings:
                 raise ValueError(f"base policy setting {name} must be >= 1, got {getattr(self, name)}")
         if self.batch_size > self.examples:
             raise ValueError(f"batch_size {self.batch_size} is larger than examples {self.examples}")
+        if self.noise_steps < 0:
+            raise ValueError(f"base policy setting noise_steps must be >= 0, got {self.noise_steps}")
         if self.max_plan < 2:
             raise ValueError(f"max_plan must be >= 2 (plans of 2..max_plan steps), got {self.max_plan}")
         for name in ("lr", "plan_share", "copy_noise"):
@@ -135,15 +151,26 @@ def plan_conversation(rng: random.Random, pool: Sequence[str], max_plan: int, co
     return Conversation(guided_messages(_question(plan[0]), actions, len(actions)), turns)
 
 
-def conversations(settings: BasePolicySettings) -> list[Conversation]:
-    """The warm-start data of ``settings`` (deterministic)."""
-    rng = random.Random(settings.seed)
+def reference_conversation(task: ChainTask, level: int) -> Conversation:
+    """A barrier task solved by its reference actions over its real pages, its prompt carrying the first ``level``
+    of them as a plan (0: the unguided prompt). Analyses only: the warm start never sees one."""
+    turns = [search_turn(name, title, text) for name, (title, text) in zip(task.chain, task.pages(), strict=True)]
+    turns.append(Turn(f"<answer>{task.code}</answer>"))
+    return Conversation(guided_messages(_question(task.chain[0]), list(task.actions), level), turns)
+
+
+def conversations(settings: BasePolicySettings, noisy: bool = False) -> list[Conversation]:
+    """The warm-start data of ``settings`` (deterministic): ``settings.examples`` conversations without copy
+    noise, or with ``noisy`` the ``noise_steps × batch_size`` of the final phase, with ``copy_noise``."""
+    rng = random.Random(settings.seed + (1000 if noisy else 0))
     pool = names(validation=False)
+    count = settings.noise_steps * settings.batch_size if noisy else settings.examples
+    noise = settings.copy_noise if noisy else 0.0
     return [
-        plan_conversation(rng, pool, settings.max_plan, settings.copy_noise)
+        plan_conversation(rng, pool, settings.max_plan, noise)
         if rng.random() < settings.plan_share
         else lookup_conversation(rng, pool)
-        for _ in range(settings.examples)
+        for _ in range(count)
     ]
 
 
@@ -180,8 +207,8 @@ def tool_schemas() -> list[dict]:
     return [schema.model_dump(exclude_unset=True, exclude_none=True)]
 
 
-def _batches(sequences: list[tuple[list[int], list[int]]], settings: BasePolicySettings, pad_id: int):
-    """``settings.steps`` batches of sequences of similar length (little padding), in a seeded random order."""
+def _batches(sequences: list[tuple[list[int], list[int]]], settings: BasePolicySettings, pad_id: int, steps: int):
+    """``steps`` batches of sequences of similar length (little padding), in a seeded random order."""
     import torch
 
     rng = random.Random(settings.seed + 1)
@@ -189,7 +216,7 @@ def _batches(sequences: list[tuple[list[int], list[int]]], settings: BasePolicyS
     size = settings.batch_size
     groups = [by_length[start : start + size] for start in range(0, len(by_length) - size + 1, size)]
     order: list[list[int]] = []
-    for _ in range(settings.steps):
+    for _ in range(steps):
         if not order:
             order = rng.sample(groups, len(groups))
         chosen = order.pop()
@@ -221,14 +248,20 @@ def train(out_dir: str | Path, settings: BasePolicySettings) -> Path:
         model = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32, attn_implementation="sdpa")
         builder = create_continuous_token_builder(tokenizer, hf_model_type=model.config.model_type)
         schemas = tool_schemas()
-        sequences = [encode(builder, tokenizer, schemas, c) for c in conversations(settings)]
+        clean = [encode(builder, tokenizer, schemas, c) for c in conversations(settings)]
+        noisy = [encode(builder, tokenizer, schemas, c) for c in conversations(settings, noisy=True)]
+        pad = tokenizer.pad_token_id
+        batches = itertools.chain(
+            _batches(clean, settings, pad, settings.steps),
+            _batches(noisy, settings, pad, settings.noise_steps) if noisy else (),
+        )
         torch.manual_seed(settings.seed)
         optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=0.0)
         warmup = settings.warmup_steps
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
         model.train()
         losses = []
-        for step, (ids, mask) in enumerate(_batches(sequences, settings, tokenizer.pad_token_id)):
+        for step, (ids, mask) in enumerate(batches):
             logits = model(input_ids=ids).logits[:, :-1]  # right padding: pads only follow real tokens
             token_loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
             loss = (token_loss * mask[:, 1:]).sum() / mask[:, 1:].sum()
@@ -246,7 +279,7 @@ def train(out_dir: str | Path, settings: BasePolicySettings) -> Path:
             "format": FORMAT_VERSION,
             "settings": dataclasses.asdict(settings),
             "final_loss": sum(losses[-20:]) / len(losses[-20:]),
-            "tokens_per_example": sum(len(s[0]) for s in sequences) / len(sequences),
+            "tokens_per_example": sum(len(s[0]) for s in clean) / len(clean),
             "train_seconds": round(time.perf_counter() - started, 1),
         }
         (tmp / SETTINGS_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

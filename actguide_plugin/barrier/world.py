@@ -132,7 +132,7 @@ class World:
         return documents
 
 
-def build_world(seed: int, train: int, val: int, min_hops: int = 3, max_hops: int = 4) -> World:
+def build_world(seed: int, train: int, val: int, min_hops: int = 2, max_hops: int = 3) -> World:
     """The world of ``seed``: ``train`` tasks over training names, ``val`` tasks over validation names."""
     rng = random.Random(seed)
     return World(

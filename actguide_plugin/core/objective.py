@@ -13,7 +13,15 @@ recomputes on the guided view. Hence the math here only sees ``logp_new`` (ungui
 
 * ``same`` — the PPO clip + dual clip used for unguided tokens (paper default);
 * ``cap`` — no trust region, the ratio is only capped at ``guided_ratio_cap``;
-* ``shaping`` — LUFFY-style policy shaping, the ratio enters as r / (r + γ).
+* ``shaping`` — LUFFY-style policy shaping, the ratio enters as r / (r + γ);
+* ``cispo`` — the clipped ratio is a stop-gradient weight on log π_θ, within PPO's trust-region mask (CISPO in the
+  unified form of MiniMax-M1, arXiv 2506.13585), so a positive-advantage guided token the unguided policy finds
+  unlikely still gets the gradient A·w·∇log π_θ with w ≥ 1 − ε_low.
+
+Why ``cispo`` exists: under ``same``, ``cap`` and ``shaping`` a positive-advantage token's gradient is
+A·r·∇log π_θ (times γ/(r+γ)² for shaping), which vanishes when the unguided policy is confidently wrong about the
+token the plan made likely (r ≪ 1). The barrier experiment measured exactly that on its warm-started model: the
+procedure's tokens sit at log r ≈ −9 to −24 (docs/barrier.md).
 
 Pure torch, no verl: the verl glue (:mod:`actguide_plugin.verl_glue.loss`) calls these functions.
 """
@@ -25,7 +33,7 @@ from dataclasses import dataclass
 
 import torch
 
-TokenLoss = Callable[[torch.Tensor, torch.Tensor, "ObjectiveConfig"], torch.Tensor]
+TokenLoss = Callable[[torch.Tensor, torch.Tensor, "ObjectiveConfig"], torch.Tensor]  # (log-ratio, A, cfg) -> loss
 # (ratio, advantages, cfg) -> (clipped, clipped_lower), both bool [batch, response_len]
 ClipMasks = Callable[[torch.Tensor, torch.Tensor, "ObjectiveConfig"], tuple[torch.Tensor, torch.Tensor]]
 
@@ -52,7 +60,7 @@ def register_guided_token_loss(name: str, clipped: ClipMasks) -> Callable[[Token
 @dataclass(frozen=True)
 class ObjectiveConfig:
     """clip_low/clip_high: PPO ε; dual_clip_c: dual-clip bound for negative advantages (> 1);
-    guided_clip: ``same`` | ``cap`` | ``shaping``; guided_ratio_cap: cap for ``cap``;
+    guided_clip: ``same`` | ``cap`` | ``shaping`` | ``cispo``; guided_ratio_cap: cap for ``cap``;
     shaping_gamma: γ for ``shaping``."""
 
     clip_low: float = 0.2
@@ -73,13 +81,18 @@ class ObjectiveConfig:
             raise ValueError("actguide.guided_ratio_cap and actguide.shaping_gamma must be > 0")
 
 
+def _exp_clamped(log_ratio: torch.Tensor) -> torch.Tensor:
+    return torch.exp(torch.clamp(log_ratio, min=-20.0, max=20.0))
+
+
 def token_ratio(logp_new: torch.Tensor, logp_old: torch.Tensor) -> torch.Tensor:
     """exp(log π_θ − log π_old), with the log-ratio clamped to ±20 for numerical safety."""
-    return torch.exp(torch.clamp(logp_new - logp_old, min=-20.0, max=20.0))
+    return _exp_clamped(logp_new - logp_old)
 
 
-def ppo_clip_token_loss(ratio: torch.Tensor, advantages: torch.Tensor, cfg: ObjectiveConfig) -> torch.Tensor:
+def ppo_clip_token_loss(log_ratio: torch.Tensor, advantages: torch.Tensor, cfg: ObjectiveConfig) -> torch.Tensor:
     """max(−A·r, −A·clip(r, 1−ε_low, 1+ε_high)), and for A < 0 at most −A·c (dual clip)."""
+    ratio = _exp_clamped(log_ratio)
     unclipped = -advantages * ratio
     clipped = -advantages * torch.clamp(ratio, 1.0 - cfg.clip_low, 1.0 + cfg.clip_high)
     pessimistic = torch.maximum(unclipped, clipped)
@@ -115,13 +128,38 @@ def _never_clipped(
 
 
 @register_guided_token_loss("cap", _ratio_cap_masks)
-def capped_ratio_token_loss(ratio: torch.Tensor, advantages: torch.Tensor, cfg: ObjectiveConfig) -> torch.Tensor:
-    return -advantages * torch.clamp(ratio, max=cfg.guided_ratio_cap)
+def capped_ratio_token_loss(log_ratio: torch.Tensor, advantages: torch.Tensor, cfg: ObjectiveConfig) -> torch.Tensor:
+    return -advantages * torch.clamp(_exp_clamped(log_ratio), max=cfg.guided_ratio_cap)
 
 
 @register_guided_token_loss("shaping", _never_clipped)
-def shaped_ratio_token_loss(ratio: torch.Tensor, advantages: torch.Tensor, cfg: ObjectiveConfig) -> torch.Tensor:
+def shaped_ratio_token_loss(log_ratio: torch.Tensor, advantages: torch.Tensor, cfg: ObjectiveConfig) -> torch.Tensor:
+    ratio = _exp_clamped(log_ratio)
     return -advantages * ratio / (ratio + cfg.shaping_gamma)
+
+
+def _trust_region_masks(
+    ratio: torch.Tensor, advantages: torch.Tensor, cfg: ObjectiveConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokens outside PPO's trust region, which ``cispo`` masks: a positive advantage above 1 + ε_high, a negative
+    one below 1 − ε_low (the policy already moved far enough that way). No dual clip."""
+    outside = ((advantages > 0) & (ratio > 1.0 + cfg.clip_high)) | ((advantages < 0) & (ratio < 1.0 - cfg.clip_low))
+    return outside, torch.zeros_like(ratio, dtype=torch.bool)
+
+
+@register_guided_token_loss("cispo", _trust_region_masks)
+def clipped_weight_token_loss(log_ratio: torch.Tensor, advantages: torch.Tensor, cfg: ObjectiveConfig) -> torch.Tensor:
+    """−M·A·sg(clip(r, 1−ε_low, 1+ε_high))·exp(log r − sg(log r)): the value is −M·A·w, the gradient −M·A·w·∇log π_θ.
+
+    M is PPO's trust-region mask (MiniMax-M1's unified CISPO form), so a guided token keeps the non-vanishing
+    weight where PPO would let it move, and a token the unguided policy already finds far less likely than the
+    guided one is not pushed further down by a failed trajectory. The log-ratio is not clamped on the gradient
+    path: a token at log r = −30 keeps its gradient.
+    """
+    ratio = _exp_clamped(log_ratio)
+    weight = torch.clamp(ratio, 1.0 - cfg.clip_low, 1.0 + cfg.clip_high).detach()
+    inside = ~_trust_region_masks(ratio, advantages, cfg)[0]
+    return -advantages * weight * inside * torch.exp(log_ratio - log_ratio.detach())
 
 
 def actguide_token_losses(
@@ -132,11 +170,12 @@ def actguide_token_losses(
     cfg: ObjectiveConfig,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token loss and ratio, both [batch, response_len]; aggregate with :func:`token_mean`."""
-    ratio = token_ratio(logp_new, logp_old)
-    unguided_loss = ppo_clip_token_loss(ratio, advantages, cfg)
+    log_ratio = logp_new - logp_old
+    ratio = _exp_clamped(log_ratio)
+    unguided_loss = ppo_clip_token_loss(log_ratio, advantages, cfg)
     if cfg.guided_clip == "same" or not bool(is_guided.any()):
         return unguided_loss, ratio
-    guided_loss = GUIDED_TOKEN_RULES[cfg.guided_clip].loss(ratio, advantages, cfg)
+    guided_loss = GUIDED_TOKEN_RULES[cfg.guided_clip].loss(log_ratio, advantages, cfg)
     return torch.where(is_guided.bool().unsqueeze(-1), guided_loss, unguided_loss), ratio
 
 

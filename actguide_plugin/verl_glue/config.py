@@ -46,7 +46,8 @@ class ActGuideConfig(BaseConfig):
     on_full_failure: ``keep`` | ``drop`` | ``unguided`` when even full guidance fails.
     full_level_check: ``group`` (complete the group at k = L and rescue it on ``tau`` successes) | ``probe``.
     warm_start / reuse_probes: search from the task's last k*; probe rollouts reused at k*.
-    guided_clip / guided_ratio_cap / shaping_gamma: clipping of guided tokens (``same`` | ``cap`` | ``shaping``).
+    guided_clip / guided_ratio_cap / shaping_gamma: clipping of guided tokens
+        (``same`` | ``cap`` | ``shaping`` | ``cispo``).
     ratio_source: ``actor`` (old log-probs recomputed by the actor on the guided view, default) or
         ``rollout`` (verl's bypass mode: the rollout engine's log-probs of the guided sample).
     ratio_context: prompt under the numerator (and the reference KL) of guided rows: ``unguided`` (the prompt

@@ -22,6 +22,7 @@ def _records(mode_learns: bool) -> list[dict]:
         }
         if mode_learns:
             data["actguide/level_ratio_mean"] = 1.0 - 0.1 * step
+            data["actguide/offpolicy_shift_mean"] = 60.0 - 5.0 * step
         records.append({"step": step, "data": data})
         if step % 4 == 0:  # verl logs validation at its step as a separate record
             val = {"val-core/barrier_chain/acc/mean@4": 0.1 * step if mode_learns else 0.0, "val-aux/x": 1.0}
@@ -55,10 +56,12 @@ def test_summary_reports_start_end_signal_and_falling_level_ratio(tmp_path):
     assert (learned.val_acc_start, learned.val_acc_end, learned.steps) == (0.0, 0.8, 8)
     assert learned.rescued_first_step == 1.0 and learned.signal_after == pytest.approx(0.8)
     assert learned.level_ratio_first > learned.level_ratio_last
-    assert flat.val_acc_max == 0.0 and flat.level_ratio_first is None
+    assert (learned.shift_first, learned.shift_last) == (52.5, 22.5)  # steps 1-2 and 7-8
+    assert flat.val_acc_max == 0.0 and flat.level_ratio_first is None and flat.shift_first is None
     markdown = summary_markdown([(0, learned), (0, flat)])
     assert "| 0 | fallback_adaptive | 8 | 0.00 | 0.80 |" in markdown and "| 0 | off | 8 |" in markdown
-    assert markdown.count("—") == 2  # off never logs k*/L
+    assert "| 52.5 | 22.5 |" in markdown
+    assert markdown.count("—") == 4  # off never logs k*/L nor a shift
 
 
 def test_plot_draws_each_seed_and_mode(tmp_path):

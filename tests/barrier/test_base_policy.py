@@ -23,11 +23,14 @@ from actguide_plugin.cpu.tiny_model import build_tiny_model
 from data_preprocess.barrier import build_barrier
 
 
-def test_warm_start_has_lookups_and_plans_and_never_a_hop_from_a_page():
-    data = conversations(BasePolicySettings(examples=400, copy_noise=0.2))
+@pytest.mark.parametrize("noisy", [False, True])
+def test_warm_start_has_lookups_and_plans_and_never_a_hop_from_a_page(noisy):
+    settings = BasePolicySettings(examples=400, copy_noise=0.2, noise_steps=25, batch_size=16)
+    data = conversations(settings, noisy=noisy)
+    assert len(data) == 400  # examples, or noise_steps x batch_size for the noisy final phase
     plans = [c for c in data if level_in_text(c.messages[-1]["content"])]
     assert 120 < len(plans) < 280
-    noisy = 0
+    wrong = 0
     for conversation in data:
         plan = plan_in_text(conversation.messages[-1]["content"])
         *searches, answer = conversation.turns
@@ -36,9 +39,13 @@ def test_warm_start_has_lookups_and_plans_and_never_a_hop_from_a_page():
             searched = turn.call.arguments["query"][0]
             assert turn.tool_response.endswith(f"{searched} has code {turn.tool_response[-4:-1]}.")
             assert "points to" not in turn.tool_response  # pages hold codes only: no hop to learn from
-            noisy += bool(plan) and plan[step] != turn.call
+            wrong += bool(plan) and plan[step] != turn.call
         assert answer.assistant == f"<answer>{searches[-1].tool_response[-4:-1]}</answer>"  # the last page's code
-    assert 0 < noisy < 0.4 * sum(len(plan_in_text(c.messages[-1]["content"])) for c in plans)
+    steps = sum(len(plan_in_text(c.messages[-1]["content"])) for c in plans)
+    if noisy:
+        assert 0.1 * steps < wrong < 0.3 * steps  # copy_noise 0.2
+    else:
+        assert wrong == 0  # the copying skills are learned from clean data first
 
 
 class _Replay:

@@ -14,6 +14,7 @@ def bench(load_benchmark):
 
 def test_each_arm_differs_in_its_actguide_settings_only(bench):
     assert bench.arm_overrides("off") == ["actguide.mode=off"]
+    assert bench.arm_overrides("cispo") == ["actguide.mode=fallback_adaptive", "actguide.guided_clip=cispo"]
     assert bench.arm_overrides("no_mixed_policy") == [
         "actguide.mode=fallback_adaptive",
         "actguide.ratio_context=guided",
@@ -56,3 +57,15 @@ def test_report_only_rebuilds_csv_table_and_plot_for_every_seed_and_arm(bench, t
 def test_report_of_a_missing_run_names_its_metrics_file(bench, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"seed3/off/metrics.jsonl"):
         bench.report(tmp_path, [3], ["off"])
+
+
+def test_a_world_is_reused_only_when_it_is_the_one_asked_for(bench, tmp_path):
+    from data_preprocess.barrier import build_barrier
+
+    args = bench.argparse.Namespace(min_hops=2, max_hops=3, train=6, val=2)
+    assert not bench._world_matches(tmp_path, 0, args)  # nothing built yet
+    build_barrier(tmp_path, seed=0, train=6, val=2, min_hops=2, max_hops=3)
+    assert bench._world_matches(tmp_path, 0, args)
+    assert not bench._world_matches(tmp_path, 1, args)
+    assert not bench._world_matches(tmp_path, 0, bench.argparse.Namespace(min_hops=3, max_hops=4, train=6, val=2))
+    assert not bench._world_matches(tmp_path, 0, bench.argparse.Namespace(min_hops=2, max_hops=3, train=8, val=2))

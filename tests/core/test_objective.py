@@ -69,6 +69,39 @@ def test_gradient_flows_only_through_unclipped_tokens():
     assert new.grad[0, 1].item() == 0.0
 
 
+def test_vanishing_ratio_gradients_of_each_guided_rule():
+    """A guided token the unguided policy finds e^-12 times less likely than the guided one (the barrier world's
+    measured case): PPO clip, cap and shaping give it a gradient ∝ r, cispo gives it −A·(1 − ε_low)."""
+    grads = {}
+    for rule in ("same", "cap", "shaping", "cispo"):
+        new = torch.tensor([[-12.0, -30.0]], dtype=torch.float64, requires_grad=True)
+        losses, _ = actguide_token_losses(
+            new, torch.zeros(1, 2, dtype=torch.float64), torch.ones(1, 2), torch.tensor([True]),
+            ObjectiveConfig(guided_clip=rule),
+        )  # fmt: skip
+        losses.sum().backward()
+        grads[rule] = new.grad[0].tolist()
+    assert grads["same"][0] == pytest.approx(-math.exp(-12)) and grads["cap"][0] == pytest.approx(-math.exp(-12))
+    assert abs(grads["shaping"][0]) < 1e-3
+    assert grads["cispo"] == pytest.approx([-0.8, -0.8])  # beyond the ±20 clamp of the ratio's value too
+
+
+def test_cispo_weights_log_prob_by_the_clipped_ratio_inside_the_trust_region():
+    new, old = logp_pair([0.5, 1.1, 3.0, 3.0, 0.5])
+    new.requires_grad_()
+    advantages = torch.tensor([[1.0, 1.0, -2.0, 1.0, -1.0]], dtype=torch.float64)
+    cfg = ObjectiveConfig(guided_clip="cispo")
+    losses, ratio = actguide_token_losses(new, old, advantages, torch.tensor([True]), cfg)
+    # value −A·clip(r, 0.8, 1.2); masked: A > 0 above 1.2 (already raised), A < 0 below 0.8 (already lowered)
+    assert losses[0].tolist() == pytest.approx([-0.8, -1.1, 2.4, 0.0, 0.0])
+    losses.sum().backward()
+    assert new.grad[0].tolist() == pytest.approx([-0.8, -1.1, 2.4, 0.0, 0.0])  # gradient −A·w w.r.t. log π_θ
+    clipped, lower = clip_masks(ratio, advantages, torch.tensor([True]), cfg)
+    assert clipped.tolist() == [[False, False, False, True, True]] and not lower.any()
+    unguided, _ = actguide_token_losses(new, old, advantages, torch.tensor([False]), cfg)
+    assert unguided[0].tolist() == pytest.approx([-0.5, -1.1, 6.0, -1.2, 0.8])  # unguided rows keep PPO
+
+
 def test_token_mean_over_global_batch():
     loss = torch.tensor([[1.0, 2.0, 100.0], [3.0, 100.0, 100.0]])
     mask = torch.tensor([[1, 1, 0], [1, 0, 0]])

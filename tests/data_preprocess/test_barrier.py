@@ -34,7 +34,7 @@ def test_writes_rows_in_our_schema_with_plans_for_train_only(world_dir):
         assert row["prompt"][-1]["content"] == task.question
         assert row["reward_model"]["ground_truth"] == task.code
         assert loads_actions(row["extra_info"]["reference_actions"]) == list(task.actions)
-        assert 3 <= row["extra_info"]["num_reference_actions"] <= 4
+        assert 2 <= row["extra_info"]["num_reference_actions"] <= 3  # the default: 2-3 hops
     assert all(row["extra_info"]["num_reference_actions"] == 0 for row in val)
 
 

@@ -115,3 +115,44 @@ def test_guided_rows_use_the_guided_denominator_in_a_real_update(
     assert float(metrics["actguide/offpolicy_shift_mean"]) == pytest.approx(shift.mean().item(), abs=1e-4)
     after = list(worker.engine.module.parameters())
     assert any(not torch.equal(b, a.detach()) for b, a in zip(before, after, strict=True))  # the actor moved
+
+
+def _one_update(worker_config, model, rule: str) -> float:
+    """One real update on a rescued guided row the unguided policy finds e^-12 times less likely per token than the
+    guided view did (the barrier world's measured case), next to an unguided row of another group; returns how
+    much the unguided log-probability of the guided response rose (nats, summed over its tokens)."""
+    from verl.workers.config.actor import ActorConfig, PolicyLossConfig
+    from verl.workers.engine_workers import TrainingWorker
+
+    worker = TrainingWorker(worker_config(model, lr=1e-3))
+    worker.reset()
+    g = torch.Generator().manual_seed(1)
+    prompts, responses = torch.randint(0, 250, (2, PROMPT_LEN), generator=g), torch.randint(0, 250, (2, 6), generator=g)
+    unguided_view = view(prompts, responses)
+    before = response_log_probs(worker, unguided_view)
+    actor_config = ActorConfig(
+        strategy="fsdp2", rollout_n=1, ppo_micro_batch_size_per_gpu=2, clip_ratio=0.2, use_kl_loss=False,
+        entropy_coeff=0.0, loss_agg_mode="token-mean", policy_loss=PolicyLossConfig(loss_mode="actguide"),
+    )  # fmt: skip
+    worker.set_loss_fn(make_actguide_loss_fn(actor_config, ObjectiveConfig(guided_clip=rule)))
+    batch = engine_batch(
+        unguided_view, mini_batch_size=2, global_batch_size=2, epochs=1, seed=0, dataloader_kwargs={"shuffle": False}
+    )
+    batch["old_log_probs"] = before + torch.tensor([[12.0], [0.0]])  # row 0 sampled with a plan, row 1 without
+    batch["advantages"] = torch.tensor([[1.0], [-1.0]]).expand(2, 6).contiguous()
+    batch[IS_GUIDED_FIELD] = torch.tensor([1.0, 0.0])
+    worker.train_mini_batch(batch)
+    return (response_log_probs(worker, unguided_view) - before)[0].sum().item()
+
+
+def test_a_rescued_token_the_unguided_policy_finds_unlikely_is_learned_with_cispo_not_with_ppo_clip(
+    single_rank_gloo, training_worker_config, tiny_bytes_model
+):
+    """What the barrier experiment needs: after one update on a rescued (positive-advantage) guided response, its
+    log-probability under the *unguided* prompt went up. Under PPO clip its gradient is A·r ≈ 6e-6·A, so the
+    update is decided by the other row; under cispo the guided row keeps the weight 1 − ε_low."""
+    rose_same = _one_update(training_worker_config, tiny_bytes_model, "same")
+    torch.distributed.destroy_process_group()
+    rose_cispo = _one_update(training_worker_config, tiny_bytes_model, "cispo")
+    assert rose_cispo > 0.5
+    assert rose_cispo > 5 * abs(rose_same)
