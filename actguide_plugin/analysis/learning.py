@@ -96,7 +96,8 @@ class ModeSummary:
 def summarize(mode: str, rows: Sequence[CurveRow]) -> ModeSummary:
     val = [(row.step, row.values["val_acc_unguided"]) for row in rows if row.values["val_acc_unguided"] is not None]
     training = [row for row in rows if row.values["effective_signal_frac_after"] is not None]
-    ratios = [row.values["level_ratio_mean"] for row in training if row.values["level_ratio_mean"] is not None]
+    rescuing = [row for row in training if (row.values["rescued_frac"] or 0.0) > 0.0]  # k*/L is 0 without rescues
+    ratios = [row.values["level_ratio_mean"] for row in rescuing if row.values["level_ratio_mean"] is not None]
     quarter = max(1, len(ratios) // 4)
     shifts = [row.values["offpolicy_shift_mean"] for row in training if row.values["offpolicy_shift_mean"] is not None]
     shift_quarter = max(1, len(shifts) // 4)

@@ -2,7 +2,7 @@
 
 The issue's rule: the base policy may know the tool-call format, copying a name into a query, answering from a
 tool response and following a numbered plan — but never the barrier procedure (searching the entity a page
-points to). The supervised warm start therefore shows two task families and nothing else:
+points to). The supervised warm start therefore shows three task families and nothing else:
 
 - *lookup* (unguided): ``What is the code of X?`` → ``web_search X`` → ``X has code 417.`` → ``<answer>417</answer>``;
 - *plan* (guided): the same question with a numbered plan of 2..4 searches over unrelated pages, the first one X
@@ -11,7 +11,13 @@ points to). The supervised warm start therefore shows two task families and noth
   following, which §7 of shared/DESIGN.md found necessary (a guided group whose n rollouts all succeed has zero GRPO
   advantage). The trained model is imperfect without it (it copies later plan lines right about half the time).
 
-Pages in the warm start only ever hold codes; names come from the training partition (never a validation name).
+- *pointer* (unguided): ``What does X point to?`` → ``web_search X`` → ``X points to Y.`` → ``<answer>Y</answer>``:
+  copying a name out of a page. Without it the procedure's hop needs a copy the model has never made (from a page
+  into a query), and RL on guided samples taught the model to keep searching, with wrong names (measured: Δ fell
+  from 40 to 7 nats in 100 steps while unguided validation stayed at 0.00-0.005).
+
+No conversation ever searches a name a page points to; names come from the training partition (never a
+validation name).
 
 Every sequence is tokenized exactly as verl's tool agent loop does during rollouts: verl 0.9.1's Continuous
 Token builder (``create_continuous_token_builder``: ``build_initial_tokens``, ``merge_assistant_tokens``,
@@ -38,6 +44,8 @@ from typing import Any
 
 from actguide_plugin.barrier.world import (
     CODE_TEXT,
+    LINK_TEXT,
+    POINTER_QUESTION,
     QUESTION,
     SEARCH_TOOL,
     SYSTEM_PROMPT,
@@ -54,7 +62,7 @@ from actguide_plugin.tools.formatting import format_search
 logger = get_logger(__name__)
 
 SETTINGS_FILE = "base_policy.json"
-FORMAT_VERSION = 2  # bump when the warm-start data or tokenization changes, so cached models are rebuilt
+FORMAT_VERSION = 3  # bump when the warm-start data or tokenization changes, so cached models are rebuilt
 WIDTH_STEP = 64  # batches are padded to a multiple: oneDNN prepares kernels per shape, slow for the first of each
 SNIPPET_CHARS = 300  # the web_search tool's snippet budget (recipe/actguide/config/tools/search_barrier.yaml)
 
@@ -73,7 +81,8 @@ class BasePolicySettings:
     # transitions; measured: 1e-2 reached them sooner but unstably, 3e-3 had them all by ~1,100 steps.
     lr: float = 3e-3
     warmup_steps: int = 100
-    plan_share: float = 0.5  # share of plan-following conversations; the rest are lookups
+    plan_share: float = 0.5  # share of plan-following conversations
+    pointer_share: float = 0.2  # share of "what does X point to?" conversations; the rest are lookups
     max_plan: int = 4  # plan lengths 2..max_plan
     # Imperfect plan following keeps rescued groups mixed: an all-success group has no GRPO advantage
     # (measured with 0.0: 97 % guided success at k* = L, one group in eight with a signal).
@@ -92,10 +101,12 @@ class BasePolicySettings:
             raise ValueError(f"base policy setting noise_steps must be >= 0, got {self.noise_steps}")
         if self.max_plan < 2:
             raise ValueError(f"max_plan must be >= 2 (plans of 2..max_plan steps), got {self.max_plan}")
-        for name in ("lr", "plan_share", "copy_noise"):
+        for name in ("lr", "plan_share", "pointer_share", "copy_noise"):
             value = getattr(self, name)
             if not (value > 0.0 if name == "lr" else 0.0 <= value <= 1.0):
                 raise ValueError(f"base policy setting {name} is out of range: {value}")
+        if self.plan_share + self.pointer_share > 1.0:
+            raise ValueError(f"plan_share + pointer_share must be <= 1, got {self.plan_share} + {self.pointer_share}")
 
 
 @dataclass(frozen=True)
@@ -134,6 +145,17 @@ def lookup_conversation(rng: random.Random, pool: Sequence[str]) -> Conversation
     return Conversation(_question(name), turns)
 
 
+def pointer_conversation(rng: random.Random, pool: Sequence[str]) -> Conversation:
+    """``What does X point to?``: read a link page and answer with the name it points to — copying a name out of
+    a tool response, which the procedure needs, without ever searching that name."""
+    name, target = rng.sample(pool, 2)
+    turns = [search_turn(name, name, LINK_TEXT.format(name=name, target=target)), Turn(f"<answer>{target}</answer>")]
+    return Conversation(
+        [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": POINTER_QUESTION.format(name=name)}],
+        turns,
+    )
+
+
 def plan_conversation(rng: random.Random, pool: Sequence[str], max_plan: int, copy_noise: float) -> Conversation:
     """A plan over unrelated code pages, the first one the asked entity; followed with per-step copy noise.
 
@@ -166,12 +188,16 @@ def conversations(settings: BasePolicySettings, noisy: bool = False) -> list[Con
     pool = names(validation=False)
     count = settings.noise_steps * settings.batch_size if noisy else settings.examples
     noise = settings.copy_noise if noisy else 0.0
-    return [
-        plan_conversation(rng, pool, settings.max_plan, noise)
-        if rng.random() < settings.plan_share
-        else lookup_conversation(rng, pool)
-        for _ in range(count)
-    ]
+    out = []
+    for _ in range(count):
+        draw = rng.random()
+        if draw < settings.plan_share:
+            out.append(plan_conversation(rng, pool, settings.max_plan, noise))
+        elif draw < settings.plan_share + settings.pointer_share:
+            out.append(pointer_conversation(rng, pool))
+        else:
+            out.append(lookup_conversation(rng, pool))
+    return out
 
 
 def encode(

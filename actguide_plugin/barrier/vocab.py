@@ -21,7 +21,7 @@ import re
 import string
 from collections.abc import Iterable
 
-from actguide_plugin.barrier.world import SEARCH_TOOL, SYLLABLES, SYSTEM_PROMPT, ChainTask
+from actguide_plugin.barrier.world import POINTER_QUESTION, SEARCH_TOOL, SYLLABLES, SYSTEM_PROMPT, ChainTask
 from actguide_plugin.core.actions import Action
 from actguide_plugin.core.guidance import DEFAULT_TEMPLATE
 from actguide_plugin.cpu.tiny_model import BYTES_ADDED_TOKENS, COMPACT_TOOLS_BLOCK, chat_template, finish_tokenizer
@@ -57,6 +57,7 @@ def _sample_texts() -> Iterable[str]:
     example = ChainTask("example", (f"{SYLLABLES[0]} {SYLLABLES[1]}", f"{SYLLABLES[2]} {SYLLABLES[3]}"), "417")
     yield SYSTEM_PROMPT
     yield example.question
+    yield POINTER_QUESTION.format(name=example.chain[0])
     yield from _TOOL_MESSAGES
     yield DEFAULT_TEMPLATE.render(list(example.actions))
     for action in example.actions:

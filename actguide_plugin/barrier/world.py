@@ -42,6 +42,7 @@ cav dek fot gim hep kub lar mev nod pux rif sek tam vul wod zil
 SYLLABLES: tuple[str, ...] = tuple(_SYLLABLE_TEXT.split())
 SYSTEM_PROMPT = "Answer the question with the tools. Give the final answer inside <answer></answer>."
 QUESTION = "What is the code of {name}?"
+POINTER_QUESTION = "What does {name} point to?"  # the base policy's warm start only: reading a link page
 LINK_TEXT = "{name} points to {target}."
 CODE_TEXT = "{name} has code {code}."
 DATA_SOURCE = "barrier_chain"

@@ -22,6 +22,8 @@ def _records(mode_learns: bool) -> list[dict]:
         }
         if mode_learns:
             data["actguide/level_ratio_mean"] = 1.0 - 0.1 * step
+            if step == 8:  # a step without a rescue logs k*/L = 0: not a level, left out of the summary
+                data["actguide/level_ratio_mean"], data["actguide/rescued_frac"] = 0.0, 0.0
             data["actguide/offpolicy_shift_mean"] = 60.0 - 5.0 * step
         records.append({"step": step, "data": data})
         if step % 4 == 0:  # verl logs validation at its step as a separate record
@@ -56,6 +58,7 @@ def test_summary_reports_start_end_signal_and_falling_level_ratio(tmp_path):
     assert (learned.val_acc_start, learned.val_acc_end, learned.steps) == (0.0, 0.8, 8)
     assert learned.rescued_first_step == 1.0 and learned.signal_after == pytest.approx(0.8)
     assert learned.level_ratio_first > learned.level_ratio_last
+    assert (learned.level_ratio_first, learned.level_ratio_last) == pytest.approx((0.9, 0.3))  # steps 1 and 7
     assert (learned.shift_first, learned.shift_last) == (52.5, 22.5)  # steps 1-2 and 7-8
     assert flat.val_acc_max == 0.0 and flat.level_ratio_first is None and flat.shift_first is None
     markdown = summary_markdown([(0, learned), (0, flat)])

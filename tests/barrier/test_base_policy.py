@@ -30,15 +30,23 @@ def test_warm_start_has_lookups_and_plans_and_never_a_hop_from_a_page(noisy):
     assert len(data) == 400  # examples, or noise_steps x batch_size for the noisy final phase
     plans = [c for c in data if level_in_text(c.messages[-1]["content"])]
     assert 120 < len(plans) < 280
+    pointers = [c for c in data if c.messages[-1]["content"].startswith("What does ")]
+    assert 40 < len(pointers) < 130  # pointer_share 0.2
+    for conversation in pointers:  # read a link page, answer the name: never search it
+        (search, answer) = conversation.turns
+        target = search.tool_response.split(" points to ")[1][:-1]
+        assert answer.assistant == f"<answer>{target}</answer>" and target not in conversation.messages[-1]["content"]
     wrong = 0
     for conversation in data:
+        if conversation in pointers:
+            continue
         plan = plan_in_text(conversation.messages[-1]["content"])
         *searches, answer = conversation.turns
         assert len(searches) == max(1, len(plan))  # a lookup searches once; a plan is followed step by step
         for step, turn in enumerate(searches):
             searched = turn.call.arguments["query"][0]
             assert turn.tool_response.endswith(f"{searched} has code {turn.tool_response[-4:-1]}.")
-            assert "points to" not in turn.tool_response  # pages hold codes only: no hop to learn from
+            assert "points to" not in turn.tool_response  # code pages: no hop to learn from
             wrong += bool(plan) and plan[step] != turn.call
         assert answer.assistant == f"<answer>{searches[-1].tool_response[-4:-1]}</answer>"  # the last page's code
     steps = sum(len(plan_in_text(c.messages[-1]["content"])) for c in plans)
@@ -98,6 +106,7 @@ def test_encode_matches_the_tokens_of_a_real_agent_loop_rollout(tmp_path, monkey
         ({"batch_size": 64, "examples": 32}, "batch_size 64 is larger than examples 32"),
         ({"max_plan": 1}, "max_plan must be >= 2"),
         ({"plan_share": 1.5}, "plan_share is out of range"),
+        ({"plan_share": 0.7, "pointer_share": 0.4}, "plan_share \\+ pointer_share must be <= 1"),
         ({"lr": 0.0}, "lr is out of range"),
     ],
 )
