@@ -59,8 +59,8 @@ def _world_matches(data: Path, seed: int, args: argparse.Namespace) -> bool:
         return False
     built = json.loads(stats.read_text(encoding="utf-8"))
     wanted = {"seed": seed, "hops": [args.min_hops, args.max_hops], "train": args.train, "val": args.val}
-    return {**wanted, "train": built["train"]["rows"], "val": built["val"]["rows"], "seed": built["seed"],
-            "hops": built["hops"]} == wanted  # fmt: skip
+    found = {"seed": built["seed"], "hops": built["hops"], "train": built["train"]["rows"], "val": built["val"]["rows"]}
+    return found == wanted
 
 
 def train_arm(arm: str, seed: int, data: Path, model: Path, run_dir: Path, args: argparse.Namespace) -> float:
