@@ -142,9 +142,8 @@ def _trust_region_masks(
     ratio: torch.Tensor, advantages: torch.Tensor, cfg: ObjectiveConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Tokens outside PPO's trust region, which ``cispo`` masks: a positive advantage above 1 + ε_high, a negative
-    one below 1 − ε_low (the policy already moved far enough that way). No dual clip."""
-    outside = ((advantages > 0) & (ratio > 1.0 + cfg.clip_high)) | ((advantages < 0) & (ratio < 1.0 - cfg.clip_low))
-    return outside, torch.zeros_like(ratio, dtype=torch.bool)
+    one below 1 − ε_low (the policy already moved far enough that way) — PPO's own clipped tokens. No dual clip."""
+    return ppo_clip_masks(ratio, advantages, cfg)[0], torch.zeros_like(ratio, dtype=torch.bool)
 
 
 @register_guided_token_loss("cispo", _trust_region_masks)
