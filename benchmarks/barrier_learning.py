@@ -32,6 +32,7 @@ from actguide_plugin.analysis.learning import curve_rows, curves_csv, summarize,
 from actguide_plugin.analysis.plots import plot_learning
 from actguide_plugin.analysis.training import read_steps
 from actguide_plugin.barrier.base_policy import BasePolicySettings, ensure_base_policy
+from actguide_plugin.barrier.world import MAX_HOPS, MIN_HOPS
 from actguide_plugin.outputs import StagedOutputs
 from data_preprocess.barrier import build_barrier
 
@@ -127,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-every", type=int, default=10, help="validation interval in steps (%(default)s)")
     parser.add_argument("--train", type=int, default=256, help="training tasks of the world (%(default)s)")
     parser.add_argument("--val", type=int, default=48, help="validation tasks of the world (%(default)s)")
-    parser.add_argument("--min-hops", type=int, default=2, help="fewest searches a task needs (%(default)s)")
-    parser.add_argument("--max-hops", type=int, default=3, help="most searches a task needs (%(default)s)")
+    parser.add_argument("--min-hops", type=int, default=MIN_HOPS, help="fewest searches a task needs (%(default)s)")
+    parser.add_argument("--max-hops", type=int, default=MAX_HOPS, help="most searches a task needs (%(default)s)")
     parser.add_argument("--out", type=Path, default=Path("runs/barrier"))
     parser.add_argument("--report-only", action="store_true", help="only rebuild the report from existing runs")
     parser.add_argument("overrides", nargs="*", help="hydra overrides for every arm (key=value)")

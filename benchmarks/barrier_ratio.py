@@ -35,7 +35,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
 
 from actguide_plugin.barrier.base_policy import encode, reference_conversation, tool_schemas
-from actguide_plugin.barrier.world import SYLLABLES, build_world
+from actguide_plugin.barrier.world import MAX_HOPS, MIN_HOPS, SYLLABLES, build_world
 from actguide_plugin.core.objective import ObjectiveConfig, actguide_token_losses
 
 GROUPS = ("continue", "hop name", "first search", "answer", "other")
@@ -131,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", type=Path, help="a model of the barrier vocabulary (e.g. the base policy)")
     parser.add_argument("--seed", type=int, default=0, help="world seed (%(default)s)")
     parser.add_argument("--tasks", type=int, default=16, help="training tasks scored (%(default)s)")
-    parser.add_argument("--min-hops", type=int, default=2)
-    parser.add_argument("--max-hops", type=int, default=3)
+    parser.add_argument("--min-hops", type=int, default=MIN_HOPS)
+    parser.add_argument("--max-hops", type=int, default=MAX_HOPS)
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     print(markdown(measure(args.model, args.seed, args.tasks, args.min_hops, args.max_hops)), end="")

@@ -12,7 +12,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from actguide_plugin.barrier.world import DATA_SOURCE, SEARCH_TOOL, SYSTEM_PROMPT, ChainTask, World, build_world
+from actguide_plugin.barrier.world import (
+    DATA_SOURCE,
+    MAX_HOPS,
+    MIN_HOPS,
+    SEARCH_TOOL,
+    SYSTEM_PROMPT,
+    ChainTask,
+    World,
+    build_world,
+)
 from actguide_plugin.tools.corpus import Corpus, Document
 from data_preprocess.formats import ParsedTask
 from data_preprocess.output import TRAIN, VAL, StagedOutputs, build_row, rows_table
@@ -55,7 +64,13 @@ def _rows(tasks: list[ChainTask], split: str) -> list[dict[str, Any]]:
 
 
 def build_barrier(
-    output_dir: str | Path, *, seed: int = 0, train: int = 256, val: int = 48, min_hops: int = 2, max_hops: int = 3
+    output_dir: str | Path,
+    *,
+    seed: int = 0,
+    train: int = 256,
+    val: int = 48,
+    min_hops: int = MIN_HOPS,
+    max_hops: int = MAX_HOPS,
 ) -> dict[str, Any]:
     """Write ``train.parquet``, ``val.parquet``, ``corpus.jsonl`` and ``stats.json``; return the stats."""
     world = build_world(seed, train, val, min_hops, max_hops)

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from actguide_plugin.barrier.world import MAX_HOPS, MIN_HOPS
 from data_preprocess.barrier import BarrierWorldError, build_barrier
 from data_preprocess.convert import ON_ERROR, ConvertOptions, ConvertResult, convert
 from data_preprocess.formats import FORMATS, FieldMap
@@ -87,8 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     bar.add_argument("--seed", type=int, default=0, help="world seed: same seed, same files (default: %(default)s)")
     bar.add_argument("--train", type=_positive, default=256, help="training tasks (default: %(default)s)")
     bar.add_argument("--val", type=_positive, default=48, help="validation tasks (default: %(default)s)")
-    bar.add_argument("--min-hops", type=_positive, default=2, help="fewest searches a task needs (%(default)s)")
-    bar.add_argument("--max-hops", type=_positive, default=3, help="most searches a task needs (%(default)s)")
+    bar.add_argument("--min-hops", type=_positive, default=MIN_HOPS, help="fewest searches a task needs (%(default)s)")
+    bar.add_argument("--max-hops", type=_positive, default=MAX_HOPS, help="most searches a task needs (%(default)s)")
 
     ins = commands.add_parser("inspect", help="stats of a produced parquet")
     ins.add_argument("parquet", type=Path)

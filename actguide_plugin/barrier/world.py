@@ -46,6 +46,7 @@ POINTER_QUESTION = "What does {name} point to?"  # the base policy's warm start 
 LINK_TEXT = "{name} points to {target}."
 CODE_TEXT = "{name} has code {code}."
 DATA_SOURCE = "barrier_chain"
+MIN_HOPS, MAX_HOPS = 2, 3  # default task lengths: the base policy rarely follows 4-step plans
 
 
 def name_of(first: int, second: int) -> str:
@@ -133,7 +134,7 @@ class World:
         return documents
 
 
-def build_world(seed: int, train: int, val: int, min_hops: int = 2, max_hops: int = 3) -> World:
+def build_world(seed: int, train: int, val: int, min_hops: int = MIN_HOPS, max_hops: int = MAX_HOPS) -> World:
     """The world of ``seed``: ``train`` tasks over training names, ``val`` tasks over validation names."""
     rng = random.Random(seed)
     return World(
