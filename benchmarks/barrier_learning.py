@@ -10,7 +10,8 @@ on entities never seen in training) runs every ``--val-every`` steps.
 
 Writes ``OUT/curves.csv`` (``mode,step,val_acc_unguided,effective_signal_frac_before,...``, a ``seed`` column
 first), ``OUT/curves.png`` and ``OUT/summary.md`` (one row per seed and arm), and each run's verl log and
-``metrics.jsonl`` under ``OUT/seed<S>/<arm>/``. ``--report-only`` rebuilds the three files from those logs.
+``metrics.jsonl`` under ``OUT/seed<S>/<arm>/`` (with ``--dump-rollouts``, every step's rollouts as well: what the
+policy actually wrote). ``--report-only`` rebuilds the three files from those logs.
 
 Arms (``--modes``): every ``actguide.mode`` by name, plus the paper's Table 4 ablations
 ``no_mixed_policy`` (fallback_adaptive with ``ratio_context=guided``: no prompt swap), ``shaping``
@@ -86,6 +87,7 @@ def train_arm(arm: str, seed: int, data: Path, model: Path, run_dir: Path, args:
         f"trainer.default_local_dir={run_dir / 'checkpoints'}",
         f"trainer.experiment_name=barrier_seed{seed}_{arm}",
         "trainer.logger=[console,file]",
+        *([f"trainer.rollout_data_dir={run_dir / 'rollouts'}"] if args.dump_rollouts else []),
         *args.overrides,
     ]  # fmt: skip
     started = time.perf_counter()
@@ -131,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-hops", type=int, default=MIN_HOPS, help="fewest searches a task needs (%(default)s)")
     parser.add_argument("--max-hops", type=int, default=MAX_HOPS, help="most searches a task needs (%(default)s)")
     parser.add_argument("--out", type=Path, default=Path("runs/barrier"))
+    parser.add_argument("--dump-rollouts", action="store_true",
+                        help="keep every step's rollouts (verl's rollout_data_dir) in OUT/seed<S>/<arm>/rollouts")
     parser.add_argument("--report-only", action="store_true", help="only rebuild the report from existing runs")
     parser.add_argument("overrides", nargs="*", help="hydra overrides for every arm (key=value)")
     args = parser.parse_args(argv)

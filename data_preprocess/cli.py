@@ -1,8 +1,9 @@
-"""``actguide-preprocess`` (also ``python -m data_preprocess``): convert, build-offline, build-barrier, inspect.
+"""``actguide-preprocess`` (also ``python -m data_preprocess``): convert, attach, build-offline, build-barrier, inspect.
 
-This module only wires flags to :mod:`data_preprocess.convert`, :mod:`data_preprocess.offline`,
-:mod:`data_preprocess.barrier` and :mod:`data_preprocess.stats`. Exit status: 0 on success, 1 when records were
-rejected in ``fail`` mode or an input cannot be used (nothing is written then), 2 for bad flags.
+This module only wires flags to :mod:`data_preprocess.convert`, :mod:`data_preprocess.attach`,
+:mod:`data_preprocess.offline`, :mod:`data_preprocess.barrier` and :mod:`data_preprocess.stats`. Exit status: 0 on
+success, 1 when records were rejected in ``fail`` mode, nothing matched or an input cannot be used (nothing is
+written then), 2 for bad flags.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from actguide_plugin.barrier.world import MAX_HOPS, MIN_HOPS
+from data_preprocess.attach import PICKS, QUESTION_KEY, AttachOptions, AttachResult, attach
 from data_preprocess.barrier import BarrierWorldError, build_barrier
 from data_preprocess.convert import ON_ERROR, ConvertOptions, ConvertResult, convert
 from data_preprocess.formats import FORMATS, FieldMap
@@ -24,6 +26,7 @@ from data_preprocess.postprocess import (
     DEFAULT_TOOLS,
     UNKNOWN_TOOL_POLICIES,
     ActionPolicy,
+    parse_arg_map,
     parse_drop_args,
     parse_tool_map,
 )
@@ -57,15 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     conv = commands.add_parser("convert", help="agent trajectories / QA records → train/val parquet")
     conv.add_argument("inputs", nargs="+", type=Path, help="input files: .jsonl, .json (array) or .parquet")
     conv.add_argument("-o", "--output-dir", type=Path, required=True)
-    conv.add_argument("--format", default="auto", choices=["auto", *FORMATS], help="input format (default: auto)")
-    defaults = FieldMap()
-    conv.add_argument("--question-field", default=defaults.question, help="dotted path (default: %(default)s)")
-    conv.add_argument("--answer-field", default=defaults.answer, help="dotted path (default: %(default)s)")
-    conv.add_argument("--messages-field", default=defaults.messages, help="chat messages (default: %(default)s)")
-    conv.add_argument("--id-field", default=defaults.id, help="task id; missing → hash of the question")
-    conv.add_argument("--actions-field", default=defaults.actions, help="for --format actions")
-    conv.add_argument("--tool-map", action="append", default=[], metavar="SRC=DST[,...]", help="rename tools")
-    conv.add_argument("--drop-arg", action="append", default=[], metavar="TOOL.ARG[,...]", help="drop arguments")
+    _add_trace_reading(conv)
     conv.add_argument("--tools", type=_comma_list, default=DEFAULT_TOOLS, help="the agent's tools (comma-separated)")
     conv.add_argument("--unknown-tool", choices=UNKNOWN_TOOL_POLICIES, default="reject",
                       help="a call to a tool outside --tools: reject the record or drop the call")  # fmt: skip
@@ -76,6 +71,23 @@ def build_parser() -> argparse.ArgumentParser:
                       help="fail: any bad record → exit 1, nothing written; skip: write rejects.jsonl")  # fmt: skip
     conv.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                       help="progress bar on stderr (default: for >1000 records on a terminal)")  # fmt: skip
+
+    att = commands.add_parser("attach", help="add reference actions to your own verl parquet rows, nothing else")
+    att.add_argument("data", nargs="+", type=Path, help="your parquet files (verl RLHFDataset rows), kept as they are")
+    att.add_argument("--actions", action="append", type=Path, required=True, metavar="TRACES",
+                     help="trace file (.jsonl, .json or .parquet, any convert format); repeatable")  # fmt: skip
+    att.add_argument("-o", "--output-dir", type=Path, required=True, help="one output file per input, same names")
+    att.add_argument("--tool-config", type=Path, required=True,
+                     help="your verl tool yaml: every reference action must fit one of its schemas")  # fmt: skip
+    att.add_argument("--key", default=QUESTION_KEY,
+                     help="join on 'question' (extra_info.question, else the last user message) or on the "
+                          "row value at a dotted path, matched with the trace's --id-field (%(default)s)")  # fmt: skip
+    _add_trace_reading(att)
+    att.add_argument("--pick", choices=PICKS, default=PICKS[0], help="a row with several traces (%(default)s)")
+    att.add_argument("--drop-unmatched", action="store_true", help="drop rows without a trace instead of keeping them")
+    att.add_argument("--on-error", choices=ON_ERROR, default="skip",
+                     help="a trace that cannot be read or does not fit the tool schemas: skip it and count it "
+                          "(default, listed in rejects.jsonl) or fail with nothing written")  # fmt: skip
 
     off = commands.add_parser("build-offline", help="embedded FanOutQA + offline Wikipedia dataset, no network")
     off.add_argument("-o", "--output-dir", type=Path, required=True)
@@ -102,6 +114,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_trace_reading(parser: argparse.ArgumentParser) -> None:
+    """Flags that say how trajectory records are read and their tool calls renamed (convert and attach)."""
+    parser.add_argument("--format", default="auto", choices=["auto", *FORMATS], help="input format (default: auto)")
+    defaults = FieldMap()
+    parser.add_argument("--question-field", default=defaults.question, help="dotted path (default: %(default)s)")
+    parser.add_argument("--answer-field", default=defaults.answer, help="dotted path (default: %(default)s)")
+    parser.add_argument("--messages-field", default=defaults.messages, help="chat messages (default: %(default)s)")
+    parser.add_argument("--id-field", default=defaults.id, help="task id; missing → hash of the question")
+    parser.add_argument("--actions-field", default=defaults.actions, help="for --format actions")
+    parser.add_argument("--tool-map", action="append", default=[], metavar="SRC=DST[,...]", help="rename tools")
+    parser.add_argument("--arg-map", action="append", default=[], metavar="TOOL.SRC=DST[,...]",
+                        help="rename arguments (TOOL: source or mapped name, or *)")  # fmt: skip
+    parser.add_argument("--drop-arg", action="append", default=[], metavar="TOOL.ARG[,...]", help="drop arguments")
+
+
+def _field_map(args: argparse.Namespace) -> FieldMap:
+    return FieldMap(args.question_field, args.answer_field, args.messages_field, args.id_field, args.actions_field)
+
+
 def _positive(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -121,12 +152,13 @@ def _run_convert(args: argparse.Namespace) -> int:
         inputs=args.inputs,
         output_dir=args.output_dir,
         format=args.format,
-        fields=FieldMap(args.question_field, args.answer_field, args.messages_field, args.id_field, args.actions_field),
+        fields=_field_map(args),
         policy=ActionPolicy(
             tools=args.tools,
             tool_map=parse_tool_map(args.tool_map),
             drop_args=parse_drop_args(args.drop_arg),
             unknown_tool=args.unknown_tool,
+            arg_map=parse_arg_map(args.arg_map),
         ),
         require_correct=args.require_correct,
         val_ratio=args.val_ratio,
@@ -154,6 +186,46 @@ def _print_convert_summary(result: ConvertResult, options: ConvertOptions) -> No
     reasons = ", ".join(f"{k}: {v}" for k, v in stats["reject_reasons"].items())
     print(f"accepted {stats['accepted']}, rejected {stats['rejected']}" + (f" ({reasons})" if reasons else ""))
     print(f"train {stats['train']['rows']} rows, val {stats['val']['rows']} rows")
+    for path in result.written:
+        print(f"wrote {path}")
+
+
+def _run_attach(args: argparse.Namespace) -> int:
+    options = AttachOptions(
+        data=args.data,
+        actions=args.actions,
+        output_dir=args.output_dir,
+        tool_config=args.tool_config,
+        key=args.key,
+        format=args.format,
+        fields=_field_map(args),
+        tool_map=parse_tool_map(args.tool_map),
+        arg_map=parse_arg_map(args.arg_map),
+        drop_args=parse_drop_args(args.drop_arg),
+        pick=args.pick,
+        drop_unmatched=args.drop_unmatched,
+        on_error=args.on_error,
+    )
+    result = attach(options, notify=lambda line: print(line, file=sys.stderr))
+    _print_attach_summary(result)
+    return 0 if result.ok else 1
+
+
+def _print_attach_summary(result: AttachResult) -> None:
+    stats, traces = result.stats, result.stats["traces"]
+    unmatched = ", ".join(f"{why}: {n}" for why, n in stats["unmatched"].items() if n)
+    reasons = ", ".join(f"{why}: {n}" for why, n in traces["reject_reasons"].items())
+    print(f"rows {stats['rows']}: matched {stats['matched']}, unmatched {sum(stats['unmatched'].values())}"
+          + (f" ({unmatched}{', dropped' if stats['dropped_unmatched'] else ', kept without actions'})" if unmatched
+             else "") + f", ambiguous {stats['ambiguous']} (picked by {stats['pick']})")  # fmt: skip
+    print(f"traces: accepted {traces['accepted']}, rejected {traces['rejected']}"
+          + (f" ({reasons})" if reasons else "") + f", never matched a row {traces['unused_keys']}")  # fmt: skip
+    for rejection in result.rejections[:MAX_ERRORS_SHOWN]:
+        print(f"{'error' if not result.ok else 'rejected'}: {rejection.where()}: {rejection.reason}", file=sys.stderr)
+    if len(result.rejections) > MAX_ERRORS_SHOWN:
+        print(f"... and {len(result.rejections) - MAX_ERRORS_SHOWN} more", file=sys.stderr)
+    if not result.ok:
+        print(f"error: {result.failure}; nothing written", file=sys.stderr)
     for path in result.written:
         print(f"wrote {path}")
 
@@ -210,6 +282,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
 
 _COMMANDS = {
     "convert": _run_convert,
+    "attach": _run_attach,
     "build-offline": _run_build_offline,
     "build-barrier": _run_build_barrier,
     "inspect": _run_inspect,

@@ -117,7 +117,7 @@ def _show_progress(option: bool | None, total: int) -> bool:
     return total > PROGRESS_MIN_RECORDS and sys.stderr.isatty()
 
 
-def _resolve_format(reader: RecordReader, requested: str, fields: FieldMap) -> str:
+def resolve_format(reader: RecordReader, requested: str, fields: FieldMap) -> str:
     if requested != "auto":
         return requested
     sample = (r.data for r in islice(reader, DETECT_MAX_RECORDS) if r.error is None)
@@ -207,7 +207,7 @@ def _convert(options: ConvertOptions, notify: Callable[[str], None]) -> ConvertR
         per_file = []
         for path in options.inputs:
             reader = RecordReader(path)
-            format_name = _resolve_format(reader, options.format, options.fields)
+            format_name = resolve_format(reader, options.format, options.fields)
             how = "auto-detected" if options.format == "auto" else "given"
             notify(f"{path}: format {format_name} ({how}), {len(reader)} records")
             data_source = options.data_source or Path(path).stem

@@ -3,11 +3,14 @@
 Order of operations on a task's actions (each step sees the previous step's output):
 
 1. ``--drop-arg tool.arg`` removes an argument; ``tool`` may be the source name, the mapped name or ``*``.
-2. ``--tool-map src=dst`` renames tools (e.g. ASearcher's ``search``/``visit`` → ``web_search``/``web_visit``).
-3. Tools outside ``--tools`` (the tools the agent has) are rejected, or dropped with ``--unknown-tool drop``.
-4. The product tools take lists: a bare string ``query`` / ``url`` becomes a one-element list, so the plan the
-   policy is shown uses the same argument shape as the tool schema it must call.
-5. A task left with no actions is rejected.
+2. ``--arg-map tool.src=dst`` renames an argument (``tool`` as for ``--drop-arg``), e.g. ``query`` →
+   ``query_list`` for verl's Search-R1 ``search`` tool.
+3. ``--tool-map src=dst`` renames tools (e.g. ASearcher's ``search``/``visit`` → ``web_search``/``web_visit``).
+4. Tools outside ``--tools`` (the tools the agent has) are rejected, or dropped with ``--unknown-tool drop``.
+5. The product tools take lists: a bare string ``query`` / ``url`` becomes a one-element list, so the plan the
+   policy is shown uses the same argument shape as the tool schema it must call (``list_arguments``; ``attach``
+   leaves this to the user's tool schema instead, :mod:`data_preprocess.tool_schema`).
+6. A task left with no actions is rejected.
 """
 
 from __future__ import annotations
@@ -38,16 +41,31 @@ def parse_tool_map(specs: Iterable[str]) -> dict[str, str]:
     return mapping
 
 
-def parse_drop_args(specs: Iterable[str]) -> list[tuple[str, str]]:
-    """``["visit.goal,*.timeout"]`` → ``[("visit", "goal"), ("*", "timeout")]``."""
-    drops = []
+def _tool_arguments(specs: Iterable[str], flag: str) -> list[tuple[str, str]]:
+    pairs = []
     for spec in specs:
         for item in filter(None, (part.strip() for part in spec.split(","))):
             tool, sep, argument = item.partition(".")
             if not sep or not tool or not argument:
-                raise ValueError(f"--drop-arg entry {item!r} must look like tool.argument (tool may be '*')")
-            drops.append((tool, argument))
-    return drops
+                raise ValueError(f"{flag} entry {item!r} must look like tool.argument (tool may be '*')")
+            pairs.append((tool, argument))
+    return pairs
+
+
+def parse_drop_args(specs: Iterable[str]) -> list[tuple[str, str]]:
+    """``["visit.goal,*.timeout"]`` → ``[("visit", "goal"), ("*", "timeout")]``."""
+    return _tool_arguments(specs, "--drop-arg")
+
+
+def parse_arg_map(specs: Iterable[str]) -> list[tuple[str, str, str]]:
+    """``["web_search.query=query_list"]`` → ``[("web_search", "query", "query_list")]``."""
+    renames = []
+    for tool, mapping in _tool_arguments(specs, "--arg-map"):
+        source, sep, target = mapping.partition("=")
+        if not sep or not source.strip() or not target.strip():
+            raise ValueError(f"--arg-map entry {tool}.{mapping!r} must look like tool.source=target")
+        renames.append((tool, source.strip(), target.strip()))
+    return renames
 
 
 @dataclass(frozen=True)
@@ -58,6 +76,8 @@ class ActionPolicy:
     tool_map: Mapping[str, str] = field(default_factory=dict)
     drop_args: Sequence[tuple[str, str]] = ()
     unknown_tool: str = "reject"
+    arg_map: Sequence[tuple[str, str, str]] = ()
+    list_arguments: Mapping[str, str] = field(default_factory=lambda: dict(LIST_ARGUMENTS))
 
     def __post_init__(self) -> None:
         if self.unknown_tool not in UNKNOWN_TOOL_POLICIES:
@@ -76,12 +96,16 @@ class ActionPolicy:
                     f"unknown tool: {action.name!r} in action {position} (agent tools: {', '.join(self.tools)}; "
                     "rename it with --tool-map or drop it with --unknown-tool drop)"
                 )
+            names = ("*", action.name, name)
             arguments = {
                 key: value
                 for key, value in action.arguments.items()
-                if not any(tool in ("*", action.name, name) and arg == key for tool, arg in self.drop_args)
+                if not any(tool in names and arg == key for tool, arg in self.drop_args)
             }
-            list_arg = LIST_ARGUMENTS.get(name)
+            for tool, source, target in self.arg_map:
+                if tool in names and source in arguments:
+                    arguments[target] = arguments.pop(source)
+            list_arg = self.list_arguments.get(name)
             if list_arg is not None:
                 arguments[list_arg] = _string_list(arguments.get(list_arg), name, list_arg, position)
             kept.append(Action(name, arguments))

@@ -8,6 +8,7 @@ from actguide_plugin.core.actions import Action
 from data_preprocess.postprocess import (
     ActionPolicy,
     answer_matches,
+    parse_arg_map,
     parse_drop_args,
     parse_tool_map,
 )
@@ -60,6 +61,22 @@ def test_custom_tool_set_keeps_other_tools_untouched():
         Action("python", {"code": "x"}),
         Action("web_search", {"query": ["a"]}),
     )
+
+
+def test_arg_map_renames_by_source_or_mapped_tool_name_after_drops():
+    policy = ActionPolicy(
+        tools=("search",), tool_map={"web_search": "search"}, drop_args=[("*", "top_k")],
+        arg_map=parse_arg_map(["search.query=query_list", "web_search.top_k=k"]), list_arguments={},
+    )  # fmt: skip
+    assert policy.apply((Action("web_search", {"query": "a", "top_k": 3}),)) == (
+        Action("search", {"query_list": "a"}),
+    )  # top_k was dropped before it could be renamed; list shape left to the user's schema
+
+
+@pytest.mark.parametrize("spec", ["search.query", "search.=x", "search.query=", "query=x"])
+def test_bad_arg_map(spec):
+    with pytest.raises(ValueError, match=r"tool\.(source=target|argument)"):
+        parse_arg_map([spec])
 
 
 @pytest.mark.parametrize("spec", ["search", "=web", "search="])
