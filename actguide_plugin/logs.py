@@ -21,3 +21,31 @@ def get_logger(name: str) -> logging.Logger:
     logger = logging.getLogger(name)
     logger.setLevel(level)
     return logger
+
+
+MAX_CAUSE_CHARS = 500
+_TRACEBACK_HEAD = "Traceback (most recent call last):"
+
+
+def describe_error(err: BaseException, limit: int = MAX_CAUSE_CHARS) -> str:
+    """``Type: message`` of an error on one line, the message first and cut at ``limit`` characters.
+
+    A Ray task error's text is the remote traceback followed by the message, so cutting it from the front showed
+    only the traceback: the remote exception (``RayTaskError.cause``) is reported instead, and a message that
+    embeds a traceback has its last line (the exception itself) moved ahead of it.
+    """
+    cause = getattr(err, "cause", None)
+    if type(err).__name__.startswith("RayTaskError") and isinstance(cause, BaseException):
+        err = cause
+    message = str(err)
+    if _TRACEBACK_HEAD in message:
+        lines = [line for line in message.splitlines() if line.strip()]
+        message = "\n".join([lines[-1], *lines[:-1]])
+    return shorten(" ".join(f"{type(err).__name__}: {message}".split()), limit)
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, saying how much was cut: a message may quote a huge value."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [{len(text) - limit} more characters]"

@@ -133,8 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-hops", type=int, default=MIN_HOPS, help="fewest searches a task needs (%(default)s)")
     parser.add_argument("--max-hops", type=int, default=MAX_HOPS, help="most searches a task needs (%(default)s)")
     parser.add_argument("--out", type=Path, default=Path("runs/barrier"))
-    parser.add_argument("--dump-rollouts", action="store_true",
-                        help="keep every step's rollouts (verl's rollout_data_dir) in OUT/seed<S>/<arm>/rollouts")
+    parser.add_argument(
+        "--dump-rollouts",
+        action="store_true",
+        help="keep every step's rollouts (verl's rollout_data_dir) in OUT/seed<S>/<arm>/rollouts",
+    )
     parser.add_argument("--report-only", action="store_true", help="only rebuild the report from existing runs")
     parser.add_argument("overrides", nargs="*", help="hydra overrides for every arm (key=value)")
     args = parser.parse_args(argv)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from actguide_plugin.logs import get_logger
+from actguide_plugin.logs import get_logger, shorten
 
 logger = get_logger(__name__)
 
@@ -42,10 +42,8 @@ MAX_REASON_CHARS = 300
 
 
 def bounded(reason: str, limit: int = MAX_REASON_CHARS) -> str:
-    """``reason`` cut to ``limit`` characters, saying how much was cut: a message may quote a huge value."""
-    if len(reason) <= limit:
-        return reason
-    return f"{reason[:limit]}… [{len(reason) - limit} more characters]"
+    """``reason`` cut to ``limit`` characters (:func:`~actguide_plugin.logs.shorten`)."""
+    return shorten(reason, limit)
 
 
 def reason_category(reason: str) -> str:

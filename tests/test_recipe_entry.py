@@ -79,3 +79,21 @@ def test_paper_script_composes_the_released_batch_settings(tmp_path):
     assert config["data"]["train_batch_size"] == 32 and config["actor_rollout_ref"]["rollout"]["n"] == 8
     assert config["data"]["train_batch_size"] // actor["ppo_mini_batch_size"] == 2 and actor["ppo_epochs"] == 1
     assert config["trainer"]["total_epochs"] == 1 and actor["optim"]["lr"] == 1e-6
+
+
+def test_rows_for_another_agent_loop_stop_the_run_before_ray_in_one_line(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"agent_name": "tool_agent", "prompt": [{"role": "user", "content": "q"}],
+             "extra_info": {"index": 0, "reference_actions": '[{"name":"search","arguments":{}}]'}}]  # fmt: skip
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "train.parquet")
+    data = f"data.train_files={tmp_path / 'train.parquet'}"
+    result = subprocess.run(
+        [sys.executable, "-m", "recipe.actguide.main_actguide", "--config-name", "actguide_cpu", data],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ActGuide-RL data: data.train_files ") and "agent_name ['tool_agent']" in last
+    assert "Traceback" not in result.stderr and "ray" not in last.lower()

@@ -41,7 +41,7 @@ import transfer_queue as tq
 from verl.experimental.agent_loop.agent_loop import DictConfigWrap, ToolListWrap, _agent_loop_registry
 from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopManagerTQ, AgentLoopWorkerTQ
 
-from actguide_plugin.logs import get_logger
+from actguide_plugin.logs import describe_error, get_logger
 from actguide_plugin.names import AGENT_NAME, IS_GUIDED_FIELD, LEVEL_FIELD, UNGUIDED_PROMPT_IDS_FIELD
 from actguide_plugin.verl_glue.config import actguide_config
 from actguide_plugin.verl_glue.group import Trajectory, decide_group
@@ -80,7 +80,7 @@ class ActGuideAgentLoopWorkerImpl(AgentLoopWorkerTQ.__ray_actor_class__):
     async def _record_failure(self, prompt: dict, err: Exception) -> None:
         """One log line naming the row and the cause, and a record for ``actguide/failed_groups``/``bad_rows``."""
         kind = "bad_row" if isinstance(err, BadRowError) else "error"
-        cause = " ".join(f"{type(err).__name__}: {err}".split())[:500]
+        cause = describe_error(err)
         logger.error(f"ActGuide group failed ({kind}), row {row_name(prompt)}: {cause}")
         logger.debug("traceback of the failed group", exc_info=err)
         failure = {"uid": prompt["uid"], "row": row_name(prompt), "kind": kind, "cause": cause}

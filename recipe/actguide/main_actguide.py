@@ -1,8 +1,9 @@
 """Hydra entry point of the ActGuide-RL recipe: ``python -m recipe.actguide.main_actguide`` (or ``actguide-train``).
 
 Same flow as verl's ``verl.trainer.main_ppo`` (device detection, config validation, Ray, TaskRunner), with
-ActGuide's TaskRunner, the checks of the settings the recipe needs (the ``actguide:`` section included) before Ray
-starts, and CPU mode for ``--config-name actguide_cpu`` (``trainer.device=cpu``).
+ActGuide's TaskRunner, the checks of the settings the recipe needs (the ``actguide:`` section included) and of the
+training rows (agent loop, reference actions) before Ray starts, and CPU mode for ``--config-name actguide_cpu``
+(``trainer.device=cpu``).
 """
 
 import sys
@@ -10,14 +11,22 @@ import sys
 import hydra
 
 from actguide_plugin.verl_glue.config import actguide_config, check_verl_config
+from actguide_plugin.verl_glue.rows import check_train_files
 from actguide_plugin.verl_glue.trainer_v1 import ActGuideTaskRunner
 
 CONFIG_NAME = "actguide_trainer"
 
 
+class PreflightError(ValueError):
+    """A setting or the training data cannot work; the message names what to change."""
+
+
 @hydra.main(config_path="config", config_name=CONFIG_NAME, version_base=None)
 def run(config) -> None:
-    launch(config)
+    try:
+        launch(config)
+    except PreflightError as err:  # one line naming what to change, no traceback
+        sys.exit(f"error: {err}")
 
 
 def launch(config) -> None:
@@ -32,7 +41,12 @@ def launch(config) -> None:
 
         activate()  # the driver; Ray workers activate through the runtime_env of actguide_cpu_settings.yaml
     auto_set_device(config)
-    check_verl_config(config)
+    try:
+        actguide = check_verl_config(config)
+        if actguide.mode != "off" and not config.trainer.get("val_only", False):
+            check_train_files(config.data.train_files)
+    except ValueError as err:
+        raise PreflightError(str(err)) from err
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
     run_ppo(config, task_runner_class=ActGuideTaskRunner)
 

@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from actguide_plugin.core.search import settled
-from actguide_plugin.verl_glue.rows import BadRowError, num_actions_of, row_name, task_id_of
+from actguide_plugin.verl_glue.rows import BadRowError, check_train_files, num_actions_of, row_name, task_id_of
 
 
 def row(**extra_info):
@@ -46,3 +46,40 @@ def test_settled_waits_for_every_rollout_before_raising():
         asyncio.run(settled([ok(0), broken(), ok(2)]))
     assert sorted(finished) == [0, 2]
     assert asyncio.run(settled([ok(5), ok(6)])) == [5, 6]
+
+
+def _parquet(path, rows):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return str(path)
+
+
+ACTION = '[{"name":"search","arguments":{"query_list":["x"]}}]'
+
+
+def test_train_rows_for_another_agent_loop_are_named_with_the_fix(tmp_path):
+    rows = [{"agent_name": "tool_agent", "extra_info": {"index": i, "reference_actions": ACTION}} for i in range(3)]
+    with pytest.raises(BadRowError) as info:
+        check_train_files([_parquet(tmp_path / "train.parquet", rows)])
+    message = str(info.value)
+    assert "3 of 3 rows have agent_name ['tool_agent'] instead of 'actguide_tool_agent'" in message
+    assert "actguide-preprocess attach" in message and "\n" not in message
+
+
+def test_a_dataset_without_any_reference_actions_is_refused(tmp_path):
+    rows = [{"agent_name": "actguide_tool_agent", "extra_info": {"index": 0, "reference_actions": "[]"}}]
+    with pytest.raises(BadRowError, match=r"no row of data\.train_files .* has extra_info\.reference_actions"):
+        check_train_files(_parquet(tmp_path / "a.parquet", rows))
+    with pytest.raises(BadRowError, match=r"no row of data\.train_files"):  # no such field at all
+        check_train_files(_parquet(tmp_path / "b.parquet", [{"agent_name": "actguide_tool_agent", "x": 1}]))
+
+
+def test_usable_train_files_pass_and_remote_ones_are_left_to_verl(tmp_path):
+    rows = [
+        {"agent_name": "actguide_tool_agent", "extra_info": {"index": 0, "reference_actions": "[]"}},
+        {"agent_name": None, "extra_info": {"index": 1, "reference_actions": ACTION}},  # None: the config's default
+    ]
+    check_train_files([_parquet(tmp_path / "train.parquet", rows), "hdfs://cluster/train.parquet"])
+    check_train_files(["hdfs://cluster/train.parquet"])
