@@ -30,6 +30,7 @@ VAL_METRIC_PREFIX = "val-actguide/"  # validation metrics computed from every va
 STATE_ACTOR_NAME = "actguide_state"  # named Ray actor holding the warm-start cache and group summaries
 RUN_CONFIG_FILE = "actguide_run_config.yaml"  # the run's resolved config, saved in every global_step_* folder
 ROWS_DUMP_FILE = "actguide_rows_step{step}.jsonl"  # in trainer.rollout_data_dir: what the trainer computed per row
+GUIDED_PROMPT_TEXT = "guided_prompt"  # in that file: a guided row's prompt as sampled, as text (None when unguided)
 
 # --- environment variables --------------------------------------------------------------------------------------
 LOG_LEVEL_ENV = "ACTGUIDE_LOGGING_LEVEL"  # log level of every actguide_plugin / data_preprocess logger

@@ -22,6 +22,7 @@ from data_preprocess.barrier import BarrierWorldError, build_barrier
 from data_preprocess.convert import ON_ERROR, ConvertOptions, ConvertResult, convert
 from data_preprocess.formats import FORMATS, FieldMap
 from data_preprocess.offline import CORPUS_FILE, OfflineDataError, build_offline
+from data_preprocess.output import GROUND_TRUTH_FORMATS
 from data_preprocess.postprocess import (
     DEFAULT_TOOLS,
     UNKNOWN_TOOL_POLICIES,
@@ -66,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a call to a tool outside --tools: reject the record or drop the call")  # fmt: skip
     conv.add_argument("--require-correct", action="store_true", help="keep only trajectories whose answer matches")
     conv.add_argument("--data-source", help="data_source column (default: each input file's stem)")
+    conv.add_argument("--ground-truth-format", choices=GROUND_TRUTH_FORMATS, default=GROUND_TRUTH_FORMATS[0],
+                      help="reward_model.ground_truth as answer text (default) or Search-R1's {\"target\": [...]}, "
+                           "what verl's searchR1_* scorer reads (with --data-source searchR1_nq, say)")  # fmt: skip
     _add_split_and_prompt(conv, val_ratio=0.1)
     conv.add_argument("--on-error", choices=ON_ERROR, default="fail",
                       help="fail: any bad record → exit 1, nothing written; skip: write rejects.jsonl")  # fmt: skip
@@ -167,6 +171,7 @@ def _run_convert(args: argparse.Namespace) -> int:
         system_prompt_file=args.system_prompt_file,
         on_error=args.on_error,
         progress=args.progress,
+        ground_truth_format=args.ground_truth_format,
     )
     result = convert(options, notify=lambda line: print(line, file=sys.stderr))
     _print_convert_summary(result, options)

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from actguide_plugin.logs import get_logger
 from data_preprocess.formats import FORMATS, FieldMap, ParsedTask, answer_text, detect_format
 from data_preprocess.output import (
+    GROUND_TRUTH_FORMATS,
     TRAIN,
     VAL,
     RowWriter,
@@ -76,12 +77,17 @@ class ConvertOptions:
     system_prompt_file: Path | None = None  # None: the recipe's default template
     on_error: str = "fail"
     progress: bool | None = None  # None: only for large inputs on a terminal
+    ground_truth_format: str = "text"  # or "search_r1": {"target": [answers]}, what verl's Search-R1 scorer reads
 
     def __post_init__(self) -> None:
         if self.format != "auto" and self.format not in FORMATS:
             raise ValueError(f"unknown format {self.format!r}; choose auto or one of {', '.join(FORMATS)}")
         if self.on_error not in ON_ERROR:
             raise ValueError(f"on_error must be one of {ON_ERROR}, got {self.on_error!r}")
+        if self.ground_truth_format not in GROUND_TRUTH_FORMATS:
+            raise ValueError(
+                f"ground_truth_format must be one of {GROUND_TRUTH_FORMATS}, got {self.ground_truth_format!r}"
+            )
         if not self.inputs:
             raise ValueError("no input files")
 
@@ -201,7 +207,7 @@ def _convert(options: ConvertOptions, notify: Callable[[str], None]) -> ConvertR
         rejections = _Rejections(staging.path / REJECTS_FILE if options.on_error == "skip" else None)
         # Pass 1: parse every record; accepted rows are spilled to disk in row groups (the split needs every id
         # first), so memory holds ids, not records.
-        accepted = RowWriter(staging.path / SPILL_FILE, tools)
+        accepted = RowWriter(staging.path / SPILL_FILE, tools, options.ground_truth_format)
         split_keys: list[str] = []
         first_seen: dict[str, str] = {}
         per_file = []
@@ -232,7 +238,8 @@ def _convert(options: ConvertOptions, notify: Callable[[str], None]) -> ConvertR
                 split_keys.append(task_id)
                 accepted.write(
                     build_row(task, task_id=task_id, split=TRAIN, index=0, data_source=data_source,
-                              system_prompt=system_prompt, tools=tools)
+                              system_prompt=system_prompt, tools=tools,
+                              ground_truth_format=options.ground_truth_format)
                 )  # fmt: skip
                 counts["accepted"] += 1
             per_file.append(
@@ -253,7 +260,9 @@ def _convert(options: ConvertOptions, notify: Callable[[str], None]) -> ConvertR
         # Pass 2: the split, then the rows streamed from the spill file into train/val.
         val = validation_ids(split_keys, options.val_ratio, options.seed)
         splits = [TRAIN, VAL] if options.val_ratio > 0 else [TRAIN]
-        writers = {split: RowWriter(staging.path / f"{split}.parquet", tools) for split in splits}
+        writers = {
+            split: RowWriter(staging.path / f"{split}.parquet", tools, options.ground_truth_format) for split in splits
+        }
         split_stats = {split: DatasetStats() for split in (TRAIN, VAL)}
         for key, row in zip(split_keys, read_rows(accepted.path), strict=True):
             split = VAL if key in val else TRAIN

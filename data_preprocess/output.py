@@ -37,6 +37,7 @@ from actguide_plugin.core.actions import dumps_actions
 from actguide_plugin.logs import get_logger
 from actguide_plugin.names import AGENT_NAME
 from actguide_plugin.outputs import StagedOutputs as BaseStagedOutputs
+from actguide_plugin.reward.answer import parse_gold_answers
 from data_preprocess.formats import ParsedTask, answer_text
 
 logger = get_logger(__name__)
@@ -64,16 +65,21 @@ def default_task_id(question: str) -> str:
     return hashlib.sha1(question.encode("utf-8")).hexdigest()[:16]
 
 
-def row_schema(tools: Sequence[str]) -> pa.Schema:
-    """Fixed column order and types; ``tools_kwargs`` has one field per agent tool."""
+GROUND_TRUTH_FORMATS = ("text", "search_r1")
+
+
+def row_schema(tools: Sequence[str], ground_truth_format: str = "text") -> pa.Schema:
+    """Fixed column order and types; ``tools_kwargs`` has one field per agent tool. ``ground_truth`` is the
+    answer text (``text``) or Search-R1's ``{"target": [answers]}`` (``search_r1``, what verl's EM scorer reads)."""
     create_kwargs = pa.struct([("create_kwargs", pa.struct([("task_id", pa.string())]))])
+    ground_truth = pa.struct([("target", pa.list_(pa.string()))]) if ground_truth_format == "search_r1" else pa.string()
     return pa.schema(
         [
             ("data_source", pa.string()),
             ("agent_name", pa.string()),
             ("prompt", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
             ("ability", pa.string()),
-            ("reward_model", pa.struct([("style", pa.string()), ("ground_truth", pa.string())])),
+            ("reward_model", pa.struct([("style", pa.string()), ("ground_truth", ground_truth)])),
             (
                 "extra_info",
                 pa.struct(
@@ -102,17 +108,19 @@ def build_row(
     data_source: str,
     system_prompt: str | None,
     tools: Sequence[str],
+    ground_truth_format: str = "text",
 ) -> dict[str, Any]:
     """One output row. Validation rows store no reference actions: evaluation is unguided."""
     prompt = [{"role": "system", "content": system_prompt}] if system_prompt else []
     prompt.append({"role": "user", "content": task.question})
     gold = answer_text(task.answer)
+    ground_truth = {"target": parse_gold_answers(gold)} if ground_truth_format == "search_r1" else gold
     row = {
         "data_source": data_source,
         "agent_name": AGENT_NAME,
         "prompt": prompt,
         "ability": ABILITY,
-        "reward_model": {"style": REWARD_STYLE, "ground_truth": gold},
+        "reward_model": {"style": REWARD_STYLE, "ground_truth": ground_truth},
         "extra_info": {
             "index": index,
             "split": split,
@@ -202,9 +210,9 @@ class StagedOutputs(BaseStagedOutputs):
 class RowWriter:
     """Rows appended to a parquet file one row group at a time, so memory holds one group, not the file."""
 
-    def __init__(self, path: Path, tools: Sequence[str]) -> None:
+    def __init__(self, path: Path, tools: Sequence[str], ground_truth_format: str = "text") -> None:
         self.path = path
-        self._schema = row_schema(tools)
+        self._schema = row_schema(tools, ground_truth_format)
         self._writer = pq.ParquetWriter(path, self._schema)
         self._batch: list[dict[str, Any]] = []
         self.rows = 0

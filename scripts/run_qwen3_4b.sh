@@ -63,6 +63,7 @@ export ACTGUIDE_CORPUS=$(realpath "$DATA_DIR/corpus.jsonl" 2>/dev/null || echo "
 export ACTGUIDE_REWARD_MODE=$REWARD_MODE
 
 python3 -m recipe.actguide.main_actguide \
+  +actguide_reward=answer \
   actguide.mode="$MODE" \
   data.train_files="$(realpath "$DATA_DIR/train.parquet")" \
   data.val_files="$(realpath "$DATA_DIR/val.parquet")" \

@@ -97,3 +97,68 @@ def test_rows_for_another_agent_loop_stop_the_run_before_ray_in_one_line(tmp_pat
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ActGuide-RL data: data.train_files ") and "agent_name ['tool_agent']" in last
     assert "Traceback" not in result.stderr and "ray" not in last.lower()
+
+
+SEARCH_R1_STYLE_YAML = """\
+hydra:
+  searchpath:
+    - file://verl/trainer/config
+defaults:
+  - ppo_trainer
+  - _self_
+data:
+  max_prompt_length: 1024
+algorithm:
+  adv_estimator: gae
+actor_rollout_ref:
+  rollout:
+    multi_turn:
+      enable: true
+      format: qwen
+      tool_config_path: /their/search_tool_config.yaml
+"""
+
+
+def test_a_users_own_yaml_gets_the_recipe_layered_on_top_and_keeps_everything_else(tmp_path):
+    """verl's Search-R1 example layout: ``--config-path`` + ``--config-name``, ``--cfg job`` honouring both."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "search_multiturn_grpo.yaml").write_text(SEARCH_R1_STYLE_YAML)
+    result = subprocess.run(
+        [sys.executable, "-m", "recipe.actguide.main_actguide", "--config-path", "conf",  # relative to the cwd
+         "--config-name", "search_multiturn_grpo", "actguide.mode=fallback_full", "--cfg", "job"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "layering the recipe's required settings over" in result.stderr
+    config = yaml.safe_load(result.stdout)
+    assert config["actguide"]["mode"] == "fallback_full"  # the command line still wins
+    assert config["algorithm"]["adv_estimator"] == "grpo"  # required by the recipe, layered over their gae
+    assert config["actor_rollout_ref"]["actor"]["policy_loss"]["loss_mode"] == "actguide"
+    multi_turn = config["actor_rollout_ref"]["rollout"]["multi_turn"]
+    assert multi_turn["format"] == "qwen" and multi_turn["tool_config_path"] == "/their/search_tool_config.yaml"
+    assert config["data"]["max_prompt_length"] == 1024
+    assert config["reward"]["custom_reward_function"]["path"] is None  # their reward: verl's scorer by data_source
+
+
+def test_the_layer_is_not_added_twice_and_hydra_flags_stay_in_front(tmp_path):
+    from recipe.actguide.main_actguide import layer_user_config
+
+    (tmp_path / "theirs.yaml").write_text(SEARCH_R1_STYLE_YAML)
+    (tmp_path / "ours.yaml").write_text(
+        SEARCH_R1_STYLE_YAML.replace("  - _self_", "  - actguide_layer: required\n  - _self_")
+    )
+    layered = layer_user_config(["-cp", str(tmp_path), "a=1", "-cn", "theirs", "--cfg", "job", "b=2"])
+    assert layered[:6] == ["-cp", str(tmp_path), "-cn", "theirs", "--cfg", "job"]
+    assert layered[6:] == ["a=1", "b=2", "hydra.searchpath=[file://verl/trainer/config,pkg://verl.trainer.config,"
+                           "pkg://recipe.actguide.config]", "+actguide_layer=required"]  # fmt: skip
+    assert layer_user_config(["-cp", str(tmp_path), "-cn", "ours"]) == ["-cp", str(tmp_path), "-cn", "ours"]
+    assert layer_user_config(["actguide.mode=off"]) == ["actguide.mode=off"]  # the recipe's own config
+    assert layer_user_config(["-cd", str(tmp_path), "-cn", "theirs"])[-1] == "+actguide_layer=required"
+
+
+def test_a_config_without_the_recipe_is_named_with_the_defaults_entry_to_add():
+    from actguide_plugin.verl_glue.config import actguide_config
+
+    with pytest.raises(ValueError, match=r"no actguide: section.*`- actguide_layer: required`"):
+        actguide_config({"actor_rollout_ref": {}, "trainer": {}, "data": {}})

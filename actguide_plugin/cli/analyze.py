@@ -85,7 +85,9 @@ def _agent(args: argparse.Namespace):
 
     if not (args.model / "config.json").is_file():
         raise ValueError(f"{args.model}: not a Hugging Face model directory (export a checkpoint first)")
-    overrides = [f"actor_rollout_ref.model.path='{args.model.resolve()}'", *args.overrides]
+    # scored with the recipe's answer reward unless an override names another
+    # (reward.custom_reward_function.path=null: verl's scorer by data_source)
+    overrides = ["+actguide_reward=answer", f"actor_rollout_ref.model.path='{args.model.resolve()}'", *args.overrides]
     config = compose_config("actguide_trainer", overrides)
     agent = OfflineAgent(config, scripted=args.scripted, temperature=args.temperature, device=args.device)
     for path in args.data:

@@ -145,6 +145,12 @@ def actguide_config(config: DictConfig | Mapping[str, Any] | None) -> ActGuideCo
     """Build the section from the full trainer config, or from the section itself; errors name the key."""
     if config is None:
         return ActGuideConfig()
+    if SECTION not in config and "actor_rollout_ref" in config:  # a whole trainer config without the recipe
+        raise ValueError(
+            f"the composed config has no {SECTION}: section, so it does not include the recipe; add "
+            "`- actguide_layer: required` to your yaml's defaults (with pkg://recipe.actguide.config in "
+            "hydra.searchpath), or pass --config-path/--config-name to actguide-train, which layers it on"
+        )
     section = config.get(SECTION, config) if SECTION in config else config
     if isinstance(section, ActGuideConfig):
         return section

@@ -14,7 +14,8 @@ the matching messages so later tool results render the same way.
 verl 0.9.1 APIs relied on: the ``ToolAgentLoop`` constructor keywords (``trainer_config``, ``server_manager``,
 ``tokenizer``, ``processor``, ``dataset_cls``, ``data_config``, ``hf_model_type``, ``tools``) and its
 ``AgentData`` (``prompt_ids``, ``response_mask``, ``messages``, ``assistant_turns``, ``user_turns``),
-``verl.tools.tool_registry.load_all_tools``, ``verl.trainer.ppo.reward.get_custom_reward_fn`` (called as verl's
+``verl.tools.tool_registry.load_all_tools``, ``verl.trainer.ppo.reward.get_custom_reward_fn`` (else
+``verl.utils.reward_score.default_compute_score``; called as verl's
 naive reward manager does: the response decoded without special tokens), ``HFModelConfig`` via
 ``omega_conf_to_dataclass``, ``verl.utils.dataset.rl_dataset.RLHFDataset``.
 """
@@ -35,6 +36,7 @@ from verl.tools.tool_registry import load_all_tools
 from verl.trainer.ppo.reward import get_custom_reward_fn
 from verl.utils.config import omega_conf_to_dataclass
 from verl.utils.dataset.rl_dataset import RLHFDataset
+from verl.utils.reward_score import default_compute_score
 
 from actguide_plugin.core.objective import sequence_shift
 from actguide_plugin.cpu.hf_rollout import HFRolloutServer
@@ -137,9 +139,8 @@ class OfflineAgent:
         self.server = HFRolloutServer(rollout, model, replica_rank=0, scripted=scripted, device=device)
         multi_turn = rollout.multi_turn
         self.tools = load_all_tools(multi_turn.tool_config_path, multi_turn.get("function_tool_path"))
-        self.reward_fn = get_custom_reward_fn(config)
-        if self.reward_fn is None:
-            raise ValueError("reward.custom_reward_function.path is not set: the analysis needs the reward")
+        # no custom reward: verl's scorer by data_source, as a training run would use
+        self.reward_fn = get_custom_reward_fn(config) or default_compute_score
         # no rollout log-probs: a continued state has none for its prefix
         self.sampling = {"temperature": temperature, "top_p": 1.0, "top_k": -1, "logprobs": False}
 

@@ -24,8 +24,9 @@ verl 0.9.1 APIs relied on (``verl/trainer/ppo/v1/trainer_base.py``, ``trainer_sy
 * Padding rows appended by ``_balance_batch`` carry the tag ``is_padding`` (:mod:`.prompt_swap`).
 * ``_compute_ref_log_prob`` writes ``ref_log_prob`` into TransferQueue. With ``trainer.rollout_data_dir`` set we
   dump, next to verl's generations, what the trainer computed per row (:meth:`ActGuideTrainer._dump_rows`): the
-  prompt ids the reference and the actor saw, the response ids, old and reference log-probs. That file is how a
-  user (and the e2e test) can check the prompt swap.
+  prompt ids the reference and the actor saw, the response ids, old and reference log-probs, and each guided row's
+  sampled prompt as text. That file is how a user (and the e2e test) can check the prompt swap and read the plan.
+  With ``ACTGUIDE_LOGGING_LEVEL=INFO`` one guided prompt per step is logged as well.
 
 The prompt swap (:mod:`.prompt_swap`) runs right after the old log-probs are computed on the guided view the
 trajectory was sampled with, so the reference log-probs (KL) and the actor's numerator π_θ(y | x) see the
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 from pathlib import Path
 
 import ray
@@ -52,6 +54,7 @@ from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 from actguide_plugin.core.level_cache import LevelCache
 from actguide_plugin.logs import get_logger
 from actguide_plugin.names import (
+    GUIDED_PROMPT_TEXT,
     IS_GUIDED_FIELD,
     LEVEL_FIELD,
     METRIC_PREFIX,
@@ -95,6 +98,7 @@ class ActGuideTrainer(PPOTrainerSync):
 
     def __init__(self, config):
         self.actguide = check_verl_config(config)
+        self._guided_prompts: dict[str, list[int]] = {}  # this step's guided rows: trajectory key → sampled prompt
         super().__init__(config)
         set_poll_interval(self.replay_buffer, config.trainer.v1.sampler)
         self.state = state_actor()  # before init(): _load_checkpoint restores the cache into it
@@ -115,9 +119,13 @@ class ActGuideTrainer(PPOTrainerSync):
         data = tq.kv_batch_get(
             keys=batch.keys,
             partition_id=batch.partition_id,
-            select_fields=[IS_GUIDED_FIELD, UNGUIDED_PROMPT_IDS_FIELD, "responses", "extra_fields"],
+            select_fields=[IS_GUIDED_FIELD, UNGUIDED_PROMPT_IDS_FIELD, "prompts", "responses", "extra_fields"],
         )
         guided, padding = guided_and_padding_rows(data[IS_GUIDED_FIELD].reshape(-1).tolist(), batch.tags)
+        self._guided_prompts = {batch.keys[i]: data["prompts"][i].tolist() for i in guided}  # as sampled
+        if guided and logger.isEnabledFor(logging.INFO):
+            key = batch.keys[guided[0]]
+            logger.info(f"step {self.global_steps}: guided prompt of {key}: {self._decode(self._guided_prompts[key])}")
         if guided and self.actguide.ratio_context == "unguided":
             swapped = swap_to_unguided(
                 [data[UNGUIDED_PROMPT_IDS_FIELD][i] for i in guided], [data["responses"][i] for i in guided]
@@ -153,8 +161,9 @@ class ActGuideTrainer(PPOTrainerSync):
 
     def _dump_rows(self, batch, path: Path) -> None:
         """One JSON line per real row: key, guided flag, level, the prompt ids under the reference and the actor's
-        numerator (the unguided prompt for a swapped row), the unguided prompt ids, the response ids, and the old
-        (sampling view) and reference log-probs of the response tokens."""
+        numerator (the unguided prompt for a swapped row), the unguided prompt ids, the response ids, the old
+        (sampling view) and reference log-probs of the response tokens, and a guided row's prompt as sampled, as
+        text (``guided_prompt``: the plan the policy was shown, with the user's tool names)."""
         fields = [
             *("prompts", "responses", "old_log_probs", "ref_log_prob"),
             *(IS_GUIDED_FIELD, LEVEL_FIELD, UNGUIDED_PROMPT_IDS_FIELD),
@@ -166,7 +175,13 @@ class ActGuideTrainer(PPOTrainerSync):
                 if tag.get("is_padding", False):
                     continue
                 row = {"key": key, **{name: data[name][i].tolist() for name in fields}}
-                f.write(json.dumps(row) + "\n")
+                guided_prompt = self._guided_prompts.get(key)
+                row[GUIDED_PROMPT_TEXT] = None if guided_prompt is None else self._decode(guided_prompt)
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    def _decode(self, ids: list[int]) -> str:
+        """Prompt text as verl's own rollout dump decodes it (special tokens skipped)."""
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def _update_actor(self, batch, metrics: dict):
         batch = super()._update_actor(batch, metrics)

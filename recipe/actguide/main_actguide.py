@@ -7,14 +7,23 @@ training rows (agent loop, reference actions) before Ray starts, and CPU mode fo
 """
 
 import sys
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import hydra
+import yaml
+from omegaconf import open_dict
 
 from actguide_plugin.verl_glue.config import actguide_config, check_verl_config
+from actguide_plugin.verl_glue.reward_check import check_default_scorer, reward_in_use
 from actguide_plugin.verl_glue.rows import check_train_files
 from actguide_plugin.verl_glue.trainer_v1 import ActGuideTaskRunner
 
 CONFIG_NAME = "actguide_trainer"
+RUN_INFO = "actguide_run"  # top-level config key: what the entry point decided (the reward in use)
+LAYER = "actguide_layer"  # config group of the recipe's required settings (config/actguide_layer/required.yaml)
+RECIPE_CONFIG_PACKAGE = "pkg://recipe.actguide.config"
+VERL_CONFIG_PACKAGE = "pkg://verl.trainer.config"  # ppo_trainer.yaml of the installed verl
 
 
 class PreflightError(ValueError):
@@ -41,39 +50,126 @@ def launch(config) -> None:
 
         activate()  # the driver; Ray workers activate through the runtime_env of actguide_cpu_settings.yaml
     auto_set_device(config)
+    val_only = bool(config.trainer.get("val_only", False))
     try:
         actguide = check_verl_config(config)
-        if actguide.mode != "off" and not config.trainer.get("val_only", False):
+        if actguide.mode != "off" and not val_only:
             check_train_files(config.data.train_files)
+        check_default_scorer(config, config.data.val_files if val_only else config.data.train_files)
     except ValueError as err:
         raise PreflightError(str(err)) from err
+    reward = reward_in_use(config)
+    print(f"actguide-train: reward: {reward}", file=sys.stderr, flush=True)
+    with open_dict(config):
+        config[RUN_INFO] = {"reward": reward}  # in the config verl logs (console, file, wandb, ...)
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
     run_ppo(config, task_runner_class=ActGuideTaskRunner)
 
 
-def compose_config(config_name: str = CONFIG_NAME, overrides: list[str] | None = None):
-    """The recipe config as ``actguide-train`` would compose it, without running anything."""
-    from hydra import compose, initialize_config_module
+def compose_config(config_name: str = CONFIG_NAME, overrides: list[str] | None = None, config_dir: str | None = None):
+    """The config as ``actguide-train`` would compose it (the recipe's, or a user's from ``config_dir``)."""
+    from hydra import compose, initialize_config_dir, initialize_config_module
 
-    with initialize_config_module(config_module="recipe.actguide.config", version_base=None):
+    init = (
+        initialize_config_dir(config_dir=config_dir, version_base=None)
+        if config_dir
+        else initialize_config_module(config_module="recipe.actguide.config", version_base=None)
+    )
+    with init:
         return compose(config_name=config_name, overrides=list(overrides or []))
+
+
+@dataclass
+class HydraArgs:
+    """A command line split into hydra's flags (in order, with their values) and ``key=value`` overrides."""
+
+    flags: list[str] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)
+    config_path: str | None = None  # --config-path/-cp: replaces the primary config directory
+    config_dir: str | None = None  # --config-dir/-cd: adds a directory to the search path
+    config_name: str = CONFIG_NAME
+
+    def argv(self) -> list[str]:
+        """Flags first, then every override: argparse takes hydra's positional overrides in one run only."""
+        return [*self.flags, *self.overrides]
+
+
+_VALUE_FLAGS = {"--config-path": "config_path", "-cp": "config_path", "--config-dir": "config_dir",
+                "-cd": "config_dir", "--config-name": "config_name", "-cn": "config_name"}  # fmt: skip
+_OTHER_VALUE_FLAGS = ("--cfg", "-c", "--package", "-p", "--info", "-i", "--experimental-rerun")
+
+
+def parse_hydra_args(argv: list[str]) -> HydraArgs:
+    args, target = HydraArgs(), None
+    for arg in argv:
+        name, has_value, value = arg.partition("=")
+        if target is not None:
+            args.flags.append(arg)
+            if target:
+                setattr(args, target, arg)
+            target = None
+        elif arg in _VALUE_FLAGS or arg in _OTHER_VALUE_FLAGS:
+            args.flags.append(arg)
+            target = _VALUE_FLAGS.get(arg, "")
+        elif arg.startswith("-"):
+            args.flags.append(arg)
+            if has_value and name in _VALUE_FLAGS:
+                setattr(args, _VALUE_FLAGS[name], value)
+        else:
+            args.overrides.append(arg)
+    return args
+
+
+def _defaults_name(entry) -> str:
+    return " ".join(f"{k} {v}" for k, v in entry.items()) if isinstance(entry, dict) else str(entry)
+
+
+def layer_user_config(argv: list[str]) -> list[str]:
+    """``argv`` with the recipe's required settings layered over a user's own yaml, if it does not include them.
+
+    A verl user keeps ``--config-path DIR --config-name THEIRS``: their tools, reward, lengths and optimizer stay;
+    ``+actguide_layer=required`` (the ``actguide:`` section and the keys ActGuide needs) is appended after their
+    ``_self_``, and the recipe's config package (and verl's, for ``ppo_trainer``) is added to their search path.
+    A relative ``--config-path`` that exists under the working directory is made absolute (hydra would look next to
+    this module). The user's yaml is read as plain YAML, to see whether its ``defaults:`` name the recipe already.
+    """
+    args = parse_hydra_args(argv)
+    folder = args.config_path or args.config_dir
+    if folder is None:
+        return argv
+    if args.config_path and not Path(folder).is_absolute() and Path(folder).is_dir():
+        folder = str(Path(folder).resolve())
+        args.flags = [f for f in args.flags if f not in ("--config-path", "-cp", args.config_path)
+                      and not f.startswith(("--config-path=", "-cp="))] + [f"--config-path={folder}"]  # fmt: skip
+    name = args.config_name if args.config_name.endswith(".yaml") else f"{args.config_name}.yaml"
+    user_yaml = Path(folder) / name
+    if not user_yaml.is_file():
+        return args.argv()  # hydra reports a missing config; one found elsewhere is checked after composition
+    document = yaml.safe_load(user_yaml.read_text(encoding="utf-8")) or {}
+    if any("actguide" in _defaults_name(entry) for entry in document.get("defaults") or []):
+        return args.argv()
+    print(f"actguide-train: layering the recipe's required settings over {user_yaml} (+{LAYER}=required)",
+          file=sys.stderr)  # fmt: skip
+    if args.config_path:  # our config package is no longer the primary directory: put it on the search path
+        given = [o for o in args.overrides if o.startswith("hydra.searchpath=")]
+        paths = [p.strip() for o in given for p in o.split("=", 1)[1].strip("[]").split(",") if p.strip()]
+        paths = paths or list((document.get("hydra") or {}).get("searchpath") or [])
+        paths += [p for p in (VERL_CONFIG_PACKAGE, RECIPE_CONFIG_PACKAGE) if p not in paths]
+        args.overrides = [o for o in args.overrides if o not in given] + [f"hydra.searchpath=[{','.join(paths)}]"]
+    args.overrides.append(f"+{LAYER}=required")
+    return args.argv()
 
 
 def _check_printed_config(argv: list[str]) -> None:
     """``--cfg job`` prints the config without running ``run``: validate the ``actguide:`` section first."""
-    config_name, overrides, skip = CONFIG_NAME, [], False
-    for i, arg in enumerate(argv):
-        if skip:
-            skip = False
-        elif arg in ("--config-name", "-cn"):
-            config_name, skip = argv[i + 1], True
-        elif arg.startswith("--config-name="):
-            config_name = arg.split("=", 1)[1]
-        elif arg in ("--cfg", "-c", "--package", "-p"):
-            skip = True
-        elif not arg.startswith(("-", "hydra.", "+hydra.")):
-            overrides.append(arg)
-    config = compose_config(config_name, overrides)
+    args = parse_hydra_args(argv)
+    overrides = [
+        o for o in args.overrides if not o.startswith(("hydra.", "+hydra.")) or o.startswith("hydra.searchpath=")
+    ]
+    if args.config_dir and not args.config_path:
+        overrides.append(f"hydra.searchpath=[file://{Path(args.config_dir).resolve()}]")
+    folder = str(Path(args.config_path).resolve()) if args.config_path else None
+    config = compose_config(args.config_name, overrides, folder)
     try:
         actguide_config(config)
     except ValueError as err:
@@ -81,6 +177,7 @@ def _check_printed_config(argv: list[str]) -> None:
 
 
 def main() -> None:
+    sys.argv = [sys.argv[0], *layer_user_config(sys.argv[1:])]
     if any(arg in ("--cfg", "-c") or arg.startswith("--cfg=") for arg in sys.argv[1:]):
         _check_printed_config(sys.argv[1:])
     run()

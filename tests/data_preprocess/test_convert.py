@@ -291,3 +291,24 @@ def test_outputs_written_into_a_directory_holding_the_input(tmp_path):
     assert main(["convert", str(src), "-o", str(tmp_path), "--val-ratio", "0"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "stats.json", "train.parquet"]
     assert len(read_rows(tmp_path / "train.parquet")) == 4
+
+
+def test_search_r1_ground_truth_keeps_the_answer_list_that_verls_em_scorer_reads(tmp_path):
+    from verl.utils.reward_score import default_compute_score
+
+    records = [{**actions_record(PRODUCT_ACTIONS), "id": "q", "answer": ["Tarnfield Rowing Club", "Tarnfield RC"]}]
+    src = write_jsonl(tmp_path / "in.jsonl", records)
+    argv = ["convert", str(src), "-o", str(tmp_path / "out"), "--val-ratio", "0", "--data-source", "searchR1_nq"]
+    assert main([*argv, "--ground-truth-format", "search_r1"]) == 0
+    row = read_rows(tmp_path / "out" / "train.parquet")[0]
+    gold = row["reward_model"]["ground_truth"]
+    assert gold == {"target": ["Tarnfield Rowing Club", "Tarnfield RC"]}
+    assert default_compute_score("searchR1_nq", "<answer>Tarnfield RC</answer>", gold) == 1.0
+    assert default_compute_score("searchR1_nq", "<answer>Tarnfield Rowing</answer>", gold) == 0.0  # EM, not F1
+    assert main(argv) == 0  # the default, text: what our reward reads and verl's searchR1 scorer cannot
+    with pytest.raises(TypeError):
+        default_compute_score(
+            "searchR1_nq",
+            "<answer>x</answer>",
+            read_rows(tmp_path / "out" / "train.parquet")[0]["reward_model"]["ground_truth"],
+        )

@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from actguide_plugin.names import IS_GUIDED_FIELD, ROWS_DUMP_FILE, RUN_CONFIG_FILE, UNGUIDED_PROMPT_IDS_FIELD
+from actguide_plugin.names import (
+    GUIDED_PROMPT_TEXT,
+    IS_GUIDED_FIELD,
+    ROWS_DUMP_FILE,
+    RUN_CONFIG_FILE,
+    UNGUIDED_PROMPT_IDS_FIELD,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -130,6 +136,9 @@ def test_guided_rows_are_trained_and_regularized_on_the_unguided_prompt(trained_
     rows = dumped_rows(trained_run.root / "run" / "rollouts")
     guided = [row for row in rows if row[IS_GUIDED_FIELD] > 0.5]
     assert guided and all(row["prompts"] == row[UNGUIDED_PROMPT_IDS_FIELD] for row in rows)
+    # the plan the policy was shown, as text, with the agent's own tool names; unguided rows have none
+    assert all(row[GUIDED_PROMPT_TEXT] is None for row in rows if row[IS_GUIDED_FIELD] < 0.5)
+    assert all("web_search" in row[GUIDED_PROMPT_TEXT].split("user", 1)[-1] for row in guided)
     model = reference_model(trained_run.model)  # the reference policy: the initial weights
     for row in guided[:2]:
         on_unguided = response_log_probs(model, row[UNGUIDED_PROMPT_IDS_FIELD], row["responses"])

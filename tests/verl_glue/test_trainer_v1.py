@@ -6,6 +6,7 @@ flag and unguided prompt included — tagged ``is_padding``. They must never be 
 
 from __future__ import annotations
 
+import logging
 from types import SimpleNamespace
 
 import pytest
@@ -18,6 +19,7 @@ from verl.utils.model import compute_position_id_with_mask
 from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
 from actguide_plugin.names import IS_GUIDED_FIELD, LEVEL_FIELD, NUM_ACTIONS_FIELD, UNGUIDED_PROMPT_IDS_FIELD
+from actguide_plugin.verl_glue import trainer_v1
 from actguide_plugin.verl_glue.config import ActGuideConfig
 from actguide_plugin.verl_glue.trainer_v1 import ActGuideTrainer, set_poll_interval
 
@@ -56,13 +58,25 @@ def padded_batch(partition: str):
     return upsample_batch_to_divisible_size(batch, 4, EOS)
 
 
-def prepare(batch, ratio_context: str):
+def prepare(batch, ratio_context: str, host=None):
     metrics: dict = {}
-    host = SimpleNamespace(actguide=ActGuideConfig(ratio_context=ratio_context))
+    host = host or SimpleNamespace(actguide=ActGuideConfig(ratio_context=ratio_context))
     batch = ActGuideTrainer._prepare_guided_rows(host, batch, metrics)
     fields = ["prompts", "input_ids", IS_GUIDED_FIELD, NUM_ACTIONS_FIELD]
     data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
     return batch, metrics, {name: [data[name][i].tolist() for i in range(len(batch.keys))] for name in fields}
+
+
+def test_the_guided_prompt_as_sampled_is_kept_for_the_dump_and_logged_at_info(ray_and_tq, caplog, monkeypatch):
+    host = SimpleNamespace(
+        actguide=ActGuideConfig(), global_steps=7, _decode=lambda ids: " ".join(f"t{i}" for i in ids)
+    )
+    monkeypatch.setattr(trainer_v1.logger, "level", logging.INFO)
+    with caplog.at_level(logging.INFO, logger=trainer_v1.logger.name):
+        batch, _metrics, data = prepare(padded_batch("plan"), "unguided", host)
+    assert data["prompts"][0] == UNGUIDED_PROMPT  # swapped...
+    assert host._guided_prompts == {batch.keys[0]: UNGUIDED_PROMPT + PLAN}  # ...but what was sampled is kept
+    assert f"step 7: guided prompt of {batch.keys[0]}: t5 t6 t7 t40 t41" in caplog.text
 
 
 def test_padding_rows_are_neither_swapped_nor_guided(ray_and_tq):
