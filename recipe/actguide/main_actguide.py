@@ -24,6 +24,8 @@ RUN_INFO = "actguide_run"  # top-level config key: what the entry point decided 
 LAYER = "actguide_layer"  # config group of the recipe's required settings (config/actguide_layer/required.yaml)
 RECIPE_CONFIG_PACKAGE = "pkg://recipe.actguide.config"
 VERL_CONFIG_PACKAGE = "pkg://verl.trainer.config"  # ppo_trainer.yaml of the installed verl
+# configs that carry the required layer (actguide_cpu_settings does not: it is CPU mode only)
+RECIPE_CONFIGS = (LAYER, "actguide_recipe", "actguide_trainer", "actguide_cpu", "actguide_barrier_cpu")
 
 
 class PreflightError(ValueError):
@@ -120,8 +122,10 @@ def parse_hydra_args(argv: list[str]) -> HydraArgs:
     return args
 
 
-def _defaults_name(entry) -> str:
-    return " ".join(f"{k} {v}" for k, v in entry.items()) if isinstance(entry, dict) else str(entry)
+def _includes_recipe(defaults: list) -> bool:
+    """Whether a ``defaults:`` list names the required layer or one of the recipe's configs that include it."""
+    names = [name for entry in defaults for name in (entry if isinstance(entry, dict) else {entry: None})]
+    return any(str(name).strip("/").split("@")[0].split("/")[0] in RECIPE_CONFIGS for name in names)
 
 
 def layer_user_config(argv: list[str]) -> list[str]:
@@ -146,7 +150,7 @@ def layer_user_config(argv: list[str]) -> list[str]:
     if not user_yaml.is_file():
         return args.argv()  # hydra reports a missing config; one found elsewhere is checked after composition
     document = yaml.safe_load(user_yaml.read_text(encoding="utf-8")) or {}
-    if any("actguide" in _defaults_name(entry) for entry in document.get("defaults") or []):
+    if _includes_recipe(document.get("defaults") or []):
         return args.argv()
     print(f"actguide-train: layering the recipe's required settings over {user_yaml} (+{LAYER}=required)",
           file=sys.stderr)  # fmt: skip

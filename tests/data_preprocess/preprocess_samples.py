@@ -94,3 +94,57 @@ FANOUT = {
         {"id": "c", "question": "Who is Jørn Utzon?", "depends_on": [], "evidence": {"title": "Jørn Utzon"}},
     ],
 }
+
+
+# verl's Search-R1 setup, as a verl user has it (examples/data_preprocess/preprocess_search_r1_dataset.py and
+# examples/sglang_multiturn/config/tool_config/search_tool_config.yaml): the rows and the tool yaml
+USER_PREFIX = "Answer the given question. You can call search. Question: "
+SEARCH_R1_TOOLS = """\
+tools:
+  - class_name: {class_name}
+    config: {{retrieval_service_url: "{url}", type: native}}
+    tool_schema:
+      type: function
+      function:
+        name: search
+        description: Searches the web.
+        parameters:
+          type: object
+          properties:
+            query_list: {{type: array, item: {{type: string}}, description: queries}}
+          required: [query_list]
+"""
+
+
+def search_r1_tool_yaml(class_name: str = "my_tools.search.SearchTool", url: str = "http://127.0.0.1:8000/retrieve"):
+    """The user's tool yaml (attach reads it as data and never imports ``class_name``)."""
+    return SEARCH_R1_TOOLS.format(class_name=class_name, url=url)
+
+
+def search_r1_rows(questions: list[str], golds: list[list[str]] | None = None) -> list[dict]:
+    """Rows as verl's examples/data_preprocess/preprocess_search_r1_dataset.py writes them (plus agent_name);
+    row i's gold answers are ``golds[i]`` (default: ``gold i``, ``alt i``)."""
+    golds = golds or [[f"gold {index}", f"alt {index}"] for index in range(len(questions))]
+    return [
+        {
+            "data_source": "searchR1_nq",
+            "agent_name": "tool_agent",
+            "prompt": [
+                {"role": "system", "content": "You are a helpful and harmless assistant."},
+                {"role": "user", "content": USER_PREFIX + question},
+            ],
+            "ability": "fact-reasoning",
+            "reward_model": {"style": "rule", "ground_truth": {"target": golds[index]}},
+            "extra_info": {
+                "index": index,
+                "need_tools_kwargs": True,
+                "question": question,
+                "split": "train",
+                "tools_kwargs": {
+                    "search": {"create_kwargs": {"ground_truth": {"target": golds[index]}, "question": question}}
+                },
+            },
+            "metadata": None,
+        }
+        for index, question in enumerate(questions)
+    ]

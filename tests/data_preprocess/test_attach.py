@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -14,50 +15,10 @@ from actguide_plugin.verl_glue.rows import actions_of, task_id_of
 from data_preprocess.attach import normalize_key
 from data_preprocess.cli import main
 
-USER_PREFIX = "Answer the given question. You can call search. Question: "
-SEARCH_R1_TOOLS = """\
-tools:
-  - class_name: my_tools.search.SearchTool   # never imported by attach
-    config: {retrieval_service_url: "http://127.0.0.1:8000/retrieve", type: native}
-    tool_schema:
-      type: function
-      function:
-        name: search
-        description: Searches the web.
-        parameters:
-          type: object
-          properties:
-            query_list: {type: array, item: {type: string}, description: queries}
-          required: [query_list]
-"""
+sys.path.insert(0, str(Path(__file__).parent))
+from preprocess_samples import search_r1_rows, search_r1_tool_yaml
+
 QUESTIONS = ["Who founded Tarnfield Rowing Club?", "Where is Mount Obel?", "When did the Vask bridge open?"]
-
-
-def search_r1_rows(questions: list[str]) -> list[dict]:
-    """Rows as verl's examples/data_preprocess/preprocess_search_r1_dataset.py writes them (plus agent_name)."""
-    return [
-        {
-            "data_source": "searchR1_nq",
-            "agent_name": "tool_agent",
-            "prompt": [
-                {"role": "system", "content": "You are a helpful and harmless assistant."},
-                {"role": "user", "content": USER_PREFIX + question},
-            ],
-            "ability": "fact-reasoning",
-            "reward_model": {"style": "rule", "ground_truth": {"target": [f"gold {index}", f"alt {index}"]}},
-            "extra_info": {
-                "index": index,
-                "need_tools_kwargs": True,
-                "question": question,
-                "split": "train",
-                "tools_kwargs": {
-                    "search": {"create_kwargs": {"ground_truth": {"target": [f"gold {index}"]}, "question": question}}
-                },
-            },
-            "metadata": None,
-        }
-        for index, question in enumerate(questions)
-    ]
 
 
 def trace(question: str, queries: list[str], answer: str = "gold 0", final: str | None = None) -> dict:
@@ -75,7 +36,7 @@ def user_setup(tmp_path: Path) -> dict[str, Path]:
     data = tmp_path / "train.parquet"
     pq.write_table(pa.Table.from_pylist(search_r1_rows(QUESTIONS)), data)
     tools = tmp_path / "search_tool_config.yaml"
-    tools.write_text(SEARCH_R1_TOOLS, encoding="utf-8")
+    tools.write_text(search_r1_tool_yaml(), encoding="utf-8")
     return {"data": data, "tools": tools, "traces": tmp_path / "traces.jsonl", "out": tmp_path / "out"}
 
 
