@@ -152,6 +152,7 @@ def test_a_search_r1_user_switches_keeping_rows_tools_reward_and_yaml(tmp_path, 
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     assert "layering the recipe's required settings over" in result.stderr
     assert "actguide-train: reward: verl's default_compute_score by each row's data_source" in result.stderr
+    assert "'actguide_run': {'reward': \"verl's default_compute_score" in result.stdout  # the config verl logs
 
     steps = [json.loads(line)["data"] for line in (work / "metrics.jsonl").read_text().splitlines() if line.strip()]
     assert sum(step["actguide/rescued_groups"] for step in steps) >= 1
