@@ -5,12 +5,25 @@ monotone in the level: *easy* tasks succeed unguided, *barrier* tasks need at le
 (k_true drifts down over epochs as the policy learns), *impossible* tasks never succeed. Both schemes
 see the same tasks, the same n, m and τ, and the same random draws per (task, epoch, level).
 
-* authors: every hard prompt runs binary search over [0, L] for at most 5 serial rounds of m probes,
-  probes are discarded, then n guided rollouts at the best level found (L if none was verified); all
-  prompts wait for each round (a global barrier).
+* authors, as released (AMAP-ML/ActGuide-RL at 3384dbc), each rule from the code:
+  - the hard prompts of a step are padded to a multiple of ``agent.num_workers`` = 8 by repeating one
+    (``verl/trainer/ppo/ray_trainer.py``, ``_pad_to_workers`` in the selective-guidance phase);
+  - ``AdaptiveGuidanceSearcher.search`` (``verl/trainer/ppo/adaptive_guidance.py``): lo = 0, hi = L; up to
+    ``max_probe_steps`` = 5 rounds while some prompt has lo < hi; each round makes ``probe_rollouts`` = 2
+    generation calls, and each call regenerates the *whole* padded batch (one rollout per prompt: converged
+    and padding prompts too; active prompts at mid = ⌊(lo + hi) / 2⌋, which may be 0, the others at their
+    unguided prompt); any success in the round sets hi = mid, else lo = mid + 1; the result is k = lo
+    (k = L is never probed), probes are discarded (``searchagent_scripts/config/multiturn_grpo_actguide.yaml``:
+    ``max_probe_steps: 5``, ``probe_rollouts: 2``);
+  - then n guided rollouts per hard prompt at k, padded to a multiple of 8 (``hard_gen.repeat``,
+    ``_pad_to_workers``), kept even if all fail.
+* authors, simplified (the second column): the same search charged only for prompts still searching, m probes
+  each per round, no padding (how this benchmark modelled it before; kept for comparison).
 * ours: :func:`actguide_plugin.core.search.run_group` per prompt, concurrently, with the warm-start cache
   across epochs, probe reuse and an exact search; when no probe suffices the group at L is completed
-  (``full_level_check=group``, the default). A third column shows ``full_level_check=probe``.
+  (``full_level_check=group``, the default), unless the task failed whole groups at L twice in a row
+  (``probe_only_after=2``, the default: then the m probes at L decide). Further columns: ``probe_only_after=0``
+  (a whole group at L every time) and ``full_level_check=probe``.
 
 Per-task success probabilities at sufficient levels are drawn from ``--p-range`` (default [0.05, 0.9]): the
 low values are the barrier tasks where whole-group sampling at L matters.
@@ -138,6 +151,55 @@ def authors_epoch(tasks: list[Task], epoch: int, args, world: World, tally: Tall
     tally.latency += latency
 
 
+def _padded(count: int, workers: int) -> int:
+    return -(-count // workers) * workers
+
+
+def authors_released_epoch(tasks: list[Task], epoch: int, args, world: World, tally: Tally, rng: random.Random) -> None:
+    """The release's search and guided rollout (module docstring), charged for every trajectory generated."""
+    unguided = {t.task_id: world.rewards(t, epoch, 0, args.n) for t in tasks}
+    latency = world.call_latency(rng, args.n)
+    hard = [t for t in tasks if max(unguided[t.task_id]) <= 0]
+    tally.hard += len(hard)
+    padded = _padded(len(hard), args.workers)
+    lo = {t.task_id: 0 for t in hard}
+    hi = {t.task_id: t.num_actions for t in hard}
+    verified: dict[str, set[int]] = {t.task_id: set() for t in hard}
+    calls = 0
+    for _ in range(args.author_rounds):
+        active = [t for t in hard if lo[t.task_id] < hi[t.task_id]]
+        if not active:
+            break
+        mid = {t.task_id: (lo[t.task_id] + hi[t.task_id]) // 2 for t in active}
+        success = dict.fromkeys(mid, False)
+        for _probe in range(args.m):
+            calls += 1
+            latency += world.call_latency(rng, padded)
+            tally.guidance_trajectories += padded  # the whole padded batch, every call
+            for t in active:
+                success[t.task_id] |= world.rewards(t, epoch, mid[t.task_id], 1)[0] > 0
+        for t in active:
+            if success[t.task_id]:
+                hi[t.task_id] = mid[t.task_id]
+                verified[t.task_id].add(mid[t.task_id])
+            else:
+                lo[t.task_id] = mid[t.task_id] + 1
+    if hard:
+        calls += 1
+        latency += world.call_latency(rng, args.n)
+        tally.guidance_trajectories += _padded(args.n * len(hard), args.workers)
+    for t in hard:
+        level = min(lo[t.task_id], t.num_actions)
+        guided = world.rewards(t, epoch, level, args.n)
+        tally.unverified += level not in verified[t.task_id]
+        if max(guided) > 0:
+            tally.rescued += 1
+            tally.overshoot += level - t.k_true
+    tally.global_rounds += calls
+    tally.serial_rounds_max += 1 + calls
+    tally.latency += latency
+
+
 async def ours_epoch(
     tasks: list[Task],
     epoch: int,
@@ -146,11 +208,8 @@ async def ours_epoch(
     tally: Tally,
     cache: LevelCache,
     rng: random.Random,
-    full_level_check: str,
+    cfg: SearchConfig,
 ) -> None:
-    cfg = SearchConfig(
-        mode="fallback_adaptive", n=args.n, probe_m=args.m, tau=args.tau, full_level_check=full_level_check
-    )
     clocks: dict[str, float] = {}
 
     def rollout_for(task: Task):
@@ -180,39 +239,68 @@ async def ours_epoch(
     tally.latency += max(clocks.values())
 
 
+RELEASED, SIMPLIFIED, OURS = "authors, as released", "authors, simplified", "ours (defaults)"
+
+
 def simulate(args: argparse.Namespace) -> dict[str, Tally]:
+    """Every scheme's tally; the first two columns are the authors', then ours with its settings."""
     rng = random.Random(args.seed)
     tasks = make_tasks(args, rng)
     world = World(args.seed, args.base_latency, args.tail_latency)
-    checks = ("group", "probe")
-    authors, ours, caches = Tally(), {c: Tally() for c in checks}, {c: LevelCache() for c in checks}
+    base = {"mode": "fallback_adaptive", "n": args.n, "probe_m": args.m, "tau": args.tau}
+    ours = {
+        OURS: SearchConfig(**base),
+        "ours, probe_only_after=0": SearchConfig(**base, probe_only_after=0),
+        "ours, full_level_check=probe": SearchConfig(**base, full_level_check="probe"),
+    }
+    tallies = {name: Tally() for name in (RELEASED, SIMPLIFIED, *ours)}
+    caches = {name: LevelCache() for name in ours}
     for epoch in range(args.epochs):
         world.counters.clear()  # each scheme sees the same i-th draw of (task, epoch, level)
-        authors_epoch(tasks, epoch, args, world, authors, random.Random(f"lat-a-{epoch}"))
-        for check in checks:
+        authors_released_epoch(tasks, epoch, args, world, tallies[RELEASED], random.Random(f"lat-r-{epoch}"))
+        world.counters.clear()
+        authors_epoch(tasks, epoch, args, world, tallies[SIMPLIFIED], random.Random(f"lat-a-{epoch}"))
+        for name, cfg in ours.items():
             world.counters.clear()
             latency_rng = random.Random(f"lat-o-{epoch}")
-            asyncio.run(ours_epoch(tasks, epoch, args, world, ours[check], caches[check], latency_rng, check))
+            asyncio.run(ours_epoch(tasks, epoch, args, world, tallies[name], caches[name], latency_rng, cfg))
         for task in tasks:  # the policy learns: barriers come down a little each epoch
             if task.kind == "barrier" and task.k_true > 1 and rng.random() < args.drift:
                 task.k_true -= 1
-    return {
-        "authors (5 global rounds)": authors,
-        "ours (per-prompt, warm start)": ours["group"],
-        "ours, full_level_check=probe": ours["probe"],
-    }
+    return tallies
 
 
 def format_table(results: dict[str, Tally], epochs: int, n: int) -> str:
-    """One row per metric, one column per scheme, and ours (the second column) over the authors' (the first)."""
+    """One row per metric, one column per scheme, and ours (defaults) over the authors' as released."""
     names = list(results)
     rows = {name: tally.row(epochs, n) for name, tally in results.items()}
     metrics = list(next(iter(rows.values())))
-    lines = ["| metric | " + " | ".join(names) + " | ours / authors |", "|---|" + "---|" * (len(names) + 1)]
+    header = "| metric | " + " | ".join(names) + " | ours / released |"
+    lines = [header, "|---|" + "---|" * (len(names) + 1)]
     for metric in metrics:
         values = [rows[name][metric] for name in names]
-        ratio = f"{values[1] / values[0]:.2f}×" if values[0] else "–"
+        released, ours = rows[RELEASED][metric], rows[OURS][metric]
+        ratio = f"{ours / released:.3f}×" if released else "–"
         lines.append(f"| {metric} | " + " | ".join(f"{v:.2f}" for v in values) + f" | {ratio} |")
+    return "\n".join(lines)
+
+
+def seeds_table(per_seed: dict[int, dict[str, Tally]], epochs: int, n: int) -> str:
+    """Per seed: ours (defaults) against both authors' columns, cost per rescued group and rescued fraction."""
+    lines = [
+        "| seed | ours / released: trajectories per rescued group | rescued | ours / simplified: trajectories "
+        "| rescued | unverified levels: released, ours |",
+        "|---|---|---|---|---|---|",
+    ]
+    for seed, results in per_seed.items():
+        rows = {name: tally.row(epochs, n) for name, tally in results.items()}
+        cost, rescued = "trajectories per rescued group", "rescued fraction of hard groups"
+        ours, released, simplified = rows[OURS], rows[RELEASED], rows[SIMPLIFIED]
+        lines.append(
+            f"| {seed} | {ours[cost] / released[cost]:.3f}× | {ours[rescued] / released[rescued]:.3f}× "
+            f"| {ours[cost] / simplified[cost]:.3f}× | {ours[rescued] / simplified[rescued]:.3f}× "
+            f"| {released['unverified levels used']:.0f}, {ours['unverified levels used']:.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -227,7 +315,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=8, help="group size")
     parser.add_argument("--m", type=int, default=2, help="rollouts per probe")
     parser.add_argument("--tau", type=int, default=1, help="successes a probe needs")
-    parser.add_argument("--author-rounds", type=int, default=5)
+    parser.add_argument("--author-rounds", type=int, default=5, help="the release's max_probe_steps")
+    parser.add_argument("--workers", type=int, default=8, help="the release pads hard prompts to a multiple")
     parser.add_argument("--drift", type=float, default=0.3, help="chance per epoch that k_true drops by one")
     parser.add_argument("--base-latency", type=float, default=20.0, help="seconds per rollout, fixed part")
     parser.add_argument("--tail-latency", type=float, default=15.0, help="mean of the exponential part")
@@ -236,16 +325,22 @@ def main(argv: list[str] | None = None) -> None:
         help="per-task success probability at sufficient levels is uniform in [LOW, HIGH]",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", help="comma-separated seeds: one summary row each (instead of the full table)")
     args = parser.parse_args(argv)
     if not 0.0 <= args.p_range[0] <= args.p_range[1] <= 1.0:
         parser.error(f"--p-range must satisfy 0 <= LOW <= HIGH <= 1, got {args.p_range}")
-    results = simulate(args)
     print(
         f"Guidance cost over {args.epochs} epochs, {args.tasks} tasks (easy/barrier/impossible = "
         f"{args.easy}/{args.barrier}/{args.impossible}), L ≤ {args.max_actions}, n={args.n}, m={args.m}, τ={args.tau}, "
         f"p ∈ [{args.p_range[0]}, {args.p_range[1]}]\n"
     )
-    print(format_table(results, args.epochs, args.n))
+    if args.seeds:
+        per_seed = {}
+        for seed in (int(s) for s in args.seeds.split(",")):
+            per_seed[seed] = simulate(argparse.Namespace(**{**vars(args), "seed": seed}))
+        print(seeds_table(per_seed, args.epochs, args.n))
+    else:
+        print(format_table(simulate(args), args.epochs, args.n))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,12 @@
 The policy improves slowly, so last epoch's k* is the best first guess for this epoch's search. The cache
 is part of the training state: it is saved with each checkpoint and restored on resume (a resumed run
 that forgot it would pay cold-start searches again). Values are stored with the task's L so that a
-dataset whose reference actions changed does not warm-start from a stale level.
+dataset whose reference actions changed does not warm-start from a stale level. A task whose whole group
+failed even at L also keeps how many times in a row that happened (the search checks such a task more
+cheaply, :attr:`~actguide_plugin.core.search.SearchConfig.probe_only_after`); any rescue resets the count.
+
+Format 2 adds ``full_failures`` to an entry; format 1 files (no streaks) still load, a full failure there
+counting as one.
 """
 
 from __future__ import annotations
@@ -13,14 +18,16 @@ import os
 import tempfile
 from pathlib import Path
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 class LevelCache:
-    """Maps task id → (L, level). A stored level of L + 1 means "even full guidance failed last time"."""
+    """Maps task id → (L, level, full-failure streak). A stored level of L + 1 means "even full guidance failed
+    last time", and the streak counts such failures in a row (0 for a task last rescued)."""
 
     def __init__(self) -> None:
-        self._entries: dict[str, tuple[int, int]] = {}
+        self._entries: dict[str, tuple[int, int, int]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -35,13 +42,19 @@ class LevelCache:
             return None
         return entry[1]
 
+    def failure_streak(self, task_id: str, num_actions: int) -> int:
+        """Whole-group failures at L in a row, the last one included (0: unknown, other L, or last rescued)."""
+        entry = self._entries.get(task_id)
+        return entry[2] if entry is not None and entry[0] == num_actions else 0
+
     def put(self, task_id: str, num_actions: int, level: int) -> None:
         if not 1 <= level <= num_actions:
             raise ValueError(f"task {task_id!r}: cached level {level} outside [1, {num_actions}]")
-        self._entries[task_id] = (num_actions, level)
+        self._entries[task_id] = (num_actions, level, 0)
 
     def put_full_failure(self, task_id: str, num_actions: int) -> None:
-        self._entries[task_id] = (num_actions, num_actions + 1)
+        streak = self.failure_streak(task_id, num_actions)
+        self._entries[task_id] = (num_actions, num_actions + 1, streak + 1)
 
     def subset(self, task_ids: list[str]) -> LevelCache:
         """The entries of some tasks (what one rollout worker needs from the shared cache)."""
@@ -53,24 +66,29 @@ class LevelCache:
         self._entries.update(other._entries)
 
     def to_dict(self) -> dict:
-        return {
-            "version": FORMAT_VERSION,
-            "entries": {task: {"num_actions": n, "level": k} for task, (n, k) in sorted(self._entries.items())},
-        }
+        entries = {}
+        for task, (n, k, streak) in sorted(self._entries.items()):
+            entries[task] = {"num_actions": n, "level": k, **({"full_failures": streak} if streak else {})}
+        return {"version": FORMAT_VERSION, "entries": entries}
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "<dict>") -> LevelCache:
-        if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
-            raise ValueError(f"{source}: not a level cache of format version {FORMAT_VERSION}")
+        if not isinstance(data, dict) or data.get("version") not in READABLE_VERSIONS:
+            raise ValueError(
+                f"{source}: not a level cache of format version {' or '.join(map(str, READABLE_VERSIONS))}"
+            )
         cache = cls()
         for task, entry in data.get("entries", {}).items():
             try:
                 num_actions, level = int(entry["num_actions"]), int(entry["level"])
-            except (KeyError, TypeError, ValueError) as err:
+                streak = int(entry.get("full_failures", 1 if level == num_actions + 1 else 0))
+            except (AttributeError, KeyError, TypeError, ValueError) as err:
                 raise ValueError(f"{source}: bad entry for task {task!r}: {entry!r}") from err
             if not 1 <= level <= num_actions + 1:
                 raise ValueError(f"{source}: task {task!r} has level {level} outside [1, {num_actions + 1}]")
-            cache._entries[str(task)] = (num_actions, level)
+            if streak < 0 or (streak > 0) != (level == num_actions + 1):
+                raise ValueError(f"{source}: task {task!r} has full_failures {streak} with level {level}")
+            cache._entries[str(task)] = (num_actions, level, streak)
         return cache
 
     def save(self, path: str | os.PathLike) -> None:

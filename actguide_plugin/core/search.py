@@ -84,6 +84,11 @@ class SearchConfig:
     full_level_check: what decides that even k = L failed: ``group`` (default; the group is completed to n
         rollouts at L and rescued if it has ``tau`` successes, as the authors sample all n at L) or ``probe``
         (the m probes at L alone; cheaper, gives up on low-success tasks ~3x more often).
+    probe_only_after: after this many whole-group failures at L in a row (kept in the warm-start cache), the
+        task's next check of L uses the m probes alone, as ``full_level_check=probe`` does; any rescue resets the
+        count; 0 completes the group at L every time. A task that failed whole groups twice is almost always
+        still out of reach: on the guidance-cost benchmark this rule takes 17.6 guidance trajectories per rescued
+        group down to 15.9 at the same rescued fraction (docs/benchmarks.md, "Guidance cost").
     warm_start: start from the task's cached k*.
     reuse_probes: which rollouts of the successful probe at k* join the guided group: ``all`` (default;
         they are draws from the same guided policy), ``successes`` (only the rewarded ones) or ``none``.
@@ -99,6 +104,7 @@ class SearchConfig:
     ladder: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
     on_full_failure: str = "unguided"
     full_level_check: str = "group"
+    probe_only_after: int = 2
     warm_start: bool = True
     reuse_probes: str = "all"
 
@@ -112,6 +118,8 @@ class SearchConfig:
             raise ValueError(f"actguide.probe_m must be >= 1, got {self.probe_m}")
         if not 1 <= self.tau <= self.probe_m:
             raise ValueError(f"actguide.tau must be in [1, probe_m={self.probe_m}], got {self.tau}")
+        if self.probe_only_after < 0:
+            raise ValueError(f"actguide.probe_only_after must be >= 0 (0: off), got {self.probe_only_after}")
         if self.fixed_k < 0:
             raise ValueError(f"actguide.fixed_k must be >= 0, got {self.fixed_k}")
         if not 0.0 <= self.fixed_ratio <= 1.0:
@@ -398,7 +406,11 @@ async def run_group(
     level = await _FINDERS[cfg.mode](group, cache)
     if level is None:  # no probed level was sufficient: the group at L decides (or the probes, if so configured)
         level = top
-        complete = cfg.full_level_check == "group" or cfg.on_full_failure == FullFailurePolicy.KEEP.value
+        streak = cache.failure_streak(task_id, num_actions) if cache is not None else 0
+        out_of_reach = cfg.probe_only_after > 0 and streak >= cfg.probe_only_after
+        complete = (
+            cfg.full_level_check == "group" and not out_of_reach
+        ) or cfg.on_full_failure == FullFailurePolicy.KEEP.value
         if not complete:
             return _full_failure(group, cache, unguided, unguided_rewards, guided_at_full=None)
         # the failed probes at L are valid members of the group at L: reuse all of them

@@ -45,6 +45,7 @@ class ActGuideConfig(BaseConfig):
     fixed_k / fixed_ratio / ladder: levels of the fixed and ladder modes.
     on_full_failure: ``keep`` | ``drop`` | ``unguided`` when even full guidance fails.
     full_level_check: ``group`` (complete the group at k = L and rescue it on ``tau`` successes) | ``probe``.
+    probe_only_after: whole-group failures at L in a row after which L is checked with the m probes only (0: off).
     warm_start / reuse_probes: search from the task's last k*; probe rollouts reused at k*.
     guided_clip / guided_ratio_cap / shaping_gamma: clipping of guided tokens
         (``same`` | ``cap`` | ``shaping`` | ``cispo``).
@@ -68,6 +69,7 @@ class ActGuideConfig(BaseConfig):
     ladder: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])
     on_full_failure: str = "unguided"
     full_level_check: str = "group"
+    probe_only_after: int = 2
     warm_start: bool = True
     reuse_probes: str = "all"
     guided_clip: str = "same"

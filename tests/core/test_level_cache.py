@@ -68,3 +68,33 @@ def test_subset_and_update_move_entries_between_caches():
     part.put_full_failure("c", 3)
     shared.update(part)
     assert shared.get("a", 4) == 1 and shared.get("c", 3) == 4 and shared.get("b", 5) == 5
+
+
+def test_whole_group_failures_in_a_row_are_counted_and_a_rescue_resets_them(tmp_path):
+    cache = LevelCache()
+    assert cache.failure_streak("t", 4) == 0
+    cache.put_full_failure("t", 4)
+    cache.put_full_failure("t", 4)
+    assert cache.failure_streak("t", 4) == 2 and cache.failure_streak("t", 5) == 0  # another L: unknown
+    cache.save(tmp_path / "c.json")
+    restored = LevelCache.load(tmp_path / "c.json")  # survives a checkpoint and resume
+    assert restored.failure_streak("t", 4) == 2
+    restored.put("t", 4, 4)
+    assert restored.failure_streak("t", 4) == 0
+    restored.put_full_failure("t", 4)
+    assert restored.failure_streak("t", 4) == 1
+
+
+def test_a_format_1_cache_loads_with_one_failure_per_failed_task(tmp_path):
+    old = tmp_path / "v1.json"
+    old.write_text(json.dumps({"version": 1, "entries": {"a": {"num_actions": 3, "level": 4},
+                                                          "b": {"num_actions": 3, "level": 2}}}))  # fmt: skip
+    cache = LevelCache.load(old)
+    assert cache.failure_streak("a", 3) == 1 and cache.failure_streak("b", 3) == 0 and cache.get("b", 3) == 2
+
+
+def test_a_streak_on_a_rescued_entry_is_a_corrupt_cache(tmp_path):
+    bad = tmp_path / "c.json"
+    bad.write_text(json.dumps({"version": 2, "entries": {"t": {"num_actions": 3, "level": 2, "full_failures": 1}}}))
+    with pytest.raises(ValueError, match="task 't' has full_failures 1 with level 2"):
+        LevelCache.load(bad)

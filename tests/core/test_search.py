@@ -154,6 +154,31 @@ def test_full_failure_is_remembered_so_next_epoch_probes_only_the_top():
     assert oracle.calls == [(0, 8), (9, 2), (9, 6)]  # probe L, then complete the group at L
 
 
+def test_after_two_whole_group_failures_in_a_row_the_probes_alone_check_the_top():
+    cache, cfg = LevelCache(), SearchConfig(n=8, probe_m=2)
+    calls = []
+    for _ in range(4):  # epochs of a task out of reach
+        oracle = Oracle(99)
+        assert run(run_group("t", 9, oracle, reward, cfg, cache)).status is GroupStatus.FULL_FAILED
+        calls.append(oracle.calls[1:])
+    assert calls[0][-1] == (9, 6) and calls[1] == [(9, 2), (9, 6)]  # two whole groups at L...
+    assert calls[2] == calls[3] == [(9, 2)]  # ...then the m probes only
+    rescued = run(run_group("t", 9, LateSuccess(num_actions=9, first_success=0), reward, cfg, cache))
+    assert rescued.status is GroupStatus.RESCUED and cache.failure_streak("t", 9) == 0  # a rescue resets
+    oracle = Oracle(99)
+    run(run_group("t", 9, oracle, reward, cfg, cache))
+    assert oracle.calls[1:] == [(8, 2), (9, 2), (9, 6)]  # warm start at k* = 9, then a whole group again
+
+
+@pytest.mark.parametrize("cfg", [SearchConfig(probe_only_after=0), SearchConfig(on_full_failure="keep")])
+def test_whole_groups_at_the_top_every_epoch_when_the_streak_rule_is_off_or_keep_needs_them(cfg):
+    cache = LevelCache()
+    for _ in range(4):
+        oracle = Oracle(99)
+        run(run_group("t", 9, oracle, reward, cfg, cache))
+        assert oracle.calls[-1] == (9, 6)
+
+
 class LateSuccess:
     """Level-L rollouts that succeed only from the ``first_success``-th one on: the m probes fail, the
     rest of the group does (a task whose success at L is low but not zero)."""

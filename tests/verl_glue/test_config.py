@@ -44,7 +44,8 @@ def test_core_configs_take_every_same_named_field(core_type):
     shared = {f.name for f in dataclasses.fields(core_type)} & {f.name for f in dataclasses.fields(ActGuideConfig)}
     assert shared, core_type
     values = {"probe_m": 3, "tau": 2, "success_threshold": 0.5, "fixed_k": 2, "fixed_ratio": 0.25, "ladder": [1.0],
-              "on_full_failure": "drop", "full_level_check": "probe", "warm_start": False, "reuse_probes": "none",
+              "on_full_failure": "drop", "full_level_check": "probe", "probe_only_after": 5, "warm_start": False,
+                  "reuse_probes": "none",
               "mode": "fallback_ladder",
               "guided_clip": "cap", "guided_ratio_cap": 2.0, "shaping_gamma": 0.5}  # fmt: skip
     section = ActGuideConfig(**{name: values[name] for name in shared})
