@@ -41,6 +41,8 @@ def group_metrics(outcomes: Sequence[GroupOutcome[Any]], reward: Callable[[Any],
     if total == 0:
         return {}
     hard = [o for o in outcomes if o.is_hard]
+    # a task without reference actions (L = 0) cannot be guided: it is hard, but not a failed rescue
+    guidable = [o for o in hard if o.num_actions > 0]
     rescued = [o for o in hard if o.status is GroupStatus.RESCUED]
     final_rewards = [[float(reward(t)) for t in o.trajectories] for o in outcomes]
     guided_rewards = [r for o, rs in zip(outcomes, final_rewards, strict=True) if o.guided for r in rs]
@@ -59,15 +61,16 @@ def group_metrics(outcomes: Sequence[GroupOutcome[Any]], reward: Callable[[Any],
         "hard_groups": float(len(hard)),
         "hard_group_frac": len(hard) / total,
         "rescued_groups": float(len(rescued)),
-        "rescued_frac": len(rescued) / len(hard) if hard else 0.0,
+        "hard_groups_without_actions": float(len(hard) - len(guidable)),
+        "rescued_frac": len(rescued) / len(guidable) if guidable else 0.0,
         "full_failed_groups": float(sum(o.status is GroupStatus.FULL_FAILED for o in outcomes)),
         "dropped_groups": float(sum(o.dropped for o in outcomes)),
         "plan_capped_groups": float(sum(o.plan_capped for o in outcomes)),
         "guided_groups": float(len(guided)),
         "level_mean": _mean([o.level for o in guided]),
         "level_ratio_mean": _mean(ratios),
-        "probes_per_hard": _mean([len(o.probes) for o in hard]),
-        "warm_start_frac": _mean([float(o.warm_started) for o in hard]),
+        "probes_per_hard": _mean([len(o.probes) for o in guidable]),
+        "warm_start_frac": _mean([float(o.warm_started) for o in guidable]),
         "probe_trajectories_per_rescued": (sum(o.probe_trajectories for o in hard) / len(rescued)) if rescued else 0.0,
         "guidance_trajectories_per_rescued": guidance_trajectories / len(rescued) if rescued else 0.0,
         "reused_probe_trajectories": float(sum(o.reused for o in outcomes)),

@@ -43,6 +43,8 @@ def loss_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     and ``{source}_tokens``. Δ of guided rows with response tokens: ``offpolicy_shift_mean``, ``offpolicy_shift_var``,
     and per level k / k-over-L bucket ``offpolicy_shift/{bucket}/{mean,var,rows}``. The counts (tokens, rows) are
     per mini-batch and data-parallel rank, as verl's SUM metrics arrive; buckets without rows are not logged.
+    Δ compares the guided row's old log-probs with the numerator's: with ``ratio_context=guided`` (no prompt swap)
+    both are on the guided prompt, so Δ is ≈ 0 by construction there and measures only the drift of θ within a step.
     """
     sums = {key[len("actor/" + METRIC_PREFIX) :]: float(metrics.pop(key)) for key in _loss_keys(metrics)}
     out: dict[str, float] = {}

@@ -101,3 +101,17 @@ def test_plain_grpo_groups_still_report_the_reachability_barrier():
 def test_ratio_bins_are_left_open_except_the_first():
     assert [ratio_bin(r) for r in (0.0, 0.25, 0.2500001, 0.5, 0.75, 1.0)] == [0, 0, 1, 1, 2, 3]
     assert ratio_histogram([0.0, 1 / 3, 2 / 3, 1.0, 1.0]) == [1, 1, 1, 2]
+
+
+def test_hard_tasks_without_reference_actions_are_counted_apart_from_failed_rescues():
+    m = group_metrics(
+        [
+            outcome(GroupStatus.RESCUED, 2, [1, 0], unguided=[0, 0], probes=[Probe(2, (1.0, 0.0), True)], sampled=6),
+            outcome(GroupStatus.UNGUIDED, 0, [0, 0], unguided=[0, 0], num_actions=0, hard=True),  # L = 0
+            outcome(GroupStatus.UNGUIDED, 0, [0, 0], unguided=[0, 0], num_actions=0, hard=True),
+        ],
+        float,
+    )
+    assert m["hard_groups"] == 3 and m["hard_groups_without_actions"] == 2
+    assert m["rescued_frac"] == 1.0  # 1 of the 1 hard group that guidance could act on (was 1/3)
+    assert m["probes_per_hard"] == 1.0
