@@ -62,9 +62,6 @@ class LevelCache:
         part._entries = {t: self._entries[t] for t in task_ids if t in self._entries}
         return part
 
-    def update(self, other: LevelCache) -> None:
-        self._entries.update(other._entries)
-
     def to_dict(self) -> dict:
         entries = {}
         for task, (n, k, streak) in sorted(self._entries.items()):

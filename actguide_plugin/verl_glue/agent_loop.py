@@ -62,17 +62,29 @@ class ActGuideToolAgentLoop(ToolAgentLoop):
         )
         return output
 
-    async def max_fitting_level(self, messages: list[dict[str, Any]], actions: list[Action]) -> int:
-        """The highest level k ≤ L whose guided prompt fits ``rollout.prompt_length``, rendered as ``run`` renders it.
+    def selected_tool_schemas(self, tool_selection: list[str] | None) -> list[dict[str, Any]]:
+        """The schemas ``run`` renders for a row: verl's per-sample ``extra_info.tool_selection`` filter of the tools
+        (``ToolAgentLoop.run``: the selected tools that exist, or all of them without a selection)."""
+        if not tool_selection or not self.tools:
+            return self.tool_schemas
+        selected = [self.tools[name] for name in tool_selection if name in self.tools]
+        return [tool.tool_schema.model_dump(exclude_unset=True, exclude_none=True) for tool in selected]
+
+    async def max_fitting_level(
+        self, messages: list[dict[str, Any]], actions: list[Action], tool_selection: list[str] | None = None
+    ) -> int:
+        """The highest level k ≤ L whose guided prompt fits ``rollout.prompt_length``, rendered as ``run`` renders it
+        (with the row's own tools, ``tool_selection``).
 
         verl left-truncates a prompt that does not fit (dropping the system prompt and tool schemas), so levels
         above this one must never be sampled. The plan only grows with k, so a binary search over renders.
         """
+        schemas = self.selected_tool_schemas(tool_selection)
 
         async def fits(level: int) -> bool:
             rendered = guided_messages(messages, actions, level)
             build = self.continuous_token_builder.build_initial_tokens
-            ids = await self.loop.run_in_executor(None, lambda: build(rendered, tools=self.tool_schemas))
+            ids = await self.loop.run_in_executor(None, lambda: build(rendered, tools=schemas))
             return len(ids) <= self.prompt_length
 
         if await fits(len(actions)):

@@ -3,9 +3,9 @@
 A trainer adapter (:mod:`.rollout_v1` for verl's V1 trainer) supplies ``sample(level, session_id)`` — one
 scored trajectory of the prompt at guidance level k, kept private until chosen — and publishes the trajectories
 of the returned :class:`~actguide_plugin.core.search.GroupOutcome` its own way. Everything between is here: the
-task id and number of reference actions read from the dataset row (:mod:`.rows`), the warm-start cache fetched
-from and written back to the shared state actor, the level search (:func:`actguide_plugin.core.search.run_group`)
-and the summary the trainer turns into ``actguide/*`` metrics.
+task id and number of reference actions read from the dataset row (:mod:`.rows`), the task's warm-start entry
+fetched from the shared state actor and the search's result recorded there, the level search
+(:func:`actguide_plugin.core.search.run_group`) and the summary the trainer turns into ``actguide/*`` metrics.
 
 verl 0.9.1 API relied on: the dataset row as ``AgentLoopWorker`` hands it to an agent loop (``extra_info``,
 ``data_source``, ``agent_name``, ``uid``, ``global_steps``), and ``AgentLoopOutput.reward_score`` set by the
@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from actguide_plugin.core.level_cache import LevelCache
-from actguide_plugin.core.search import GroupOutcome, run_group, settled
+from actguide_plugin.core.search import GroupOutcome, GroupStatus, run_group, settled
 from actguide_plugin.names import AGENT_NAME
 from actguide_plugin.verl_glue.config import ActGuideConfig
 from actguide_plugin.verl_glue.rows import num_actions_of, task_id_of
@@ -67,6 +67,20 @@ async def decide_group(
 
     cache = LevelCache.from_dict(await state.cache_subset.remote([task_id]))
     outcome = await run_group(task_id, num_actions, rollout, reward_of, actguide.search_config(n), cache, max_level)
-    await state.cache_update.remote(cache.to_dict())
+    # only what this search found, applied to the shared cache by the actor (one call at a time): another row of the
+    # same task in this step keeps its own fresh result, and full-failure streaks add up
+    if outcome.status is GroupStatus.RESCUED:
+        await state.cache_record.remote(task_id, num_actions, outcome.level)
+    elif outcome.status is GroupStatus.FULL_FAILED:
+        await state.cache_record.remote(task_id, num_actions, None)
     await state.record.remote({**outcome.summary(reward_of), "global_steps": prompt.get("global_steps")})
     return outcome
+
+
+async def publish_group(
+    outcome: GroupOutcome[Trajectory], publish: Callable[[int, Trajectory], Awaitable[None]]
+) -> None:
+    """``publish(session_id, trajectory)`` for every chosen trajectory, numbered 0..n−1; a failed put is raised only
+    once every other put has settled, so none lands after its prompt was marked failed (a plain gather raised at
+    the first failure and left the siblings' puts running)."""
+    await settled([publish(session_id, trajectory) for session_id, trajectory in enumerate(outcome.trajectories)])

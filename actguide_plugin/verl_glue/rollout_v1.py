@@ -30,7 +30,6 @@ data plane around it. Prompts search independently and concurrently (one corouti
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 from typing import Any
 
@@ -44,7 +43,7 @@ from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopManagerTQ, AgentLoopWorke
 from actguide_plugin.logs import describe_error, get_logger
 from actguide_plugin.names import AGENT_NAME, IS_GUIDED_FIELD, LEVEL_FIELD, UNGUIDED_PROMPT_IDS_FIELD
 from actguide_plugin.verl_glue.config import actguide_config
-from actguide_plugin.verl_glue.group import Trajectory, decide_group
+from actguide_plugin.verl_glue.group import Trajectory, decide_group, publish_group
 from actguide_plugin.verl_glue.rows import BadRowError, actions_of, row_name, task_id_of
 from actguide_plugin.verl_glue.state import state_actor
 from actguide_plugin.verl_glue.validation import trajectory_record, validation_level
@@ -104,11 +103,8 @@ class ActGuideAgentLoopWorkerImpl(AgentLoopWorkerTQ.__ray_actor_class__):
 
         max_level = await self._max_fitting_level(prompt)
         outcome = await decide_group(prompt, n, sample, self.actguide, self.state, max_level)
-        await asyncio.gather(
-            *(
-                self._publish(outputs, session_id, outcome.level, prompt)
-                for session_id, outputs in enumerate(outcome.trajectories)
-            )
+        await publish_group(
+            outcome, lambda session_id, outputs: self._publish(outputs, session_id, outcome.level, prompt)
         )
 
     async def _max_fitting_level(self, prompt: dict) -> int | None:
@@ -123,7 +119,8 @@ class ActGuideAgentLoopWorkerImpl(AgentLoopWorkerTQ.__ray_actor_class__):
         if not actions:
             return None
         agent_loop = self._guided_agent_loop()
-        level = await agent_loop.max_fitting_level(list(prompt["raw_prompt"]), actions)
+        tool_selection = (prompt.get("extra_info") or {}).get("tool_selection")
+        level = await agent_loop.max_fitting_level(list(prompt["raw_prompt"]), actions, tool_selection)
         task = task_id_of(prompt)
         if level < len(actions) and task not in self._capped_tasks:
             self._capped_tasks.add(task)

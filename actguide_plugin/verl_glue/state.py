@@ -10,6 +10,7 @@ small CPU machine).
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import ray
@@ -23,23 +24,33 @@ class ActGuideState:
 
     def __init__(self) -> None:
         self.cache = LevelCache()
+        self._cache_lock = threading.Lock()
         self.summaries: list[dict[str, Any]] = []
         self.failures: list[dict[str, Any]] = []
         self.validation_records: list[dict[str, Any]] = []
         self.validation_expected = 0
 
     def cache_subset(self, task_ids: list[str]) -> dict:
-        return self.cache.subset(task_ids).to_dict()
+        with self._cache_lock:
+            return self.cache.subset(task_ids).to_dict()
 
-    def cache_update(self, data: dict) -> None:
-        self.cache.update(LevelCache.from_dict(data))
+    def cache_record(self, task_id: str, num_actions: int, level: int | None) -> None:
+        """One search's result for its task: rescued at ``level``, or a whole failure at L (``None``). Under a lock:
+        the actor runs calls in threads (``max_concurrency``), and a streak update reads, then writes."""
+        with self._cache_lock:
+            if level is None:
+                self.cache.put_full_failure(task_id, num_actions)
+            else:
+                self.cache.put(task_id, num_actions, level)
 
     def cache_state(self) -> dict:
-        return self.cache.to_dict()
+        with self._cache_lock:
+            return self.cache.to_dict()
 
     def load_cache_state(self, data: dict) -> int:
-        self.cache = LevelCache.from_dict(data)
-        return len(self.cache)
+        with self._cache_lock:
+            self.cache = LevelCache.from_dict(data)
+            return len(self.cache)
 
     def record(self, summary: dict[str, Any]) -> None:
         self.summaries.append(summary)

@@ -58,16 +58,14 @@ def test_failed_save_keeps_previous_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["cache.json"]
 
 
-def test_subset_and_update_move_entries_between_caches():
+def test_subset_holds_only_the_asked_tasks():
     shared = LevelCache()
     shared.put("a", 4, 2)
     shared.put("b", 5, 5)
     part = shared.subset(["a", "missing"])
     assert part.get("a", 4) == 2 and "b" not in part and len(part) == 1
     part.put("a", 4, 1)
-    part.put_full_failure("c", 3)
-    shared.update(part)
-    assert shared.get("a", 4) == 1 and shared.get("c", 3) == 4 and shared.get("b", 5) == 5
+    assert shared.get("a", 4) == 2  # a copy: the shared cache changes only through its owner
 
 
 def test_whole_group_failures_in_a_row_are_counted_and_a_rescue_resets_them(tmp_path):

@@ -192,3 +192,26 @@ def test_max_fitting_level_is_the_highest_level_whose_rendered_prompt_fits(make_
     lengths, found = asyncio.run(go())
     assert found[lengths[3]] == 3 and found[lengths[2]] == 2 and found[lengths[2] + 1] == 2
     assert found[lengths[1]] == 1 and found[lengths[0]] == 0 and found[lengths[0] - 1] == 0
+
+
+def test_max_fitting_level_renders_with_the_rows_own_tool_selection(make_loop):
+    """A row with ``extra_info.tool_selection`` is sampled with those tools' schemas only (verl's per-sample
+    filter), so its full plan fits a budget that the prompt with every schema does not."""
+
+    async def go():
+        loop, _ = make_loop()
+        messages = sample(2)["raw_prompt"]
+        assert len(loop.tool_schemas) == 2  # web_search and web_visit
+        rendered = guided_messages(messages, ACTIONS, len(ACTIONS))
+        build = loop.continuous_token_builder.build_initial_tokens
+        only_search = loop.selected_tool_schemas(["web_search"])
+        assert [schema["function"]["name"] for schema in only_search] == ["web_search"]
+        loop.prompt_length = len(build(rendered, tools=only_search))  # fits with one schema, not with two
+        assert len(build(rendered, tools=loop.tool_schemas)) > loop.prompt_length
+        return (
+            await loop.max_fitting_level(messages, ACTIONS),
+            await loop.max_fitting_level(messages, ACTIONS, ["web_search"]),
+        )
+
+    every_tool, selected = asyncio.run(go())
+    assert every_tool < len(ACTIONS) and selected == len(ACTIONS)
