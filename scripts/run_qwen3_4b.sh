@@ -15,6 +15,8 @@
 #   PROMPT_LEN [4096]  RESPONSE_LEN [28672]  EPOCHS [1]  MINI_BATCH [16]  SAVE_FREQ [20]  TEST_FREQ [20]
 #   CKPT_DIR        [./checkpoints/<experiment>]   EXPERIMENT [actguide_qwen3_4b_<MODE>]
 # Extra hydra overrides can be appended: bash scripts/run_qwen3_4b.sh trainer.total_training_steps=100
+# DRY_RUN=1: compose the full config, run verl's and the recipe's checks, print the per-step arithmetic (prompts x n,
+# optimizer steps, token budget per GPU) and exit: no Ray, no model; missing files are reported, not fatal.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,19 +56,26 @@ case "$REWARD_MODE" in
   *) missing+=("REWARD_MODE=$REWARD_MODE is not judge or rule") ;;
 esac
 if (( ${#missing[@]} )); then
-  echo "run_qwen3_4b.sh: cannot start:" >&2
-  printf '  - %s\n' "${missing[@]}" >&2
-  exit 2
+  if [[ "${DRY_RUN:-0}" == 1 ]]; then
+    echo "run_qwen3_4b.sh: (dry run) a real run would stop here:" >&2
+    printf '  - %s\n' "${missing[@]}" >&2
+  else
+    echo "run_qwen3_4b.sh: cannot start:" >&2
+    printf '  - %s\n' "${missing[@]}" >&2
+    exit 2
+  fi
 fi
+DRY_RUN_ARGS=()
+[[ "${DRY_RUN:-0}" == 1 ]] && DRY_RUN_ARGS=(--dry-run)
 
 export ACTGUIDE_CORPUS=$(realpath "$DATA_DIR/corpus.jsonl" 2>/dev/null || echo "")
 export ACTGUIDE_REWARD_MODE=$REWARD_MODE
 
-python3 -m recipe.actguide.main_actguide \
+python3 -m recipe.actguide.main_actguide "${DRY_RUN_ARGS[@]}" \
   +actguide_reward=answer \
   actguide.mode="$MODE" \
-  data.train_files="$(realpath "$DATA_DIR/train.parquet")" \
-  data.val_files="$(realpath "$DATA_DIR/val.parquet")" \
+  data.train_files="$(realpath -m "$DATA_DIR/train.parquet")" \
+  data.val_files="$(realpath -m "$DATA_DIR/val.parquet")" \
   data.train_batch_size=32 \
   data.max_prompt_length="$PROMPT_LEN" \
   data.max_response_length="$RESPONSE_LEN" \
@@ -86,7 +95,7 @@ python3 -m recipe.actguide.main_actguide \
   actor_rollout_ref.rollout.tensor_model_parallel_size="$TP" \
   actor_rollout_ref.rollout.gpu_memory_utilization=0.6 \
   actor_rollout_ref.rollout.multi_turn.max_assistant_turns=30 \
-  actor_rollout_ref.rollout.multi_turn.tool_config_path="$(realpath "$TOOL_CONFIG")" \
+  actor_rollout_ref.rollout.multi_turn.tool_config_path="$(realpath -m "$TOOL_CONFIG")" \
   trainer.n_gpus_per_node="$NGPUS" \
   trainer.nnodes="$NNODES" \
   trainer.total_epochs="$EPOCHS" \

@@ -162,3 +162,31 @@ def test_a_config_without_the_recipe_is_named_with_the_defaults_entry_to_add():
 
     with pytest.raises(ValueError, match=r"no actguide: section.*`- actguide_layer: required`"):
         actguide_config({"actor_rollout_ref": {}, "trainer": {}, "data": {}})
+
+
+def test_dry_run_checks_the_paper_run_and_prints_its_arithmetic_without_starting_anything(tmp_path):
+    result = run_script("run_qwen3_4b.sh", tmp_path, DRY_RUN="1", REWARD_MODE="rule",
+                        PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "(dry run) a real run would stop here" in result.stderr and "MODEL_PATH=" in result.stderr
+    out = result.stdout
+    assert "per step: 32 prompts x n=8 = 256 trajectories" in out
+    assert "= 2 optimizer steps per step" in out and "32,768 tokens per GPU" in out
+    assert "Started a local Ray instance" not in result.stdout + result.stderr  # what ray.init prints
+    baseline = run_script("run_baseline_grpo.sh", tmp_path, DRY_RUN="1", REWARD_MODE="rule",
+                          PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")  # fmt: skip
+    assert baseline.returncode == 0 and "guidance none (plain GRPO)" in baseline.stdout
+
+
+def test_dry_run_reports_verls_own_batch_check_in_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACTGUIDE_JUDGE")}
+    env.update(MODEL_PATH=str(tmp_path / "m"), DATA_DIR=str(tmp_path / "d"), DRY_RUN="1", REWARD_MODE="rule",
+               NGPUS="3", PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")  # fmt: skip
+    result = subprocess.run(
+        ["bash", str(REPO / "scripts" / "run_qwen3_4b.sh"), "actor_rollout_ref.actor.use_dynamic_bsz=false",
+         "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=1"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: real_train_batch_size (256) must be divisible by minimal possible batch size (3)")

@@ -32,39 +32,51 @@ class PreflightError(ValueError):
     """A setting or the training data cannot work; the message names what to change."""
 
 
+DRY_RUN_FLAG = "--dry-run"
+_dry_run = False  # set by main() from the command line (hydra's own parser does not know the flag)
+
+
 @hydra.main(config_path="config", config_name=CONFIG_NAME, version_base=None)
 def run(config) -> None:
     try:
-        launch(config)
+        launch(config, dry_run=_dry_run)
     except PreflightError as err:  # one line naming what to change, no traceback
         sys.exit(f"error: {err}")
 
 
-def launch(config) -> None:
-    """Run a composed recipe config (training, or validation only with ``trainer.val_only=true``)."""
+def launch(config, dry_run: bool = False) -> None:
+    """Run a composed recipe config (training, or validation only with ``trainer.val_only=true``); with ``dry_run``
+    only the checks and the per-step arithmetic (:mod:`actguide_plugin.verl_glue.dry_run`), nothing started."""
     from verl.trainer.main_ppo import run_ppo
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import validate_config
     from verl.utils.device import auto_set_device
 
-    if config.trainer.device == "cpu":
-        from actguide_plugin.cpu import activate
+    if not dry_run:
+        if config.trainer.device == "cpu":
+            from actguide_plugin.cpu import activate
 
-        activate()  # the driver; Ray workers activate through the runtime_env of actguide_cpu_settings.yaml
-    auto_set_device(config)
+            activate()  # the driver; Ray workers activate through the runtime_env of actguide_cpu_settings.yaml
+        auto_set_device(config)
     val_only = bool(config.trainer.get("val_only", False))
     try:
         actguide = check_verl_config(config)
         if actguide.mode != "off" and not val_only:
             check_train_files(config.data.train_files)
         check_default_scorer(config, config.data.val_files if val_only else config.data.train_files)
-    except ValueError as err:
+        validate_config(config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+    except (ValueError, AssertionError) as err:  # verl's own checks assert
         raise PreflightError(str(err)) from err
     reward = reward_in_use(config)
     print(f"actguide-train: reward: {reward}", file=sys.stderr, flush=True)
+    if dry_run:
+        from actguide_plugin.verl_glue.dry_run import batch_plan
+
+        print("actguide-train --dry-run: the config composes and passes verl's and the recipe's checks")
+        print("\n".join(f"  {line}" for line in batch_plan(config, actguide, reward)))
+        return
     with open_dict(config):
         config[RUN_INFO] = {"reward": reward}  # in the config verl logs (console, file, wandb, ...)
-    validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
     run_ppo(config, task_runner_class=ActGuideTaskRunner)
 
 
@@ -181,7 +193,9 @@ def _check_printed_config(argv: list[str]) -> None:
 
 
 def main() -> None:
-    sys.argv = [sys.argv[0], *layer_user_config(sys.argv[1:])]
+    global _dry_run
+    _dry_run = DRY_RUN_FLAG in sys.argv[1:]
+    sys.argv = [sys.argv[0], *layer_user_config([a for a in sys.argv[1:] if a != DRY_RUN_FLAG])]
     if any(arg in ("--cfg", "-c") or arg.startswith("--cfg=") for arg in sys.argv[1:]):
         _check_printed_config(sys.argv[1:])
     run()
