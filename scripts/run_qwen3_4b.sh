@@ -11,8 +11,12 @@
 #   REWARD_MODE     judge | rule                                    [judge]
 #   ACTGUIDE_JUDGE_BASE_URL, ACTGUIDE_JUDGE_MODEL (ACTGUIDE_JUDGE_API_KEY optional): the judge endpoint
 #   MODE            actguide.mode                                   [fallback_adaptive]
-#   NGPUS, NNODES   [8, 1]    ROLLOUT_NAME [vllm]    TP [1]
-#   PROMPT_LEN [4096]  RESPONSE_LEN [28672]  EPOCHS [1]  MINI_BATCH [16]  SAVE_FREQ [20]  TEST_FREQ [20]
+#   NGPUS, NNODES   [8, 1]    ROLLOUT_NAME [sglang]    TP [2]    (the release: SGLang, tensor parallel 2)
+#   PROMPT_LEN [40960]  RESPONSE_LEN [40960]  MAX_MODEL_LEN [61440]   (the release's lengths)
+#   LOSS_AGG   [seq-mean-token-mean]  (the release: token-mean per micro-batch of 1 = every trajectory weighs the
+#              same; token-mean weighs every token the same)
+#   JUDGE_INPUT [response]  (the release: the judge reads the whole decoded response; answer = the final <answer>)
+#   EPOCHS [1]  MINI_BATCH [16]  SAVE_FREQ [20]  TEST_FREQ [20]
 #   CKPT_DIR        [./checkpoints/<experiment>]   EXPERIMENT [actguide_qwen3_4b_<MODE>]
 # Extra hydra overrides can be appended: bash scripts/run_qwen3_4b.sh trainer.total_training_steps=100
 # DRY_RUN=1: compose the full config, run verl's and the recipe's checks, print the per-step arithmetic (prompts x n,
@@ -27,10 +31,13 @@ REWARD_MODE=${REWARD_MODE:-judge}
 MODE=${MODE:-fallback_adaptive}
 NGPUS=${NGPUS:-8}
 NNODES=${NNODES:-1}
-ROLLOUT_NAME=${ROLLOUT_NAME:-vllm}
-TP=${TP:-1}
-PROMPT_LEN=${PROMPT_LEN:-4096}
-RESPONSE_LEN=${RESPONSE_LEN:-28672}
+ROLLOUT_NAME=${ROLLOUT_NAME:-sglang}
+TP=${TP:-2}
+PROMPT_LEN=${PROMPT_LEN:-40960}
+RESPONSE_LEN=${RESPONSE_LEN:-40960}
+MAX_MODEL_LEN=${MAX_MODEL_LEN:-61440}
+LOSS_AGG=${LOSS_AGG:-seq-mean-token-mean}
+JUDGE_INPUT=${JUDGE_INPUT:-response}
 EPOCHS=${EPOCHS:-1}
 MINI_BATCH=${MINI_BATCH:-16}
 SAVE_FREQ=${SAVE_FREQ:-20}
@@ -73,6 +80,7 @@ export ACTGUIDE_REWARD_MODE=$REWARD_MODE
 
 python3 -m recipe.actguide.main_actguide "${DRY_RUN_ARGS[@]}" \
   +actguide_reward=answer \
+  +reward.custom_reward_function.reward_kwargs.judge_input="$JUDGE_INPUT" \
   actguide.mode="$MODE" \
   data.train_files="$(realpath -m "$DATA_DIR/train.parquet")" \
   data.val_files="$(realpath -m "$DATA_DIR/val.parquet")" \
@@ -87,6 +95,7 @@ python3 -m recipe.actguide.main_actguide "${DRY_RUN_ARGS[@]}" \
   actor_rollout_ref.actor.optim.lr=1e-6 \
   actor_rollout_ref.actor.ppo_mini_batch_size="$MINI_BATCH" \
   actor_rollout_ref.actor.use_dynamic_bsz=True \
+  actor_rollout_ref.actor.loss_agg_mode="$LOSS_AGG" \
   actor_rollout_ref.actor.ppo_max_token_len_per_gpu=$((PROMPT_LEN + RESPONSE_LEN)) \
   actor_rollout_ref.ref.log_prob_max_token_len_per_gpu=$((PROMPT_LEN + RESPONSE_LEN)) \
   actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu=$((PROMPT_LEN + RESPONSE_LEN)) \
@@ -94,6 +103,7 @@ python3 -m recipe.actguide.main_actguide "${DRY_RUN_ARGS[@]}" \
   actor_rollout_ref.rollout.n=8 \
   actor_rollout_ref.rollout.tensor_model_parallel_size="$TP" \
   actor_rollout_ref.rollout.gpu_memory_utilization=0.6 \
+  actor_rollout_ref.rollout.max_model_len="$MAX_MODEL_LEN" \
   actor_rollout_ref.rollout.multi_turn.max_assistant_turns=30 \
   actor_rollout_ref.rollout.multi_turn.tool_config_path="$(realpath -m "$TOOL_CONFIG")" \
   trainer.n_gpus_per_node="$NGPUS" \

@@ -171,7 +171,9 @@ def test_dry_run_checks_the_paper_run_and_prints_its_arithmetic_without_starting
     assert "(dry run) a real run would stop here" in result.stderr and "MODEL_PATH=" in result.stderr
     out = result.stdout
     assert "per step: 32 prompts x n=8 = 256 trajectories" in out
-    assert "= 2 optimizer steps per step" in out and "32,768 tokens per GPU" in out
+    assert "= 2 optimizer steps per step" in out and "81,920 tokens per GPU" in out
+    assert "prompt 40,960 + response 40,960" in out and "max_model_len 61440" in out  # the release's lengths
+    assert "loss aggregation seq-mean-token-mean" in out
     assert "Started a local Ray instance" not in result.stdout + result.stderr  # what ray.init prints
     baseline = run_script("run_baseline_grpo.sh", tmp_path, DRY_RUN="1", REWARD_MODE="rule",
                           PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")  # fmt: skip

@@ -33,6 +33,9 @@ keyword (``reward_kwargs``)   environment                 meaning
                                                           0: never skip the judge)
 ``judge_circuit_open_s``      —                           an open breaker skips the judge this long (30)
 ``judge_max_tokens``          —                           reply budget (8)
+``judge_input``               —                           judge: ``answer`` (default: the final ``<answer>``)
+                                                          or ``response`` (the whole decoded response, tool
+                                                          results included: the authors' release)
 ============================  ==========================  ===============================================
 
 In ``judge`` mode an exact (normalized) match is scored 1 without asking the judge; otherwise the judge
@@ -40,6 +43,8 @@ decides, and if it cannot (unreachable, retries exhausted, unparseable reply, un
 used and ``judge_fallback`` is 1. After ``judge_circuit_failures`` consecutive calls that found the judge down,
 it is skipped for ``judge_circuit_open_s`` (then one call probes it), so a dead judge costs one timeout per
 window rather than one per trajectory; such skipped calls are fallbacks too, with ``judge_circuit_open`` 1.
+With ``judge_input=response`` (the authors' release) every trajectory goes to the judge, as the whole decoded
+response, answer tag or not; a judge that cannot decide falls back to the rule verdict on the final ``<answer>``.
 
 Returned extras (every key, every time, all numeric so verl can average them): ``acc`` (= score),
 ``answer_found``, ``exact_match``, ``f1``, ``judge_used``, ``judge_fallback``, ``judge_circuit_open``.
@@ -68,7 +73,10 @@ _RETRY_KWARGS = {
     "judge_circuit_failures": "circuit_failures",
     "judge_circuit_open_s": "circuit_open_s",
 }
-_OWN_KWARGS = {"reward_mode", "f1_threshold", "judge_base_url", "judge_model", "judge_max_tokens", *_RETRY_KWARGS}
+_OWN_KWARGS = {
+    "reward_mode", "f1_threshold", "judge_base_url", "judge_model", "judge_max_tokens", "judge_input", *_RETRY_KWARGS
+}  # fmt: skip
+JUDGE_INPUTS = ("answer", "response")
 # verl's reward managers add these when a reward model router is configured; they are not ours to read.
 _VERL_KWARGS = {"reward_router_address", "reward_model_tokenizer"}
 
@@ -80,6 +88,7 @@ class RewardSettings:
     mode: str
     f1_threshold: float
     judge: JudgeConfig | None
+    judge_input: str = "answer"
 
 
 def resolve_settings(kwargs: dict[str, Any]) -> RewardSettings:
@@ -94,6 +103,9 @@ def resolve_settings(kwargs: dict[str, Any]) -> RewardSettings:
     f1_threshold = float(kwargs.get("f1_threshold", 0.8))
     if not 0.0 < f1_threshold <= 1.0:
         raise ValueError(f"compute_score: f1_threshold must be in (0, 1], got {f1_threshold}")
+    judge_input = kwargs.get("judge_input", "answer")
+    if judge_input not in JUDGE_INPUTS:
+        raise ValueError(f"compute_score: judge_input must be one of {JUDGE_INPUTS}, got {judge_input!r}")
     if mode == "rule":
         return RewardSettings(mode, f1_threshold, None)
     base_url = kwargs.get("judge_base_url") or os.environ.get("ACTGUIDE_JUDGE_BASE_URL")
@@ -112,7 +124,7 @@ def resolve_settings(kwargs: dict[str, Any]) -> RewardSettings:
         retry=RetryPolicy(**retry_fields),
         max_tokens=int(kwargs.get("judge_max_tokens", 8)),
     )
-    return RewardSettings(mode, f1_threshold, judge)
+    return RewardSettings(mode, f1_threshold, judge, judge_input)
 
 
 async def compute_score(
@@ -136,20 +148,24 @@ async def compute_score(
         "judge_circuit_open": 0.0,
     }
     prediction = extract_answer(solution_str)
-    if prediction is None:
+    whole_response = settings.judge is not None and settings.judge_input == "response"
+    if prediction is None and not whole_response:
         return result
-    result["answer_found"] = 1.0
+    result["answer_found"] = float(prediction is not None)
     if not any(map(normalize_answer, gold_answers)):
         # The preprocessor rejects such golds; a hand-made dataset may still hold one. Nothing can match it.
         logger.warning("data_source=%s: every gold answer is empty once normalized; scored 0", data_source)
         return result
-    rule = rule_match(prediction, gold_answers, settings.f1_threshold)
-    result["exact_match"], result["f1"] = float(rule.exact), rule.f1
-    correct = rule.correct
-    if settings.judge is not None and prediction and not rule.exact:
+    correct, exact = False, False
+    if prediction is not None:
+        rule = rule_match(prediction, gold_answers, settings.f1_threshold)
+        result["exact_match"], result["f1"] = float(rule.exact), rule.f1
+        correct, exact = rule.correct, rule.exact
+    judged = solution_str if whole_response else prediction
+    if settings.judge is not None and judged and (whole_response or not exact):
         question = str((extra_info or {}).get("question") or "(not given)")
         try:
-            correct = await judge_answer(settings.judge, question, gold_answers, prediction)
+            correct = await judge_answer(settings.judge, question, gold_answers, judged)
             result["judge_used"] = 1.0
         except JudgeError as err:
             logger.warning("judge failed for data_source=%s, using the rule verdict: %s", data_source, err)

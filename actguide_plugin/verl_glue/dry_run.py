@@ -61,7 +61,8 @@ def batch_plan(config: Any, actguide: Any, reward: str) -> list[str]:
         f"actor update: mini-batches of {mini} prompts ({mini * n} trajectories) x {epochs} epoch(s) = "
         f"{prompts // mini * epochs} optimizer steps per step; micro-batches: {micro}",
         f"lengths: prompt {prompt_len:,} + response {response_len:,} = {prompt_len + response_len:,} tokens "
-        f"(rollout prompt_length {rollout.get('prompt_length')}, response_length {rollout.get('response_length')})",
+        f"(rollout prompt_length {rollout.get('prompt_length')}, response_length {rollout.get('response_length')}, "
+        f"max_model_len {rollout.get('max_model_len')}; loss aggregation {actor.get('loss_agg_mode')})",
         f"training steps: {steps}; lr {actor.optim.lr}",
         f"reward: {reward}",
     ]

@@ -140,6 +140,19 @@ async def test_judge_verdicts(monkeypatch):
     assert no["score"] == 0.0 and no["judge_used"] == 1.0
 
 
+async def test_judge_input_response_sends_every_whole_response_as_the_release_does():
+    """``judge_input=response``: the judge reads the decoded response with its tool results, answer tag or not,
+    and decides even an exact match (the authors' release extracts nothing)."""
+    solution = "<tool_call>x</tool_call><tool_response>Paris is the capital.</tool_response>So: Paris"
+    result, fake = await judged(["A"], solution, judge_input="response")
+    assert result["score"] == 1.0 and result["judge_used"] == 1.0 and result["answer_found"] == 0.0
+    assert "<tool_response>Paris is the capital.</tool_response>" in fake.requests[0]["messages"][0]["content"]
+    exact, fake = await judged(["B"], "<answer>Paris</answer>", judge_input="response")
+    assert exact["score"] == 0.0 and len(fake.requests) == 1  # the judge, not the rule, decided
+    fallback, _ = await judged([500], "<answer>Paris</answer>", judge_input="response")
+    assert fallback["score"] == 1.0 and fallback["judge_fallback"] == 1.0  # the rule on the final answer
+
+
 async def test_exact_match_skips_the_judge():
     result, fake = await judged(["B"], "<answer>Paris.</answer>")
     assert result["score"] == 1.0 and result["judge_used"] == 0.0 and fake.requests == []
@@ -228,6 +241,7 @@ async def test_mode_and_endpoint_from_environment(monkeypatch):
         ({"f1_threshhold": 0.5}, "unknown reward_kwargs"),
         ({"f1_threshold": 0}, "f1_threshold must be in"),
         ({"reward_mode": "judge"}, "judge mode needs judge_base_url and judge_model"),
+        ({"judge_input": "all"}, "judge_input must be one of"),
     ],
 )
 async def test_config_errors_are_named(kwargs, message, monkeypatch):
