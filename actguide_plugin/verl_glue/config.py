@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from verl.base_config import BaseConfig
 from verl.utils.config import omega_conf_to_dataclass
 
+from actguide_plugin.core.action_noise import NOISE_MODES
 from actguide_plugin.core.guidance import level_from_ratio
 from actguide_plugin.core.objective import ObjectiveConfig
 from actguide_plugin.core.search import SearchConfig
@@ -56,6 +57,8 @@ class ActGuideConfig(BaseConfig):
     cache_file: name of the warm-start cache file inside each ``global_step_*`` checkpoint folder.
     val_level / val_level_ratio: guidance for validation and ``actguide-eval`` (both 0: unguided, the default):
         level k (clamped to each task's L) or ratio a (k = ceil(a · L)); at most one of them may be set.
+    action_noise / action_noise_frac: the action-noise study: ``drop``, ``shuffle`` or ``replace`` a fraction of each
+        training task's reference actions, deterministically per task and step (``none``: off, the default).
     val_dump_dir: where each validation writes ``eval.json``, ``eval.md`` and ``trajectories.jsonl`` (empty: not
         written; a val-only run writes into the folder itself, a training run into ``global_step_N/`` below it).
     """
@@ -81,9 +84,15 @@ class ActGuideConfig(BaseConfig):
     val_level: int = 0
     val_level_ratio: float = 0.0
     val_dump_dir: str = ""
+    action_noise: str = "none"
+    action_noise_frac: float = 0.0
 
     def __post_init__(self) -> None:
         _check_types(self)
+        if self.action_noise not in NOISE_MODES:
+            raise ValueError(f"{SECTION}.action_noise={self.action_noise!r} is not one of {list(NOISE_MODES)}")
+        if not 0.0 <= self.action_noise_frac <= 1.0:
+            raise ValueError(f"{SECTION}.action_noise_frac must be in [0, 1], got {self.action_noise_frac}")
         if self.val_level < 0:
             raise ValueError(f"{SECTION}.val_level must be >= 0, got {self.val_level}")
         if not 0.0 <= self.val_level_ratio <= 1.0:

@@ -18,11 +18,13 @@ import itertools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from actguide_plugin.core.action_noise import perturb_actions
+from actguide_plugin.core.actions import dumps_actions
 from actguide_plugin.core.level_cache import LevelCache
 from actguide_plugin.core.search import GroupOutcome, GroupStatus, run_group, settled
 from actguide_plugin.names import AGENT_NAME
 from actguide_plugin.verl_glue.config import ActGuideConfig
-from actguide_plugin.verl_glue.rows import num_actions_of, task_id_of
+from actguide_plugin.verl_glue.rows import actions_of, num_actions_of, task_id_of
 
 Trajectory = list[Any]  # the AgentLoopOutput(s) of one rollout; the last one carries the reward
 SampleFn = Callable[[int, int], Awaitable[Trajectory]]  # (level, session_id) -> one scored trajectory
@@ -39,6 +41,23 @@ def reward_of(trajectory: Trajectory) -> float:
     return float(score)
 
 
+NOISE_FIELDS = ("noised_actions", "clean_actions")  # in a search summary next to the GroupOutcome's own fields
+
+
+def with_action_noise(prompt: dict[str, Any], actguide: ActGuideConfig) -> tuple[dict[str, Any], int, int]:
+    """``(prompt, changed, L)``: the prompt with its reference actions perturbed per ``actguide.action_noise`` (a
+    copy; keyed by task id and training step, :mod:`actguide_plugin.core.action_noise`), how many positions changed,
+    and the clean L. Every consumer reads actions from the row, so the search, the rendered plans and the prompt
+    budget all see the same perturbed plan."""
+    actions = actions_of(prompt)
+    if actguide.action_noise == "none" or not actions:
+        return prompt, 0, len(actions)
+    key = f"{task_id_of(prompt)}/{prompt.get('global_steps')}"
+    noisy, changed = perturb_actions(actions, actguide.action_noise, actguide.action_noise_frac, key)
+    extra_info = {**(prompt.get("extra_info") or {}), "reference_actions": dumps_actions(noisy)}
+    return {**prompt, "extra_info": extra_info}, changed, len(actions)
+
+
 async def decide_group(
     prompt: dict[str, Any],
     n: int,
@@ -46,12 +65,14 @@ async def decide_group(
     actguide: ActGuideConfig,
     state: Any,
     max_level: int | None = None,
+    noise: tuple[int, int] = (0, 0),
 ) -> GroupOutcome[Trajectory]:
     """Run the level search for one prompt and record its outcome in the shared state actor.
 
     ``state`` is the :mod:`.state` actor handle. Session ids count every rollout of the prompt (probes included),
     so each trajectory's agent-loop call is distinct; the adapter renumbers the chosen ones 0..n−1. ``max_level``:
-    the highest level whose prompt fits the prompt budget (None: every level fits).
+    the highest level whose prompt fits the prompt budget (None: every level fits). ``noise``: ``(changed, clean L)``
+    of :func:`with_action_noise`, recorded with the summary.
     """
     if prompt.get("agent_name") != AGENT_NAME and actguide.mode != "off":
         raise ValueError(
@@ -73,7 +94,10 @@ async def decide_group(
         await state.cache_record.remote(task_id, num_actions, outcome.level)
     elif outcome.status is GroupStatus.FULL_FAILED:
         await state.cache_record.remote(task_id, num_actions, None)
-    await state.record.remote({**outcome.summary(reward_of), "global_steps": prompt.get("global_steps")})
+    noise_record = dict(zip(NOISE_FIELDS, noise, strict=True))
+    await state.record.remote(
+        {**outcome.summary(reward_of), "global_steps": prompt.get("global_steps"), **noise_record}
+    )
     return outcome
 
 

@@ -18,6 +18,7 @@ import ray
 from actguide_plugin.core.metrics import group_metrics
 from actguide_plugin.core.search import GroupOutcome
 from actguide_plugin.names import METRIC_PREFIX
+from actguide_plugin.verl_glue.group import NOISE_FIELDS
 from actguide_plugin.verl_glue.loss import SHIFT_BUCKETS, SHIFT_PREFIX, SOURCES
 
 
@@ -29,8 +30,12 @@ def search_metrics(state: Any) -> dict[str, float]:
     """
     summaries = ray.get(state.pop_summaries.remote())
     failures = ray.get(state.pop_failures.remote())
-    outcomes = [GroupOutcome.from_summary({k: v for k, v in s.items() if k != "global_steps"}) for s in summaries]
+    extra = ("global_steps", *NOISE_FIELDS)
+    outcomes = [GroupOutcome.from_summary({k: v for k, v in s.items() if k not in extra}) for s in summaries]
     metrics = {METRIC_PREFIX + k: v for k, v in group_metrics(outcomes, float).items()}
+    changed, clean = (sum(s.get(field, 0) for s in summaries) for field in NOISE_FIELDS)
+    if changed:  # only when actguide.action_noise is on
+        metrics[METRIC_PREFIX + "action_noise_changed_frac"] = changed / max(clean, 1)
     metrics[METRIC_PREFIX + "failed_groups"] = float(len(failures))
     metrics[METRIC_PREFIX + "bad_rows"] = float(sum(f["kind"] == "bad_row" for f in failures))
     return metrics

@@ -43,7 +43,7 @@ from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopManagerTQ, AgentLoopWorke
 from actguide_plugin.logs import describe_error, get_logger
 from actguide_plugin.names import AGENT_NAME, IS_GUIDED_FIELD, LEVEL_FIELD, UNGUIDED_PROMPT_IDS_FIELD
 from actguide_plugin.verl_glue.config import actguide_config
-from actguide_plugin.verl_glue.group import Trajectory, decide_group, publish_group
+from actguide_plugin.verl_glue.group import Trajectory, decide_group, publish_group, with_action_noise
 from actguide_plugin.verl_glue.rows import BadRowError, actions_of, row_name, task_id_of
 from actguide_plugin.verl_glue.state import state_actor
 from actguide_plugin.verl_glue.validation import trajectory_record, validation_level
@@ -88,6 +88,7 @@ class ActGuideAgentLoopWorkerImpl(AgentLoopWorkerTQ.__ray_actor_class__):
     async def _run_guided_group(self, prompt: dict, sampling_params: dict, trajectory: dict, trace: bool) -> None:
         n = prompt.pop("__rollout_n__", self.config.actor_rollout_ref.rollout.n)
         prompt.pop("__do_sample__", None)
+        prompt, changed, clean = with_action_noise(prompt, self.actguide)  # training groups only
 
         async def sample(level: int, session_id: int) -> Trajectory:
             """One scored trajectory at ``level``, kept out of TransferQueue until the search picks it."""
@@ -102,7 +103,7 @@ class ActGuideAgentLoopWorkerImpl(AgentLoopWorkerTQ.__ray_actor_class__):
             )
 
         max_level = await self._max_fitting_level(prompt)
-        outcome = await decide_group(prompt, n, sample, self.actguide, self.state, max_level)
+        outcome = await decide_group(prompt, n, sample, self.actguide, self.state, max_level, (changed, clean))
         await publish_group(
             outcome, lambda session_id, outputs: self._publish(outputs, session_id, outcome.level, prompt)
         )

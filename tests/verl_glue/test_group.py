@@ -78,3 +78,23 @@ def test_a_failed_put_is_raised_only_after_every_sibling_put_settled():
             return sorted(done)  # what had landed when the failure reached the caller
 
     assert asyncio.run(go()) == [1, 2]
+
+
+def test_action_noise_is_applied_to_a_copy_of_the_row_and_reaches_the_metrics(ray_and_tq):
+    from actguide_plugin.verl_glue.group import with_action_noise
+    from actguide_plugin.verl_glue.metrics import search_metrics
+    from actguide_plugin.verl_glue.rows import actions_of
+
+    config = ActGuideConfig(action_noise="drop", action_noise_frac=0.5)
+    prompt = {**row("a"), "global_steps": 7}
+    noisy, changed, clean = with_action_noise(prompt, config)
+    assert (changed, clean) == (2, 4) and len(actions_of(noisy)) == 2
+    assert actions_of(prompt) == ACTIONS  # the row itself is untouched
+    assert with_action_noise(prompt, config) == (noisy, changed, clean)  # same task and step: same plan
+    assert with_action_noise(prompt, ActGuideConfig()) == (prompt, 0, 4)
+
+    state = ray.remote(ActGuideState).options(max_concurrency=64).remote()
+    outcome = asyncio.run(decide_group(noisy, 8, sampler(2, 0.0), config, state, noise=(changed, clean)))
+    assert outcome.num_actions == 2 and outcome.level == 2  # the search ran on the perturbed plan
+    metrics = search_metrics(state)
+    assert metrics["actguide/action_noise_changed_frac"] == 0.5 and metrics["actguide/rescued_groups"] == 1.0
