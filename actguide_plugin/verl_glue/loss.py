@@ -14,8 +14,10 @@ verl 0.9.1 APIs relied on:
 level from the micro-batch (fields the trainer writes), hands them to the ``actguide`` policy loss through
 a context variable for the duration of the call, and delegates the rest (log-prob un-padding, entropy and
 KL terms, global-batch bookkeeping) to verl's own ``ppo_loss`` so those stay exactly verl's semantics.
-Used through plain ``ppo_loss`` (no flag in the batch), ``actguide`` treats every row as unguided and is
-then identical to verl's vanilla PPO loss.
+Called through verl's plain ``ppo_loss`` (no wrapper, so no flag), the ``actguide`` policy loss raises instead of
+training guided rows as unguided; with ``require_flags`` (guidance on) a micro-batch that lacks the trainer's
+per-sample fields raises too, naming the field: a data plane that ships only declared fields (verl's ``neo`` branch
+does) would otherwise drop them without a trace.
 
 Metrics: verl wraps a policy loss's metrics as per-micro-batch means, which are biased when micro-batches differ in
 size. The split statistics (clipped tokens, ratio, the off-policy shift Δ) are therefore returned by
@@ -98,9 +100,12 @@ def actguide_policy_loss(
     if config is None:
         raise ValueError("the actguide policy loss needs the actor config (clip ranges, global batch info)")
     flags = _flags.get()
-    if flags is None:
-        unguided = torch.zeros(old_log_prob.shape[0], dtype=torch.long, device=log_prob.device)
-        flags = _MicroBatchFlags(unguided.bool(), unguided, unguided, objective_from_actor_config(config))
+    if flags is None:  # verl's own ppo_loss called us: nobody read the guided flag, every row would count as unguided
+        raise RuntimeError(
+            f"the {LOSS_NAME!r} policy loss ran without ActGuide's loss wrapper, so it cannot see which rows were "
+            "guided and would train every guided row as unguided; the trainer must install it with "
+            "actor_rollout_wg.set_loss_fn(make_actguide_loss_fn(...)) (actguide-train's trainer does)"
+        )
     is_guided = flags.is_guided.to(log_prob.device)
     losses, ratio = actguide_token_losses(log_prob, old_log_prob, advantages, is_guided, flags.objective)
     if rollout_is_weights is not None:
@@ -158,17 +163,24 @@ def _add_shift_sums(
 
 
 def actguide_ppo_loss(
-    config: Any, model_output: dict, data: Any, dp_group: Any = None, *, objective: ObjectiveConfig | None = None
+    config: Any,
+    model_output: dict,
+    data: Any,
+    dp_group: Any = None,
+    *,
+    objective: ObjectiveConfig | None = None,
+    require_flags: bool = False,
 ) -> tuple[torch.Tensor, dict]:
     """Drop-in replacement for verl's ``ppo_loss`` that makes the guided flag visible to the loss.
 
     Build it with :func:`make_actguide_loss_fn` and install it with ``actor_rollout_wg.set_loss_fn``.
+    ``require_flags``: the per-sample fields must be in the micro-batch (guidance is on); else absent ones are 0.
     """
     batch = data["advantages"].shape[0]
     flags = _MicroBatchFlags(
-        is_guided=_per_sample(data, IS_GUIDED_FIELD, batch).bool(),
-        level=_per_sample(data, LEVEL_FIELD, batch).long(),
-        num_actions=_per_sample(data, NUM_ACTIONS_FIELD, batch).long(),
+        is_guided=_per_sample(data, IS_GUIDED_FIELD, batch, require_flags).bool(),
+        level=_per_sample(data, LEVEL_FIELD, batch, require_flags).long(),
+        num_actions=_per_sample(data, NUM_ACTIONS_FIELD, batch, require_flags).long(),
         objective=objective_from_actor_config(config, objective),
     )
     token = _flags.set(flags)
@@ -180,11 +192,15 @@ def actguide_ppo_loss(
     return loss, metrics
 
 
-def make_actguide_loss_fn(actor_config: Any, objective: ObjectiveConfig | None = None) -> Callable[..., Any]:
+def make_actguide_loss_fn(
+    actor_config: Any, objective: ObjectiveConfig | None = None, require_flags: bool = True
+) -> Callable[..., Any]:
     """The loss function for ``set_loss_fn`` (picklable: it travels to the Ray actor workers).
 
     verl's configs are frozen dataclasses, so the policy loss is selected by the user's config
     (``actor_rollout_ref.actor.policy_loss.loss_mode=actguide``, set by the recipe yaml), not patched here.
+    ``require_flags`` (the trainer passes ``actguide.mode != "off"``): a micro-batch without the guided flag,
+    level or L is an error, never a batch of unguided rows.
     """
     mode = actor_config.policy_loss.get("loss_mode", "vanilla")
     if mode != LOSS_NAME:
@@ -192,15 +208,29 @@ def make_actguide_loss_fn(actor_config: Any, objective: ObjectiveConfig | None =
             f"actor_rollout_ref.actor.policy_loss.loss_mode is {mode!r}; ActGuide-RL needs {LOSS_NAME!r} "
             "(the recipe config sets it; keep it when you override the actor config)"
         )
-    return functools.partial(actguide_ppo_loss, config=actor_config, objective=objective)
+    return functools.partial(actguide_ppo_loss, config=actor_config, objective=objective, require_flags=require_flags)
 
 
-def _per_sample(data: Any, key: str, batch: int) -> torch.Tensor:
-    """A [batch] field of the micro-batch, zeros if the trainer did not write it (plain GRPO rows)."""
+_LIKELY_CAUSE = (
+    "the trainer writes it when it prepares the step's rows (ActGuide's trainer, _prepare_guided_rows); a data plane "
+    "that ships only declared fields to the workers, or a batch re-split without it, loses it"
+)
+
+
+def _per_sample(data: Any, key: str, batch: int, required: bool) -> torch.Tensor:
+    """A [batch] field of the micro-batch; absent: an error if ``required``, else zeros (no guidance)."""
     value = data.get(key, None) if hasattr(data, "get") else None
     if value is None:
+        if required:
+            raise ValueError(
+                f"micro-batch field {key!r} is missing while guidance is on, so guided rows would be trained as "
+                f"unguided: {_LIKELY_CAUSE}"
+            )
         return torch.zeros(batch)
     value = torch.as_tensor(value).reshape(-1)
     if value.numel() != batch:
-        raise ValueError(f"micro-batch field {key!r} has {value.numel()} values for {batch} samples")
+        raise ValueError(
+            f"micro-batch field {key!r} has {value.numel()} values for {batch} samples: it no longer lines up with the "
+            f"rows; {_LIKELY_CAUSE}"
+        )
     return value

@@ -107,7 +107,10 @@ class ActGuideTrainer(PPOTrainerSync):
     def init(self):
         super().init()
         actor_config = omega_conf_to_dataclass(self.config.actor_rollout_ref.actor)
-        self.actor_rollout_wg.set_loss_fn(make_actguide_loss_fn(actor_config, self.actguide.objective_config()))
+        loss_fn = make_actguide_loss_fn(
+            actor_config, self.actguide.objective_config(), require_flags=self.actguide.mode != "off"
+        )
+        self.actor_rollout_wg.set_loss_fn(loss_fn)
 
     def _compute_old_log_prob(self, batch, metrics: dict):
         batch = super()._compute_old_log_prob(batch, metrics)  # on the guided view (what was sampled)

@@ -11,7 +11,7 @@ import torch
 from tensordict import TensorDict
 
 from actguide_plugin.core.objective import ObjectiveConfig, actguide_token_losses
-from actguide_plugin.names import IS_GUIDED_FIELD
+from actguide_plugin.names import IS_GUIDED_FIELD, LEVEL_FIELD, NUM_ACTIONS_FIELD
 from actguide_plugin.verl_glue.loss import make_actguide_loss_fn
 from actguide_plugin.verl_glue.metrics import loss_metrics
 
@@ -97,6 +97,8 @@ def test_guided_rows_use_the_guided_denominator_in_a_real_update(
     batch["old_log_probs"] = logp_old
     batch["advantages"] = ADVANTAGES.unsqueeze(-1).expand(4, RESPONSE_LEN).contiguous()
     batch[IS_GUIDED_FIELD] = IS_GUIDED.clone()
+    batch[LEVEL_FIELD] = IS_GUIDED.long()  # the fields the trainer writes next to the flag (level, L)
+    batch[NUM_ACTIONS_FIELD] = torch.full((4,), 2)
     before = [p.detach().clone() for p in worker.engine.module.parameters()]
     output = worker.train_mini_batch(batch)
 
@@ -141,6 +143,7 @@ def _one_update(worker_config, model, rule: str) -> float:
     batch["old_log_probs"] = before + torch.tensor([[12.0], [0.0]])  # row 0 sampled with a plan, row 1 without
     batch["advantages"] = torch.tensor([[1.0], [-1.0]]).expand(2, 6).contiguous()
     batch[IS_GUIDED_FIELD] = torch.tensor([1.0, 0.0])
+    batch[LEVEL_FIELD], batch[NUM_ACTIONS_FIELD] = torch.tensor([2, 0]), torch.tensor([2, 2])
     worker.train_mini_batch(batch)
     return (response_log_probs(worker, unguided_view) - before)[0].sum().item()
 

@@ -199,7 +199,7 @@ def test_wrapper_is_picklable_as_set_loss_fn_requires():
 
     fn = make_actguide_loss_fn(actor_config(), ObjectiveConfig(guided_clip="shaping"))
     restored = pickle.loads(pickle.dumps(fn))
-    data, output, *_ = micro_batch([1, 0, 0])
+    data, output, *_ = micro_batch([1, 0, 0], levels=[2, 0, 0], num_actions=[4, 4, 4])
     assert torch.isfinite(restored(model_output=output, data=data)[0])
 
 
@@ -213,3 +213,24 @@ def test_bad_flag_shape_is_reported():
 def test_loss_fn_refuses_an_actor_config_without_the_actguide_loss_mode():
     with pytest.raises(ValueError, match=r"policy_loss\.loss_mode"):
         make_actguide_loss_fn(actor_config(policy_loss=PolicyLossConfig(loss_mode="vanilla")))
+
+
+@pytest.mark.parametrize("lost", [IS_GUIDED_FIELD, LEVEL_FIELD, NUM_ACTIONS_FIELD])
+def test_a_guided_field_lost_on_its_way_to_the_loss_fails_the_step_by_name(lost):
+    """Guidance on (what the trainer installs): a micro-batch without the per-sample fields is an error, never a
+    batch of unguided rows."""
+    fn = make_actguide_loss_fn(actor_config())
+    data, output, *_ = micro_batch([1, 0, 0], levels=[2, 0, 0], num_actions=[4, 4, 4])
+    assert torch.isfinite(fn(model_output=output, data=data)[0])
+    del data[lost]
+    with pytest.raises(ValueError, match=rf"field '{lost}' is missing while guidance is on.*_prepare_guided_rows"):
+        fn(model_output=output, data=data)
+    plain = make_actguide_loss_fn(actor_config(), require_flags=False)  # mode=off: no guided rows to lose
+    assert torch.isfinite(plain(model_output=output, data=data)[0])
+
+
+def test_the_actguide_policy_loss_refuses_to_run_without_its_wrapper():
+    """verl's own ppo_loss with loss_mode=actguide (the wrapper not installed) would see no flag at all."""
+    data, output, *_ = micro_batch([1, 0, 0])
+    with pytest.raises(RuntimeError, match="without ActGuide's loss wrapper"):
+        ppo_loss(actor_config(), output, data)
