@@ -9,22 +9,25 @@ the assistant's own text only:
 
 1. when ChatML markers are present (decoding kept special tokens), keep only assistant turns;
 2. remove every ``<tool_response>...</tool_response>`` block (an unclosed one runs to the end: the response
-   was cut inside a tool output) and every ``<tool_call>...</tool_call>`` block (arguments, not prose);
+   was cut inside a tool output), every ``<tool_call>...</tool_call>`` block (arguments, not prose) and every
+   ``<think>...</think>`` block (reasoning: an answer drafted there is not the final answer);
 3. take the last ``<answer>...</answer>`` of what remains (if tags nest, the innermost: :func:`last_block`).
 
 All of it is linear in the response (``str.find`` / ``str.split``, no lazy regex): a response can be megabytes
 of degenerate text, and this runs in the reward worker's event loop.
 
-Matching (``rule`` mode): SQuAD-style normalization (lowercase, no punctuation, no articles, single spaces),
+Matching (``rule`` mode): SQuAD-style normalization (lowercase, no articles, punctuation a separator) that keeps
+what changes an answer's meaning (numbers compare as numbers, ``C++`` is not ``C``; :func:`normalize_answer`),
 then exact match against any gold answer, or token F1 with any gold answer at or above a threshold.
 """
 
 from __future__ import annotations
 
+import decimal
 import json
 import math
 import re
-import string
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,9 +37,13 @@ _IM_START, _IM_END = "<|im_start|>", "<|im_end|>"
 _TOOL_RESPONSE = ("<tool_response>", "</tool_response>")
 _TOOL_CALL = ("<tool_call>", "</tool_call>")
 _ANSWER = ("<answer>", "</answer>")
+_THINK = ("<think>", "</think>")  # reasoning, never the answer: an <answer> inside it does not count
 _FEW_BLOCKS = 64
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCTUATION = str.maketrans("", "", string.punctuation + "‘’“”–—")
+_ARTICLE_WORDS = frozenset({"a", "an", "the"})
+_APOSTROPHES = str.maketrans("", "", "'’‘`")
+_ABBREVIATION_DOT = re.compile(r"(?<=[^\W\d_])\.(?=[^\W\d_])")  # U.S.A. is usa, not "u s a"
+# a number (not glued to a preceding word or point: v2.5 is v2 and 5) or a word with an optional +/# suffix
+_TOKEN = re.compile(r"(?P<number>(?<![\w.])[-+−]?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?%?)|(?P<word>[^\W_]+[+#]*)")
 
 # Tag scanning is linear in the text, built on str.find / str.split: a response can be megabytes of garbage,
 # and a lazy regex such as <answer>(.*?)</answer> rescans to the end for every unclosed tag (quadratic).
@@ -95,7 +102,7 @@ def assistant_text(solution_str: str) -> str:
             if newline and "<" not in role and role.strip() == "assistant":
                 kept.append(body.partition(_IM_END)[0])
         text = "\n".join(kept)
-    return without_blocks(without_blocks(text, *_TOOL_RESPONSE), *_TOOL_CALL)
+    return without_blocks(without_blocks(without_blocks(text, *_TOOL_RESPONSE), *_TOOL_CALL), *_THINK)
 
 
 def _outside_blocks_from(text: str) -> int | None:
@@ -136,7 +143,8 @@ def extract_answer(solution_str: str) -> str | None:
         return None
     # What follows the last close tag cannot hold an answer, and removing blocks is decided left to right.
     text = solution_str[: last_close + len(_ANSWER[1])]
-    start = None if _IM_START in text else _outside_blocks_from(text)
+    # the tail shortcut knows tool blocks only: with a <think> block anywhere, read the whole assistant text
+    start = None if _IM_START in text or _THINK[0] in text else _outside_blocks_from(text)
     answer = None if start is None else last_block(assistant_text(text[start:]), *_ANSWER)
     if answer is None:
         answer = last_block(assistant_text(text), *_ANSWER)
@@ -144,9 +152,32 @@ def extract_answer(solution_str: str) -> str | None:
 
 
 def normalize_answer(text: str) -> str:
-    """Lowercase, drop punctuation and English articles, collapse whitespace."""
-    text = text.lower().translate(_PUNCTUATION)
-    return " ".join(_ARTICLES.sub(" ", text).split())
+    """The answer as space-separated tokens: Unicode NFKC (full-width digits, ligatures, composed accents),
+    lowercase, apostrophes and dots between letters removed (``O'Neil`` = ``ONeil``, ``U.S.A.`` = ``USA``), English
+    articles dropped, other punctuation a
+    separator — except where it changes the meaning: numbers keep their sign, decimal point, fraction bar and
+    ``%`` and compare as numbers (``2.50`` = ``2.5``, ``1,000`` = ``1000``; ``25`` ≠ ``2.5``, ``-40`` ≠ ``40``,
+    ``12`` ≠ ``1/2``), and a word keeps a trailing ``+``/``#`` (``C++`` ≠ ``C``, ``C#``). One regex pass: linear."""
+    text = _ABBREVIATION_DOT.sub("", unicodedata.normalize("NFKC", text).lower().translate(_APOSTROPHES))
+    tokens = []
+    for match in _TOKEN.finditer(text):
+        number, word = match.group("number"), match.group("word")
+        if number is not None:
+            tokens.append(_canonical_number(number))
+        elif word not in _ARTICLE_WORDS:
+            tokens.append(word)
+    return " ".join(tokens)
+
+
+def _canonical_number(text: str) -> str:
+    """``-1,000.50`` → ``-1000.5``; a fraction keeps its two integers, ``%`` stays a suffix."""
+    percent = "%" if text.endswith("%") else ""
+    body = text.removesuffix("%").replace("−", "-").replace(",", "")
+    if "/" in body:
+        numerator, denominator = body.split("/")
+        return f"{int(numerator)}/{int(denominator)}{percent}"
+    value = format(decimal.Decimal(body).normalize(), "f")
+    return ("0" if value in ("-0", "+0") else value.lstrip("+")) + percent
 
 
 def token_f1(prediction: str, gold: str) -> float:

@@ -192,3 +192,29 @@ def test_reading_from_the_tail_agrees_with_reading_the_whole_response(tokens):
     response = "".join(tokens)
     whole = last_block(assistant_text(response), "<answer>", "</answer>")
     assert extract_answer(response) == (None if whole is None else whole.strip())
+
+
+@pytest.mark.parametrize(
+    ("prediction", "gold"),
+    [("25", "2.5"), ("40", "-40"), ("314", "3.14"), ("12", "1/2"), ("C", "C++"), ("C#", "C"), ("50", "50%"),
+     ("1.5", "1,5")],
+)  # fmt: skip
+def test_symbols_that_change_the_meaning_are_kept(prediction, gold):
+    match = rule_match(prediction, [gold], 0.8)
+    assert not match.exact and not match.correct and match.f1 == 0.0
+
+
+@pytest.mark.parametrize(
+    ("prediction", "gold"),
+    [("2.50", "2.5"), ("1,000", "1000"), ("3.0", "3"), ("−3", "-3"), ("１２.５", "12.5"), ("ﬁnal round", "final round"),
+     ("Jose\u0301", "José"), ("U.S.A.", "USA"), ("O'Neil", "ONeil"), ("well-known", "well known")],
+)  # fmt: skip
+def test_numbers_compare_as_numbers_and_unicode_is_nfkc(prediction, gold):
+    assert rule_match(prediction, [gold], 0.8).exact
+
+
+def test_an_answer_inside_think_is_not_the_final_answer():
+    assert extract_answer("<think>draft <answer>Lyon</answer></think><answer>Paris</answer>") == "Paris"
+    assert extract_answer("<think>only a draft: <answer>Lyon</answer></think> I am not sure.") is None
+    # the shortcut over the tail after tool blocks must not start inside a think block either
+    assert extract_answer("<think>x <tool_call>c</tool_call> <answer>Lyon</answer></think>") is None
