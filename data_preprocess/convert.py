@@ -168,6 +168,16 @@ def _cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _written_by_convert(val_file: Path) -> bool:
+    """Whether the ``stats.json`` beside ``val_file`` records a validation split: a stale output of an earlier
+    run (replaced or removed), not a file of the user's that happens to share the name (kept)."""
+    try:
+        stats = json.loads((val_file.parent / STATS_FILE).read_text(encoding="utf-8"))
+        return int(stats["val"]["rows"]) > 0
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def convert(options: ConvertOptions, notify: Callable[[str], None] = logger.info) -> ConvertResult:
     """Run the pipeline; ``notify`` receives one-line progress notes (which format each file was read as)."""
     with _cyclic_gc_paused():
@@ -201,7 +211,14 @@ class _Rejections:
 def _convert(options: ConvertOptions, notify: Callable[[str], None]) -> ConvertResult:
     tools = options.policy.tools
     system_prompt = load_system_prompt(options.system_prompt_file, tools)  # a bad path fails before any parsing
-    with StagingDirectory(options.output_dir, OUTPUT_FILES) as staging:
+    owned = OUTPUT_FILES
+    old_val = Path(options.output_dir) / f"{VAL}.parquet"
+    if options.val_ratio == 0 and old_val.exists() and not _written_by_convert(old_val):
+        owned = tuple(f for f in OUTPUT_FILES if f != old_val.name)
+        notify(
+            f"kept {old_val}: no stats.json beside it says convert wrote it, and this run writes no validation split"
+        )
+    with StagingDirectory(options.output_dir, owned) as staging:
         for stale in staging.stale_removed:
             notify(f"removed {stale}, left by an interrupted run")
         rejections = _Rejections(staging.path / REJECTS_FILE if options.on_error == "skip" else None)

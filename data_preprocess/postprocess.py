@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from actguide_plugin.core.actions import Action
+from actguide_plugin.core.actions import Action, ActionFormatError, dumps_actions
 from actguide_plugin.reward.answer import normalize_answer, parse_gold_answers
 from data_preprocess.formats import SEARCH_TOOL, VISIT_TOOL
 from data_preprocess.records import RecordError
@@ -111,6 +111,10 @@ class ActionPolicy:
             kept.append(Action(name, arguments))
         if not kept:
             raise RecordError("no actions left: none of the tool calls uses one of the agent's tools (--tools)")
+        try:
+            dumps_actions(kept)
+        except ActionFormatError as err:
+            raise RecordError(f"invalid action arguments: {err}") from None
         return tuple(kept)
 
 

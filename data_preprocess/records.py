@@ -24,6 +24,7 @@ JSONL_SUFFIXES = (".jsonl", ".ndjson")
 JSON_SUFFIXES = (".json",)
 PARQUET_SUFFIXES = (".parquet", ".pq")
 _PARQUET_BATCH_ROWS = 4096
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 class InputFileError(ValueError):
@@ -76,7 +77,7 @@ class RecordReader(Sized):
         if suffix in JSONL_SUFFIXES:
             # Streamed line by line (memory does not grow with the file); counted up front in one cheap pass.
             with self.path.open("rb") as handle:
-                self._length = sum(1 for line in handle if line.strip())
+                self._length = sum(1 for line in handle if line.removeprefix(UTF8_BOM).strip())
         elif suffix in JSON_SUFFIXES:
             self._items = self._load_json_array()
             self._length = len(self._items)
@@ -97,7 +98,7 @@ class RecordReader(Sized):
 
     def _load_json_array(self) -> list[Any]:
         try:
-            text = self.path.read_text(encoding="utf-8")
+            text = self.path.read_text(encoding="utf-8-sig")  # a leading BOM is not part of the JSON
         except UnicodeDecodeError as err:
             raise InputFileError(f"{self.path}: invalid UTF-8 at byte {err.start + 1}: {err.reason}") from err
         try:
@@ -137,6 +138,8 @@ class RecordReader(Sized):
         # U+0085 inside JSON strings. Each line is decoded on its own, so bad bytes reject only their line.
         with self.path.open("rb") as handle:
             for lineno, line in enumerate(handle, start=1):
+                if lineno == 1:
+                    line = line.removeprefix(UTF8_BOM)  # editors on Windows start files with one
                 if not line.strip():
                     continue
                 location = f"line {lineno}"

@@ -59,8 +59,12 @@ class Action:
 
 
 def dumps_actions(actions: Sequence[Action]) -> str:
-    """Encode actions for ``extra_info.reference_actions`` (stable: same actions → same string)."""
-    return json.dumps([a.to_dict() for a in actions], ensure_ascii=False, separators=(",", ":"))
+    """Encode actions for ``extra_info.reference_actions`` (stable: same actions → same string). NaN and infinities
+    are not JSON (the plan would render them as ``NaN``): :class:`ActionFormatError`."""
+    try:
+        return json.dumps([a.to_dict() for a in actions], ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError as err:
+        raise ActionFormatError(f"action arguments hold a number JSON cannot write (NaN or infinity): {err}") from None
 
 
 def _plain(value: Any) -> Any:

@@ -194,8 +194,9 @@ def gold_answer_text(value: Any) -> str:
     """One gold answer as text, by the rule the preprocessor writes and the reward reads.
 
     Strings are stripped; integers are written in decimal; a float is written without a fraction when it is
-    integral (``3.0`` → ``"3"``, so the answer "3" matches) and as its shortest round-trip text otherwise
-    (``2.5`` → ``"2.5"``). Booleans, NaN/infinity, ``None`` and nested lists or objects are not answers.
+    integral and at most 2**53 (``3.0`` → ``"3"``, so the answer "3" matches) and as its shortest round-trip text
+    otherwise (``2.5`` → ``"2.5"``, ``1.5e300`` → ``"1.5e+300"``, not 301 digits). Booleans, NaN/infinity,
+    ``None`` and nested lists or objects are not answers.
     """
     if isinstance(value, str):
         return value.strip()
@@ -208,7 +209,8 @@ def gold_answer_text(value: Any) -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"a number answer must be finite, got {value!r}")
-        return str(int(value)) if value.is_integer() else repr(value)
+        # integral floats up to 2**53 are exact integers ("3"); beyond, repr keeps the text short (1.5e+300)
+        return str(int(value)) if value.is_integer() and abs(value) <= 2**53 else repr(value)
     raise ValueError(f"an answer must be a string or a number, got {type(value).__name__}")
 
 

@@ -166,9 +166,12 @@ def load_corpus(path: str | os.PathLike[str]) -> Corpus:
     if not path.is_file():
         raise FileNotFoundError(f"corpus file not found: {path}")
     documents: list[Document] = []
+    first_line: dict[str, int] = {}  # document id -> line: an id names one page (web_visit looks pages up by id)
     parse: Callable[[dict[str, Any]], Document] | None = None
     with path.open("rb") as handle:
         for line_no, line in enumerate(handle, start=1):
+            if line_no == 1:
+                line = line.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark is not part of the JSON
             if not line.strip():
                 continue
             try:
@@ -184,7 +187,11 @@ def load_corpus(path: str | os.PathLike[str]) -> Corpus:
                     shape = detect_shape(record)
                     logger.info("corpus %s: %s shape (detected from line %d)", path, shape, line_no)
                     parse = CORPUS_SHAPES[shape]
-                documents.append(parse(record))
+                document = parse(record)
+                if document.id in first_line:
+                    raise _LineError(f"duplicate id {document.id!r} (first at line {first_line[document.id]})")
+                first_line[document.id] = line_no
+                documents.append(document)
             except _LineError as err:
                 raise CorpusFormatError(f"{path}, line {line_no}: {err}") from None
     if not documents:

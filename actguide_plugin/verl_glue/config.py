@@ -103,7 +103,7 @@ class ActGuideConfig(BaseConfig):
             raise ValueError(f"{SECTION}.ratio_source={self.ratio_source!r} is not one of {list(RATIO_SOURCES)}")
         if self.ratio_context not in RATIO_CONTEXTS:
             raise ValueError(f"{SECTION}.ratio_context={self.ratio_context!r} is not one of {list(RATIO_CONTEXTS)}")
-        if not self.cache_file or "/" in self.cache_file:
+        if not self.cache_file or "/" in self.cache_file or self.cache_file in (".", ".."):
             raise ValueError(f"{SECTION}.cache_file must be a plain file name, got {self.cache_file!r}")
         self.search_config(n=1)  # range checks of the search keys
         self.objective_config()  # range checks of the guided-token keys
@@ -156,6 +156,8 @@ def actguide_config(config: DictConfig | Mapping[str, Any] | None) -> ActGuideCo
     """Build the section from the full trainer config, or from the section itself; errors name the key."""
     if config is None:
         return ActGuideConfig()
+    if SECTION in config and config.get(SECTION) is None:
+        raise ValueError(f"the {SECTION}: section is null; remove the override (e.g. {SECTION}=null) or set its keys")
     if SECTION not in config and "actor_rollout_ref" in config:  # a whole trainer config without the recipe
         raise ValueError(
             f"the composed config has no {SECTION}: section, so it does not include the recipe; add "
@@ -203,6 +205,12 @@ def check_verl_config(config: Any) -> ActGuideConfig:
         problems.append(
             "actor_rollout_ref.rollout.agent.agent_loop_manager_class must be "
             "actguide_plugin.verl_glue.rollout_v1.ActGuideAgentLoopManager"
+        )
+    n = rollout.get("n", 1)
+    if actguide.mode.startswith("fallback_") and actguide.probe_m > n:
+        problems.append(
+            f"actguide.probe_m={actguide.probe_m} is larger than actor_rollout_ref.rollout.n={n}: a probe would sample "
+            "more rollouts than the group it may become"
         )
     estimator = config.algorithm.get("adv_estimator")
     if estimator not in GROUP_ADVANTAGE_ESTIMATORS:

@@ -312,3 +312,23 @@ def test_search_r1_ground_truth_keeps_the_answer_list_that_verls_em_scorer_reads
             "<answer>x</answer>",
             read_rows(tmp_path / "out" / "train.parquet")[0]["reward_model"]["ground_truth"],
         )
+
+
+def test_nan_arguments_are_a_counted_reject_and_a_bom_is_read_past(tmp_path, capsys):
+    good, bad = with_id(actions_record(PRODUCT_ACTIONS), 0), with_id(actions_record(PRODUCT_ACTIONS), 1)
+    bad["actions"] = [{"name": "web_search", "arguments": {"query": ["x"], "topk": float("nan")}}]
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"\xef\xbb\xbf" + (json.dumps(good) + "\n" + json.dumps(bad) + "\n").encode())  # NaN as JSON does
+    assert main(["convert", str(src), "-o", str(tmp_path / "out"), "--val-ratio", "0", "--on-error", "skip"]) == 0
+    assert "accepted 1, rejected 1 (invalid action arguments: 1)" in capsys.readouterr().out
+    assert json.loads((tmp_path / "out" / "rejects.jsonl").read_text().splitlines()[0])["location"] == "line 2"
+
+
+def test_a_val_parquet_convert_did_not_write_is_kept(tmp_path, capsys):
+    src = write_jsonl(tmp_path / "in.jsonl", [with_id(actions_record(PRODUCT_ACTIONS), i) for i in range(4)])
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "val.parquet").write_bytes(b"the user's own file")
+    assert main(["convert", str(src), "-o", str(out), "--val-ratio", "0"]) == 0
+    assert (out / "val.parquet").read_bytes() == b"the user's own file"
+    assert "kept" in capsys.readouterr().err

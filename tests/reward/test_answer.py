@@ -16,6 +16,7 @@ from actguide_plugin.reward.answer import (
     assistant_text,
     encode_gold_answers,
     extract_answer,
+    gold_answer_text,
     last_block,
     normalize_answer,
     parse_gold_answers,
@@ -218,3 +219,8 @@ def test_an_answer_inside_think_is_not_the_final_answer():
     assert extract_answer("<think>only a draft: <answer>Lyon</answer></think> I am not sure.") is None
     # the shortcut over the tail after tool blocks must not start inside a think block either
     assert extract_answer("<think>x <tool_call>c</tool_call> <answer>Lyon</answer></think>") is None
+
+
+def test_a_huge_integral_float_gold_is_written_short():
+    assert gold_answer_text(1.5e300) == "1.5e+300" and gold_answer_text(3.0) == "3"
+    assert gold_answer_text(float(2**53)) == str(2**53)

@@ -114,3 +114,13 @@ def test_unrecognized_shape_names_the_line_and_keys(tmp_path):
     path.write_text("\n" + json.dumps({"id": "1", "body": "x"}) + "\n", encoding="utf-8")
     with pytest.raises(CorpusFormatError, match=r"line 2: unrecognized corpus line with keys \['body', 'id'\]"):
         load_corpus(path)
+
+
+def test_a_duplicate_id_is_named_with_both_lines_and_a_bom_is_not_part_of_the_json(tmp_path):
+    path = tmp_path / "corpus.jsonl"
+    lines = [{"id": "a", "text": "one"}, {"id": "b", "text": "two"}, {"id": "a", "text": "three"}]
+    path.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(line) + "\n" for line in lines).encode())
+    with pytest.raises(CorpusFormatError, match=r"line 3: duplicate id 'a' \(first at line 1\)"):
+        load_corpus(path)
+    path.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(line) + "\n" for line in lines[:2]).encode())
+    assert len(load_corpus(path)) == 2

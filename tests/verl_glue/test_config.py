@@ -64,6 +64,8 @@ def test_core_configs_take_every_same_named_field(core_type):
         ("actguide.tau=3", "actguide.tau"),  # > probe_m
         ("actguide.ladder=[0.5,2.0]", "actguide.ladder"),
         ("actguide.cache_file=a/b.json", "actguide.cache_file"),
+        ("actguide.cache_file=..", "actguide.cache_file"),
+        ("actguide=null", "actguide: section is null"),
         ("actguide.mode=sometimes", "actguide.mode"),
         ("+actguide.probes=3", "unknown key"),
         ("actguide.val_level=-1", "actguide.val_level"),
@@ -100,6 +102,7 @@ def test_recipe_configs_pass_the_checks():
         ("algorithm.adv_estimator=gae", "adv_estimator"),
         ("trainer.use_v1=false", "use_v1"),
         ("actguide.probe_m=0", r"actguide\.probe_m"),
+        ("actor_rollout_ref.rollout.n=1", r"actguide\.probe_m=2 is larger than actor_rollout_ref\.rollout\.n=1"),
         ("distillation.enabled=true", r"distillation\.enabled"),
         (
             "+actor_rollout_ref.actor.megatron.router_replay.mode=R3",
