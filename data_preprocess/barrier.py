@@ -3,7 +3,9 @@
 Rows are in the schema every other command writes (:mod:`data_preprocess.output`): train rows carry their reference
 actions, validation rows none (evaluation is unguided). Before anything is written, every reference plan is run
 against the real local search index (BM25 over the corpus, as the ``web_search`` tool serves it with ``topk: 1``):
-each search must return the page it is meant to, and the last page must show the task's answer. A world that
+each search must name an entity linked from the question or the pages before it (the world's search answers only
+those, :mod:`actguide_plugin.barrier.tool`), return the page it is meant to, and the last page must show the
+task's answer. A world that
 fails this check is a bug and is never written.
 """
 
@@ -21,7 +23,10 @@ from actguide_plugin.barrier.world import (
     ChainTask,
     World,
     build_world,
+    canonical_name,
+    reachable_names,
 )
+from actguide_plugin.core.guidance import DEFAULT_TEMPLATE
 from actguide_plugin.tools.corpus import Corpus, Document
 from data_preprocess.formats import ParsedTask
 from data_preprocess.output import TRAIN, VAL, StagedOutputs, build_row, rows_table
@@ -41,8 +46,14 @@ def check_reference_plans(world: World, corpus: list[dict[str, str]]) -> None:
 
     index = LocalIndex.build(Corpus([Document(**doc) for doc in corpus]))
     for task in [*world.train, *world.val]:
-        for action, (title, _) in zip(task.actions, task.pages(), strict=True):
+        seen = [{"role": "user", "content": task.question}]  # what the linked search lets a trajectory name
+        for action, (title, text) in zip(task.actions, task.pages(), strict=True):
             query = action.arguments["query"][0]
+            if canonical_name(query) not in reachable_names(seen, DEFAULT_TEMPLATE.header.strip()):
+                raise BarrierWorldError(
+                    f"task {task.task_id}: web_search {query!r} is not linked from what came before"
+                )
+            seen.append({"role": "tool", "content": text})
             hits = index.search(query, 1)
             if not hits or hits[0].document.title != title:
                 found = hits[0].document.title if hits else "nothing"

@@ -5,19 +5,20 @@ tool response and following a numbered plan — but never the barrier procedure 
 points to). The supervised warm start therefore shows three task families and nothing else:
 
 - *lookup* (unguided): ``What is the code of X?`` → ``web_search X`` → ``X has code 417.`` → ``<answer>417</answer>``;
-- *plan* (guided): the same question with a numbered plan of 2..4 searches over unrelated pages, the first one X
-  (as in a barrier task's plan), followed step by step, then the code of the last page. With probability
-  ``copy_noise`` (default 0.1) a step searches a wrong name instead and the plan goes on: a knob for imperfect plan
-  following, which §7 of shared/DESIGN.md found necessary (a guided group whose n rollouts all succeed has zero GRPO
-  advantage). The trained model is imperfect without it (it copies later plan lines right about half the time).
+- *plan* (guided): the same question with a numbered plan of its 2..4 searches over a linked chain of pages (each
+  page points to the next, the last shows the code), followed step by step, then the code — the guided form of a
+  barrier task, over other entities. With probability ``copy_noise`` (default 0.1) a step first searches a wrong
+  name and gets the world's refusal (its search answers only names a page or the question gave), then the right
+  one: a knob for imperfect plan following, which §7 of shared/DESIGN.md found necessary (a guided group whose n
+  rollouts all succeed has zero GRPO advantage).
 
 - *pointer* (unguided): ``What does X point to?`` → ``web_search X`` → ``X points to Y.`` → ``<answer>Y</answer>``:
-  copying a name out of a page. Without it the procedure's hop needs a copy the model has never made (from a page
-  into a query), and RL on guided samples taught the model to keep searching, with wrong names (measured: Δ fell
-  from 40 to 7 nats in 100 steps while unguided validation stayed at 0.00-0.005).
+  copying a name out of a page.
 
-No conversation ever searches a name a page points to; names come from the training partition (never a
-validation name).
+Never a hop without a plan: no unguided conversation searches a name a page points to, so the procedure itself
+(choosing to search the pointed name, with no plan) is what RL must teach. Names come from the training partition
+(never a validation name). Plans used to run over unrelated code pages (format 3); under the world's link rule most
+full-plan successes of that warm start had been shortcuts that skipped hops (docs/barrier.md).
 
 Every sequence is tokenized exactly as verl's tool agent loop does during rollouts: verl 0.9.1's Continuous
 Token builder (``create_continuous_token_builder``: ``build_initial_tokens``, ``merge_assistant_tokens``,
@@ -49,6 +50,7 @@ from actguide_plugin.barrier.world import (
     QUESTION,
     SEARCH_TOOL,
     SYSTEM_PROMPT,
+    UNREACHABLE_TEXT,
     ChainTask,
     names,
     random_code,
@@ -62,7 +64,7 @@ from actguide_plugin.tools.formatting import format_search
 logger = get_logger(__name__)
 
 SETTINGS_FILE = "base_policy.json"
-FORMAT_VERSION = 3  # bump when the warm-start data or tokenization changes, so cached models are rebuilt
+FORMAT_VERSION = 4  # bump when the warm-start data or tokenization changes, so cached models are rebuilt
 WIDTH_STEP = 64  # batches are padded to a multiple: oneDNN prepares kernels per shape, slow for the first of each
 SNIPPET_CHARS = 300  # the web_search tool's snippet budget (recipe/actguide/config/tools/search_barrier.yaml)
 
@@ -157,20 +159,29 @@ def pointer_conversation(rng: random.Random, pool: Sequence[str]) -> Conversatio
 
 
 def plan_conversation(rng: random.Random, pool: Sequence[str], max_plan: int, copy_noise: float) -> Conversation:
-    """A plan over unrelated code pages, the first one the asked entity; followed with per-step copy noise.
+    """A guided chain: ``What is the code of X?`` with a numbered plan of its 2..max_plan searches, X first, each page
+    pointing to the next and the last one showing the code, followed step by step, then the code.
 
-    The asked entity opens the plan, as in a barrier task: had it closed the plan, the lookup habit (search the
-    asked entity first) would contradict the plan's first line, and the warm start would teach neither well.
+    The pages link, as the world's search requires (:mod:`actguide_plugin.barrier.tool`: a name is answered only once
+    the question or a page has named it; plan lines do not count). With probability ``copy_noise`` a step first
+    searches a wrong name, gets the world's refusal, then searches the plan's name: imperfect plan following that the
+    search makes visible. Only ever with a plan: the warm start never shows a hop taken without one.
     """
-    plan = rng.sample(pool, rng.randint(2, max_plan))
-    actions = [Action(SEARCH_TOOL, {"query": [name]}) for name in plan]
-    turns, code = [], ""
-    for name in plan:
-        searched = rng.choice(pool) if rng.random() < copy_noise else name
-        code = random_code(rng)
-        turns.append(search_turn(searched, searched, CODE_TEXT.format(name=searched, code=code)))
+    chain = rng.sample(pool, rng.randint(2, max_plan))
+    actions = [Action(SEARCH_TOOL, {"query": [name]}) for name in chain]
+    code = random_code(rng)
+    turns = []
+    for position, name in enumerate(chain):
+        if position > 0 and rng.random() < copy_noise:
+            wrong = Action(SEARCH_TOOL, {"query": [rng.choice(pool)]})
+            turns.append(Turn(tool_call_text(wrong), UNREACHABLE_TEXT, wrong))
+        last = position == len(chain) - 1
+        text = (
+            CODE_TEXT.format(name=name, code=code) if last else LINK_TEXT.format(name=name, target=chain[position + 1])
+        )
+        turns.append(search_turn(name, name, text))
     turns.append(Turn(f"<answer>{code}</answer>"))
-    return Conversation(guided_messages(_question(plan[0]), actions, len(actions)), turns)
+    return Conversation(guided_messages(_question(chain[0]), actions, len(actions)), turns)
 
 
 def reference_conversation(task: ChainTask, level: int) -> Conversation:

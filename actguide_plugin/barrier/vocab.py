@@ -21,7 +21,14 @@ import re
 import string
 from collections.abc import Iterable
 
-from actguide_plugin.barrier.world import POINTER_QUESTION, SEARCH_TOOL, SYLLABLES, SYSTEM_PROMPT, ChainTask
+from actguide_plugin.barrier.world import (
+    POINTER_QUESTION,
+    SEARCH_TOOL,
+    SYLLABLES,
+    SYSTEM_PROMPT,
+    UNREACHABLE_TEXT,
+    ChainTask,
+)
 from actguide_plugin.core.actions import Action
 from actguide_plugin.core.guidance import DEFAULT_TEMPLATE
 from actguide_plugin.cpu.tiny_model import BYTES_ADDED_TOKENS, COMPACT_TOOLS_BLOCK, chat_template, finish_tokenizer
@@ -43,6 +50,7 @@ _TOOL_MESSAGES = (
     "Error: web_visit needs 'url': a list of strings, got None",
     "Visit failed: page not found:",
     "[1 more queries not run: at most 1 per call]",
+    UNREACHABLE_TEXT,
 )
 
 

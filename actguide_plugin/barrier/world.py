@@ -9,7 +9,9 @@ page points to a third, and so on for L hops; only the last page has the code::
     web_search {"query": ["rux dap"]}  ->  rux dap has code 417.
     <answer>417</answer>
 
-The *procedure* (search the entity a page points to, until a page has a code) is the same for every task;
+Pages are reachable only through links (:func:`reachable_names`): the world's search answers a name from the
+question or from a page the trajectory has read, not one it saw only in a plan, so a guided rollout must follow
+every hop too. The *procedure* (search the entity a page points to, until a page has a code) is the same for every task;
 the entities are not. Names are two syllables from :data:`SYLLABLES`; a fixed eighth of all pairs
 (:func:`is_validation_name`) is reserved for validation, so validation tasks use entities never seen in training
 (nor in the base policy's warm start) and unguided success there can only come from the learned procedure.
@@ -26,6 +28,7 @@ Everything here is pure Python (no verl, no torch) and deterministic from the se
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -46,6 +49,8 @@ POINTER_QUESTION = "What does {name} point to?"  # the base policy's warm start 
 LINK_TEXT = "{name} points to {target}."
 CODE_TEXT = "{name} has code {code}."
 DATA_SOURCE = "barrier_chain"
+# what the world's search answers for a name the trajectory has not seen (no name in it: that would make it seen)
+UNREACHABLE_TEXT = "No page found: search a name given in the question or on a page you have read."
 MIN_HOPS, MAX_HOPS = 2, 3  # default task lengths: the base policy rarely follows 4-step plans
 
 
@@ -63,6 +68,39 @@ def names(validation: bool) -> list[str]:
     """Every name of one partition, in a fixed order."""
     count = len(SYLLABLES)
     return [name_of(i, j) for i in range(count) for j in range(i + 1, count) if is_validation_name(i, j) == validation]
+
+
+_SYLLABLE_INDEX = {syllable: i for i, syllable in enumerate(SYLLABLES)}
+_NAME = re.compile(r"\b(" + "|".join(SYLLABLES) + r") (" + "|".join(SYLLABLES) + r")\b")
+
+
+def canonical_name(text: str) -> str | None:
+    """The world's name a query means (its two syllables in index order, as BM25 sees them), or None."""
+    words = text.lower().split()
+    if len(words) != 2 or not all(word in _SYLLABLE_INDEX for word in words):
+        return None
+    first, second = sorted(words, key=_SYLLABLE_INDEX.__getitem__)
+    return f"{first} {second}"
+
+
+def reachable_names(messages: list[dict], plan_header: str) -> set[str]:
+    """Names a trajectory has seen, so may search: those in the question and on the pages its searches returned.
+
+    Pages are reachable only through links, as on the web: a plan line (everything of the user message from
+    ``plan_header`` on) is not a page, so naming an entity there does not make it reachable. Without this rule a
+    guided rollout could skip hops (search only the plan's last line: a near-miss query still finds *a* page), and
+    the reward would credit a shortcut the unguided policy cannot take (docs/barrier.md).
+    """
+    seen: set[str] = set()
+    for message in messages:
+        content = message.get("content")
+        if not isinstance(content, str) or message.get("role") not in ("user", "tool"):
+            continue
+        if message["role"] == "user" and plan_header in content:
+            content = content[: content.index(plan_header)]
+        seen.update(canonical_name(match.group(0)) for match in _NAME.finditer(content.lower()))
+    seen.discard(None)
+    return seen
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,14 @@ from actguide_plugin.barrier.base_policy import (
     search_turn,
     tool_schemas,
 )
-from actguide_plugin.barrier.world import SYSTEM_PROMPT, build_world
+from actguide_plugin.barrier.world import SYSTEM_PROMPT, UNREACHABLE_TEXT, build_world
 from actguide_plugin.core.guidance import guided_messages, level_in_text, plan_in_text
 from actguide_plugin.cpu.tiny_model import build_tiny_model
 from data_preprocess.barrier import build_barrier
 
 
 @pytest.mark.parametrize("noisy", [False, True])
-def test_warm_start_has_lookups_and_plans_and_never_a_hop_from_a_page(noisy):
+def test_warm_start_follows_linked_plans_and_never_takes_a_hop_without_one(noisy):
     settings = BasePolicySettings(examples=400, copy_noise=0.2, noise_steps=25, batch_size=16)
     data = conversations(settings, noisy=noisy)
     assert len(data) == 400  # examples, or noise_steps x batch_size for the noisy final phase
@@ -36,24 +36,26 @@ def test_warm_start_has_lookups_and_plans_and_never_a_hop_from_a_page(noisy):
         (search, answer) = conversation.turns
         target = search.tool_response.split(" points to ")[1][:-1]
         assert answer.assistant == f"<answer>{target}</answer>" and target not in conversation.messages[-1]["content"]
-    wrong = 0
-    for conversation in data:
-        if conversation in pointers:
-            continue
-        plan = plan_in_text(conversation.messages[-1]["content"])
+    lookups = [c for c in data if c not in plans and c not in pointers]
+    for conversation in lookups:  # unguided: one search of the asked entity, its code page, its code
+        (search, answer) = conversation.turns
+        assert "points to" not in search.tool_response
+        assert answer.assistant == f"<answer>{search.tool_response[-4:-1]}</answer>"
+    refused = 0
+    for conversation in plans:
+        plan = [action.arguments["query"][0] for action in plan_in_text(conversation.messages[-1]["content"])]
         *searches, answer = conversation.turns
-        assert len(searches) == max(1, len(plan))  # a lookup searches once; a plan is followed step by step
-        for step, turn in enumerate(searches):
-            searched = turn.call.arguments["query"][0]
-            assert turn.tool_response.endswith(f"{searched} has code {turn.tool_response[-4:-1]}.")
-            assert "points to" not in turn.tool_response  # code pages: no hop to learn from
-            wrong += bool(plan) and plan[step] != turn.call
-        assert answer.assistant == f"<answer>{searches[-1].tool_response[-4:-1]}</answer>"  # the last page's code
-    steps = sum(len(plan_in_text(c.messages[-1]["content"])) for c in plans)
+        found = [turn for turn in searches if turn.tool_response != UNREACHABLE_TEXT]
+        refused += len(searches) - len(found)
+        assert [turn.call.arguments["query"][0] for turn in found] == plan  # every hop, in order
+        for turn, following in zip(found, plan[1:], strict=False):
+            assert turn.tool_response.endswith(f"points to {following}.")  # each page links to the next line
+        assert answer.assistant == f"<answer>{found[-1].tool_response[-4:-1]}</answer>"  # the last page's code
+    steps = sum(len(plan_in_text(c.messages[-1]["content"])) - 1 for c in plans)  # the first search is never noisy
     if noisy:
-        assert 0.1 * steps < wrong < 0.3 * steps  # copy_noise 0.2
+        assert 0.1 * steps < refused < 0.3 * steps  # copy_noise 0.2: a wrong name, refused, then the right one
     else:
-        assert wrong == 0  # the copying skills are learned from clean data first
+        assert refused == 0  # the copying skills are learned from clean data first
 
 
 class _Replay:
