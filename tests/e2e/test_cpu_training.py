@@ -60,7 +60,7 @@ def test_guided_training_rescues_expected_levels_then_resumes_with_the_warm_star
     assert cache == {
         "needs-1": {"num_actions": 3, "level": 1},
         "needs-2": {"num_actions": 3, "level": 2},
-        "impossible": {"num_actions": 3, "level": 4},  # L + 1: even full guidance failed
+        "impossible": {"num_actions": 3, "level": 4, "full_failures": 1},  # L + 1: even full guidance failed, once
     }
     assert "ActGuide metrics per step" in stdout and "| step |" in stdout
     run_config = (checkpoint / RUN_CONFIG_FILE).read_text()  # the resolved config, what actguide-export ships

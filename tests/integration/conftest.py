@@ -36,6 +36,7 @@ def _recipe_config(*overrides: str):
         return compose(
             config_name="actguide_trainer",
             overrides=[
+                "+actguide_reward=answer",  # the test rows' data source is ours, not one verl's scorer knows
                 "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
                 "actor_rollout_ref.rollout.prompt_length=2048",
                 "actor_rollout_ref.rollout.response_length=1024",
