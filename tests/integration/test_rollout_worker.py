@@ -108,7 +108,7 @@ def test_worker_searches_each_group_and_publishes_exactly_n(
     assert summaries["impossible"]["status"] == "full_failed"
     cache = ray.get(state_actor().cache_state.remote())["entries"]
     assert cache["barrier"] == {"num_actions": 3, "level": 2}
-    assert cache["impossible"] == {"num_actions": 3, "level": 4, "full_failures": 1}  # L + 1: full guidance failed, once
+    assert cache["impossible"] == {"num_actions": 3, "level": 4, "full_failures": 1}  # L + 1, once
 
 
 def test_drop_policy_publishes_no_trajectories_but_finishes_the_prompt(
