@@ -55,7 +55,6 @@ QUESTION_KEY = "question"
 PICKS = ("shortest-correct", "first")
 STATS_FILE = "attach_stats.json"
 REJECTS_FILE = "rejects.jsonl"
-_MISSING = object()
 UNMATCHED = ("no key", "no trace", "no correct trace")  # why a row got no actions
 
 
@@ -117,8 +116,7 @@ def normalize_key(value: Any) -> str | None:
 def row_key(row: Mapping[str, Any], key: str) -> str | None:
     """A row's join key: its question (``extra_info.question``, else the last user message) or a dotted path."""
     if key != QUESTION_KEY:
-        value = get_field(row, key)
-        return None if value is _MISSING else normalize_key(value)
+        return normalize_key(get_field(row, key))  # a missing field is no str or int: no key
     question = get_field(row, "extra_info.question")
     if isinstance(question, str) and question.strip():
         return normalize_key(question)
