@@ -67,8 +67,6 @@ def group_metrics(outcomes: Sequence[GroupOutcome[Any]], reward: Callable[[Any],
         "dropped_groups": float(sum(o.dropped for o in outcomes)),
         "plan_capped_groups": float(sum(o.plan_capped for o in outcomes)),
         "guided_groups": float(len(guided)),
-        "level_mean": _mean([o.level for o in guided]),
-        "level_ratio_mean": _mean(ratios),
         "probes_per_hard": _mean([len(o.probes) for o in guidable]),
         "warm_start_frac": _mean([float(o.warm_started) for o in guidable]),
         "probe_trajectories_per_rescued": (sum(o.probe_trajectories for o in hard) / len(rescued)) if rescued else 0.0,
@@ -79,9 +77,15 @@ def group_metrics(outcomes: Sequence[GroupOutcome[Any]], reward: Callable[[Any],
         "serial_rounds_max": float(max(o.serial_rounds for o in outcomes)),
         # every group is in the denominator: a dropped group (no trajectories) gives no signal
         "effective_signal_frac_after": _mean([float(_has_signal(rs)) for rs in final_rewards]),
-        "acc_unguided": _mean(unguided_rewards),
-        "acc_guided": _mean(guided_rewards),
     }
+    # a mean over no samples is left out, not logged as 0: a curve would read "k* = 0" or "guided accuracy 0"
+    if guided:
+        metrics["level_mean"] = _mean([o.level for o in guided])
+        metrics["level_ratio_mean"] = _mean(ratios)
+    if guided_rewards:
+        metrics["acc_guided"] = _mean(guided_rewards)
+    if unguided_rewards:
+        metrics["acc_unguided"] = _mean(unguided_rewards)
     before = [_unguided_group_rewards(o, rs) for o, rs in zip(outcomes, final_rewards, strict=True)]
     measured = [rs for rs in before if rs is not None]
     if measured:  # fixed-level modes roll out no unguided group for guided prompts: those are not measured

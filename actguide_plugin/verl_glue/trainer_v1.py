@@ -164,11 +164,12 @@ class ActGuideTrainer(PPOTrainerSync):
 
     def _dump_rows(self, batch, path: Path) -> None:
         """One JSON line per real row: key, guided flag, level, the prompt ids under the reference and the actor's
-        numerator (the unguided prompt for a swapped row), the unguided prompt ids, the response ids, the old
-        (sampling view) and reference log-probs of the response tokens, and a guided row's prompt as sampled, as
-        text (``guided_prompt``: the plan the policy was shown, with the user's tool names)."""
+        numerator (the unguided prompt for a swapped row), the unguided prompt ids, the response ids and mask (1 on
+        the policy's tokens, 0 on tool responses), the old (sampling view) and reference log-probs of the response
+        tokens, and a guided row's prompt as sampled, as text (``guided_prompt``: the plan the policy was shown,
+        with the user's tool names)."""
         fields = [
-            *("prompts", "responses", "old_log_probs", "ref_log_prob"),
+            *("prompts", "responses", "response_mask", "old_log_probs", "ref_log_prob"),
             *(IS_GUIDED_FIELD, LEVEL_FIELD, UNGUIDED_PROMPT_IDS_FIELD),
         ]
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)

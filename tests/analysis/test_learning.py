@@ -22,7 +22,7 @@ def _records(mode_learns: bool) -> list[dict]:
         }
         if mode_learns:
             data["actguide/level_ratio_mean"] = 1.0 - 0.1 * step
-            if step == 8:  # a step without a rescue logs k*/L = 0: not a level, left out of the summary
+            if step == 8:  # runs before metrics left the key out logged k*/L = 0 without a rescue: not a level
                 data["actguide/level_ratio_mean"], data["actguide/rescued_frac"] = 0.0, 0.0
             data["actguide/offpolicy_shift_mean"] = 60.0 - 5.0 * step
         records.append({"step": step, "data": data})

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 
 from actguide_plugin.core.actions import Action
 from actguide_plugin.cpu.scripted_policy import task_marker
+from actguide_plugin.names import ROWS_DUMP_FILE
 from data_preprocess.cli import main as preprocess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,8 +74,20 @@ def demo_inputs(tmp_path_factory, tiny_bytes_model):
     return root, write_tasks(root, questions), tiny_bytes_model
 
 
-def _run_demo(root: Path, data: Path, model: Path, work: str, steps: int, *overrides: str, mode="fallback_adaptive"):
-    """Run the CPU demo script; returns the metrics per step (verl's file logger) and the script's stdout."""
+def _run_demo(
+    root: Path,
+    data: Path,
+    model: Path,
+    work: str,
+    steps: int,
+    *overrides: str,
+    mode="fallback_adaptive",
+    **settings: str,
+):
+    """Run the CPU demo script; returns the metrics per step (verl's file logger) and the script's stdout.
+
+    By default the offline world with the scripted rollout, 2 prompts x 4; ``settings`` replace the script's
+    environment settings (``WORLD="barrier", ROLLOUT="hf", N="8"``, ...)."""
     env = dict(os.environ)
     env.update(
         PYTHON=sys.executable,
@@ -89,6 +103,7 @@ def _run_demo(root: Path, data: Path, model: Path, work: str, steps: int, *overr
         DATA_DIR=str(data),
         WORK_DIR=str(root / work),
     )
+    env.update(settings)
     result = subprocess.run(
         ["bash", str(REPO / "scripts" / "run_demo_cpu.sh"), "actor_rollout_ref.actor.optim.weight_decay=0", *overrides],
         env=env,
@@ -130,3 +145,43 @@ def trained_run(demo_inputs) -> TrainedRun:
     metrics_copy = root / "run_metrics_steps_1_2.jsonl"
     shutil.copy(root / "run" / "metrics.jsonl", metrics_copy)
     return TrainedRun(steps, stdout, root, data, model, metrics_copy)
+
+
+class Traces:
+    """What a run dumped per row (``trainer.rollout_data_dir``), and log-probs recomputed with transformers."""
+
+    @staticmethod
+    def rows(folder: Path, step: int | str = "*") -> list[dict]:
+        """What the trainer computed per row, in one step or every step."""
+        files = sorted(folder.glob(ROWS_DUMP_FILE.format(step=step)))
+        return [json.loads(line) for f in files for line in f.read_text().splitlines()]
+
+    @staticmethod
+    def scores(folder: Path, step: int) -> dict[str, float]:
+        """Each row's reward in a step, from verl's own rollout dump (``<step>.jsonl``, keyed by ``uid``)."""
+        lines = (folder / f"{step}.jsonl").read_text().splitlines()
+        return {record["uid"]: record["score"] for record in map(json.loads, lines)}
+
+    @staticmethod
+    def model(path: Path, checkpoint: Path | None = None):
+        """The model in ``path``; with ``checkpoint`` (a ``global_step_N`` folder), the actor weights saved there."""
+        from transformers import AutoModelForCausalLM
+
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        if checkpoint is not None:
+            saved = torch.load(checkpoint / "actor" / "model_world_size_1_rank_0.pt", weights_only=False)
+            model.load_state_dict({name: weight.full_tensor() for name, weight in saved.items()})
+        return model.eval()
+
+    @staticmethod
+    def log_probs(model, prompt_ids: list[int], response_ids: list[int]) -> torch.Tensor:
+        """log π(y_t | prompt, y_<t) computed directly with transformers (temperature 1, as the recipe samples)."""
+        ids = torch.tensor([prompt_ids + response_ids])
+        with torch.no_grad():
+            logits = model(ids).logits[0, len(prompt_ids) - 1 : -1].float()
+        return torch.log_softmax(logits, dim=-1).gather(-1, torch.tensor(response_ids)[:, None])[:, 0]
+
+
+@pytest.fixture(scope="session")
+def traces() -> type[Traces]:
+    return Traces

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import glob
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,7 +17,6 @@ import torch
 from actguide_plugin.names import (
     GUIDED_PROMPT_TEXT,
     IS_GUIDED_FIELD,
-    ROWS_DUMP_FILE,
     RUN_CONFIG_FILE,
     UNGUIDED_PROMPT_IDS_FIELD,
 )
@@ -101,31 +99,11 @@ def test_rollout_ratio_source_uses_the_guided_rollout_log_probs(demo_inputs, run
     assert all(abs(s["actguide/unguided_ratio_mean"] - 1.0) < 1e-3 for s in steps.values())
 
 
-def dumped_rows(folder: Path) -> list[dict]:
-    """What the trainer computed per row in every step (``trainer.rollout_data_dir``)."""
-    files = sorted(folder.glob(ROWS_DUMP_FILE.format(step="*")))
-    return [json.loads(line) for f in files for line in f.read_text().splitlines()]
-
-
-def response_log_probs(model, prompt_ids: list[int], response_ids: list[int]) -> torch.Tensor:
-    """log π(y_t | prompt, y_<t) computed directly with transformers (temperature 1, as the recipe samples)."""
-    ids = torch.tensor([prompt_ids + response_ids])
-    with torch.no_grad():
-        logits = model(ids).logits[0, len(prompt_ids) - 1 : -1].float()
-    return torch.log_softmax(logits, dim=-1).gather(-1, torch.tensor(response_ids)[:, None])[:, 0]
-
-
-def reference_model(path: Path):
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-
-
 def guided_steps(steps: dict[int, dict]) -> list[dict]:
     return [s for s in steps.values() if s["actguide/guided_trajectory_frac"] > 0]
 
 
-def test_guided_rows_are_trained_and_regularized_on_the_unguided_prompt(trained_run):
+def test_guided_rows_are_trained_and_regularized_on_the_unguided_prompt(trained_run, traces):
     """The swap, from what the trainer computed: each step has one update (θ = θ_old), so a guided ratio ≠ 1 and
     Δ ≠ 0 mean the numerator saw another prompt than the old log-probs; the dump shows which one."""
     assert guided_steps(trained_run.steps)
@@ -133,19 +111,19 @@ def test_guided_rows_are_trained_and_regularized_on_the_unguided_prompt(trained_
         assert abs(step["actguide/guided_ratio_mean"] - 1.0) > 1e-3
         assert abs(step["actguide/offpolicy_shift_mean"]) > 1e-2
         assert abs(step["actguide/unguided_ratio_mean"] - 1.0) < 1e-3
-    rows = dumped_rows(trained_run.root / "run" / "rollouts")
+    rows = traces.rows(trained_run.root / "run" / "rollouts")
     guided = [row for row in rows if row[IS_GUIDED_FIELD] > 0.5]
     assert guided and all(row["prompts"] == row[UNGUIDED_PROMPT_IDS_FIELD] for row in rows)
     # the plan the policy was shown, as text, with the agent's own tool names; unguided rows have none
     assert all(row[GUIDED_PROMPT_TEXT] is None for row in rows if row[IS_GUIDED_FIELD] < 0.5)
     assert all("web_search" in row[GUIDED_PROMPT_TEXT].split("user", 1)[-1] for row in guided)
-    model = reference_model(trained_run.model)  # the reference policy: the initial weights
+    model = traces.model(trained_run.model)  # the reference policy: the initial weights
     for row in guided[:2]:
-        on_unguided = response_log_probs(model, row[UNGUIDED_PROMPT_IDS_FIELD], row["responses"])
+        on_unguided = traces.log_probs(model, row[UNGUIDED_PROMPT_IDS_FIELD], row["responses"])
         torch.testing.assert_close(torch.tensor(row["ref_log_prob"]), on_unguided, atol=1e-3, rtol=1e-3)
 
 
-def test_ratio_context_guided_trains_guided_rows_on_their_guided_prompt(demo_inputs, run_demo):
+def test_ratio_context_guided_trains_guided_rows_on_their_guided_prompt(demo_inputs, run_demo, traces):
     """The paper's Table 4 ablation: no swap, so the guided ratio is on-policy (1 at the single update, Δ ≈ 0) and the
     reference log-probs are those of the guided prompt."""
     root, data, model = demo_inputs
@@ -158,11 +136,11 @@ def test_ratio_context_guided_trains_guided_rows_on_their_guided_prompt(demo_inp
     for step in guided_steps(steps):
         assert abs(step["actguide/guided_ratio_mean"] - 1.0) < 1e-3
         assert abs(step["actguide/offpolicy_shift_mean"]) < 1e-2
-    guided = [row for row in dumped_rows(dump) if row[IS_GUIDED_FIELD] > 0.5]
+    guided = [row for row in traces.rows(dump) if row[IS_GUIDED_FIELD] > 0.5]
     assert guided and all(row["prompts"] != row[UNGUIDED_PROMPT_IDS_FIELD] for row in guided)
-    reference = reference_model(model)
+    reference = traces.model(model)
     row = guided[0]
-    on_guided = response_log_probs(reference, row["prompts"], row["responses"])
+    on_guided = traces.log_probs(reference, row["prompts"], row["responses"])
     torch.testing.assert_close(torch.tensor(row["ref_log_prob"]), on_guided, atol=1e-3, rtol=1e-3)
-    on_unguided = response_log_probs(reference, row[UNGUIDED_PROMPT_IDS_FIELD], row["responses"])
+    on_unguided = traces.log_probs(reference, row[UNGUIDED_PROMPT_IDS_FIELD], row["responses"])
     assert (torch.tensor(row["ref_log_prob"]) - on_unguided).abs().max() > 1e-2
