@@ -14,6 +14,12 @@ points to). The supervised warm start therefore shows three task families and no
 
 - *pointer* (unguided): ``What does X point to?`` → ``web_search X`` → ``X points to Y.`` → ``<answer>Y</answer>``:
   copying a name out of a page.
+- *shallow* (unguided): ``What is the code of X?`` → ``web_search X`` → ``X points to Y.`` → ``<answer>Y</answer>``:
+  the habit of answering with what the first page gives, the one an agent has before it learns to follow links.
+  Without it the unguided behaviour on a page that points on was left to chance: plan conversations show the same
+  pages followed by a search of the pointed name, and a tiny model may or may not condition that on the plan —
+  measured (format 4, no shallow family): seed 0's base answered the pointed name (0.00 unguided on validation),
+  seed 1's searched it on a quarter of the tasks (0.26), so for seed 1 there was no barrier to cross.
 
 Never a hop without a plan: no unguided conversation searches a name a page points to, so the procedure itself
 (choosing to search the pointed name, with no plan) is what RL must teach. Names come from the training partition
@@ -64,7 +70,7 @@ from actguide_plugin.tools.formatting import format_search
 logger = get_logger(__name__)
 
 SETTINGS_FILE = "base_policy.json"
-FORMAT_VERSION = 4  # bump when the warm-start data or tokenization changes, so cached models are rebuilt
+FORMAT_VERSION = 5  # bump when the warm-start data or tokenization changes, so cached models are rebuilt
 WIDTH_STEP = 64  # batches are padded to a multiple: oneDNN prepares kernels per shape, slow for the first of each
 SNIPPET_CHARS = 300  # the web_search tool's snippet budget (recipe/actguide/config/tools/search_barrier.yaml)
 
@@ -84,7 +90,8 @@ class BasePolicySettings:
     lr: float = 3e-3
     warmup_steps: int = 100
     plan_share: float = 0.5  # share of plan-following conversations
-    pointer_share: float = 0.2  # share of "what does X point to?" conversations; the rest are lookups
+    pointer_share: float = 0.2  # share of "what does X point to?" conversations
+    shallow_share: float = 0.15  # share of code questions answered with the pointed name; the rest are lookups
     max_plan: int = 4  # plan lengths 2..max_plan
     # Imperfect plan following keeps rescued groups mixed: an all-success group has no GRPO advantage
     # (measured with 0.0: 97 % guided success at k* = L, one group in eight with a signal).
@@ -103,12 +110,13 @@ class BasePolicySettings:
             raise ValueError(f"base policy setting noise_steps must be >= 0, got {self.noise_steps}")
         if self.max_plan < 2:
             raise ValueError(f"max_plan must be >= 2 (plans of 2..max_plan steps), got {self.max_plan}")
-        for name in ("lr", "plan_share", "pointer_share", "copy_noise"):
+        for name in ("lr", "plan_share", "pointer_share", "shallow_share", "copy_noise"):
             value = getattr(self, name)
             if not (value > 0.0 if name == "lr" else 0.0 <= value <= 1.0):
                 raise ValueError(f"base policy setting {name} is out of range: {value}")
-        if self.plan_share + self.pointer_share > 1.0:
-            raise ValueError(f"plan_share + pointer_share must be <= 1, got {self.plan_share} + {self.pointer_share}")
+        shares = self.plan_share + self.pointer_share + self.shallow_share
+        if shares > 1.0:
+            raise ValueError(f"plan_share + pointer_share + shallow_share must be <= 1, got {shares}")
 
 
 @dataclass(frozen=True)
@@ -147,13 +155,14 @@ def lookup_conversation(rng: random.Random, pool: Sequence[str]) -> Conversation
     return Conversation(_question(name), turns)
 
 
-def pointer_conversation(rng: random.Random, pool: Sequence[str]) -> Conversation:
+def pointer_conversation(rng: random.Random, pool: Sequence[str], question: str = POINTER_QUESTION) -> Conversation:
     """``What does X point to?``: read a link page and answer with the name it points to — copying a name out of
-    a tool response, which the procedure needs, without ever searching that name."""
+    a tool response, which the procedure needs, without ever searching that name. With the code ``QUESTION``, the
+    *shallow* family: the same answer where the procedure would search that name."""
     name, target = rng.sample(pool, 2)
     turns = [search_turn(name, name, LINK_TEXT.format(name=name, target=target)), Turn(f"<answer>{target}</answer>")]
     return Conversation(
-        [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": POINTER_QUESTION.format(name=name)}],
+        [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question.format(name=name)}],
         turns,
     )
 
@@ -206,6 +215,8 @@ def conversations(settings: BasePolicySettings, noisy: bool = False) -> list[Con
             out.append(plan_conversation(rng, pool, settings.max_plan, noise))
         elif draw < settings.plan_share + settings.pointer_share:
             out.append(pointer_conversation(rng, pool))
+        elif draw < settings.plan_share + settings.pointer_share + settings.shallow_share:
+            out.append(pointer_conversation(rng, pool, QUESTION))
         else:
             out.append(lookup_conversation(rng, pool))
     return out

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from actguide_plugin.reward.answer import without_blocks
-from actguide_plugin.tools.config import ConfigError, read_api_key
+from actguide_plugin.tools.config import ConfigError, check_variable_name, read_api_key
 from actguide_plugin.tools.httpclient import HttpCallError, JsonHttpClient, RetryPolicy, UnexpectedResponse
 
 JUDGE_PROMPT = """You grade answers to questions. Decide whether the predicted answer says the same thing as \
@@ -100,6 +100,9 @@ class JudgeConfig:
     retry: RetryPolicy
     api_key_env: str = "ACTGUIDE_JUDGE_API_KEY"
     max_tokens: int = 8
+
+    def __post_init__(self) -> None:
+        check_variable_name("judge api_key_env", self.api_key_env)
 
     @property
     def endpoint(self) -> str:

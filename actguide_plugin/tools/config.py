@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -20,6 +21,21 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A tool or backend config has an unknown key or a bad value."""
+
+
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_variable_name(field: str, value: str) -> None:
+    """Refuse an ``api_key_env`` that is not an environment variable name: most likely the key itself, pasted in.
+
+    The message never shows the value — it would reach the logs, and through a tool error the model's context.
+    """
+    if not isinstance(value, str) or not _VARIABLE_NAME.fullmatch(value):
+        raise ConfigError(
+            f"{field} must be the *name* of an environment variable (letters, digits and _, not starting with a "
+            "digit), e.g. SERPER_API_KEY; the value given is not one and is not shown, as it may be the key itself"
+        )
 
 
 def read_api_key(variable: str) -> str | None:
@@ -138,8 +154,8 @@ class HttpBackendConfig:
     def __post_init__(self) -> None:
         _ = self.retry_policy  # validates the retry fields now, not at the first request
         _require_positive("cache", search_ttl_s=self.search_ttl_s, visit_ttl_s=self.visit_ttl_s)
-        if self.api_key_env is not None and not self.api_key_env:
-            raise ValueError("api_key_env must name an environment variable (or be null for no key)")
+        if self.api_key_env is not None:  # null: no key
+            check_variable_name("api_key_env", self.api_key_env)
 
 
 @dataclass(frozen=True)
@@ -182,8 +198,8 @@ class WebApiBackendConfig(HttpBackendConfig):
         for key in ("search_url", "visit_url"):
             if not getattr(self, key).startswith(("http://", "https://")):
                 raise ValueError(f"{key} must be an http(s) URL, got {getattr(self, key)!r}")
-        if not self.api_key_env:
-            raise ValueError("api_key_env must name an environment variable")
+        if self.api_key_env is None:
+            raise ValueError("api_key_env must name an environment variable (this backend needs a key)")
 
 
 @dataclass(frozen=True)

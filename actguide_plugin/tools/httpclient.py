@@ -25,13 +25,16 @@ keeps one of each per running loop.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
+import re
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import httpx
 
@@ -42,6 +45,9 @@ logger = get_logger(__name__)
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _BODY_EXCERPT_CHARS = 200
 _REDACTED = "[REDACTED]"
+# httpx logs every request's full URL at INFO, credentials included; this module logs URLs redacted instead
+logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger("httpx").level))
+_MIN_QUERY_SECRET = 8  # shorter query values (page=2, model=x) are redacted from the URL only, not from all text
 
 
 class HttpCallError(RuntimeError):
@@ -221,14 +227,15 @@ class JsonHttpClient:
         quotes the body, redacted). Raises :class:`HttpCallError`, its message redacted of the header values,
         at once when the URL's circuit breaker is open.
         """
+        shown = display_url(url)
         breaker = self._breaker(url)
         if not breaker.allow():
             raise HttpCallError(
-                f"POST {url} skipped: circuit open after {breaker.failures} consecutive failures "
+                f"POST {shown} skipped: circuit open after {breaker.failures} consecutive failures "
                 f"(next try in {breaker.seconds_left():.0f}s)",
                 circuit_open=True,
             )
-        secrets = redaction_forms(headers.values() if headers else ())
+        secrets = redaction_forms([*(headers.values() if headers else ()), *url_secrets(url)])
         endpoint_failed: bool | None = None
         try:
             body = await self._post_with_retries(url, payload, dict(headers) if headers else None, secrets)
@@ -238,7 +245,7 @@ class JsonHttpClient:
             try:
                 return parse(body)
             except UnexpectedResponse as err:
-                raise HttpCallError(f"POST {url}: {err}; got: {_excerpt(redact(str(body), secrets))}", 200) from None
+                raise HttpCallError(f"POST {shown}: {err}; got: {_excerpt(redact(str(body), secrets))}", 200) from None
         except HttpCallError as err:
             endpoint_failed = err.endpoint_failure
             raise HttpCallError(redact(str(err), secrets), err.status, endpoint_failure=err.endpoint_failure) from None
@@ -246,7 +253,7 @@ class JsonHttpClient:
             if breaker.record(endpoint_failed):
                 logger.warning(
                     "POST %s: circuit open after %d consecutive failures; calls skipped for %.0fs",
-                    url,
+                    shown,
                     breaker.failures,
                     breaker.open_s,
                 )
@@ -255,11 +262,12 @@ class JsonHttpClient:
         self, url: str, payload: Any, headers: dict[str, str] | None, secrets: list[str]
     ) -> Any:
         client, semaphore = self._loop_state()
+        shown = display_url(url)
         last: _Retryable | None = None
         for attempt in range(self.policy.max_attempts):
             if last is not None:
                 delay = self.policy.delay_s(attempt - 1, last.retry_after)
-                logger.info("retrying POST %s in %.2fs after: %s", url, delay, redact(str(last), secrets))
+                logger.info("retrying POST %s in %.2fs after: %s", shown, delay, redact(str(last), secrets))
                 await asyncio.sleep(delay)
             try:
                 async with semaphore:
@@ -268,12 +276,13 @@ class JsonHttpClient:
                 last = err
         assert last is not None
         raise HttpCallError(
-            f"POST {url} failed after {self.policy.max_attempts} attempts: {last}", last.status, endpoint_failure=True
+            f"POST {shown} failed after {self.policy.max_attempts} attempts: {last}", last.status, endpoint_failure=True
         )
 
     async def _attempt(
         self, client: httpx.AsyncClient, url: str, payload: Any, headers: dict[str, str] | None, secrets: list[str]
     ) -> Any:
+        shown = display_url(url)
         try:
             # httpx applies its timeout per phase (connect, each read): a server trickling a byte a second would
             # hold the call forever. The deadline covers the attempt as a whole, body read included.
@@ -283,9 +292,10 @@ class JsonHttpClient:
         except (httpx.TimeoutException, asyncio.TimeoutError) as err:
             raise _Retryable(f"timeout after {self.policy.timeout_s}s ({type(err).__name__})", None) from None
         except httpx.LocalProtocolError as err:  # e.g. an illegal header value: retrying cannot help
-            raise HttpCallError(f"POST {url}: request rejected before sending ({type(err).__name__}: {err})") from None
+            reason = f"request rejected before sending ({type(err).__name__}: {err})"
+            raise HttpCallError(f"POST {shown}: {reason}") from None
         except UnicodeEncodeError as err:  # a non-ASCII header value
-            raise HttpCallError(f"POST {url}: request could not be encoded ({type(err).__name__})") from None
+            raise HttpCallError(f"POST {shown}: request could not be encoded ({type(err).__name__})") from None
         except httpx.TransportError as err:
             raise _Retryable(f"connection error ({type(err).__name__}: {err})", None) from None
         text = redact(response.text, secrets) if response.status_code >= 400 else ""
@@ -296,12 +306,12 @@ class JsonHttpClient:
                 response.headers.get("retry-after"),
             )
         if response.status_code >= 400:
-            raise HttpCallError(f"POST {url}: HTTP {response.status_code}: {_excerpt(text)}", response.status_code)
+            raise HttpCallError(f"POST {shown}: HTTP {response.status_code}: {_excerpt(text)}", response.status_code)
         try:
             return response.json()
         except ValueError:
             raise HttpCallError(
-                f"POST {url}: response is not JSON: {_excerpt(redact(response.text, secrets))}", response.status_code
+                f"POST {shown}: response is not JSON: {_excerpt(redact(response.text, secrets))}", response.status_code
             ) from None
 
 
@@ -321,10 +331,27 @@ def redaction_forms(values: Iterable[str]) -> list[str]:
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every occurrence of each of ``secrets`` replaced by ``[REDACTED]``."""
+    """``text`` with every occurrence of each of ``secrets``, in any letter case (a server may echo a key
+    lower-cased), replaced by ``[REDACTED]``."""
     for secret in secrets:
-        text = text.replace(secret, _REDACTED)
+        text = re.sub(re.escape(secret), _REDACTED, text, flags=re.IGNORECASE)
     return text
+
+
+def url_secrets(url: str) -> list[str]:
+    """What a URL may carry as credentials: its userinfo and the query values long enough to be a key."""
+    parts = urlsplit(url)
+    found = [value for value in (parts.username, parts.password) if value]
+    found += [value for _, value in parse_qsl(parts.query) if len(value) >= _MIN_QUERY_SECRET]
+    return found
+
+
+def display_url(url: str) -> str:
+    """``url`` as messages and logs show it: no userinfo, every query value ``[REDACTED]``, no fragment."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    query = "&".join(f"{name}={_REDACTED}" for name, _ in parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit((parts.scheme, host, parts.path, query, ""))
 
 
 def _excerpt(text: str) -> str:

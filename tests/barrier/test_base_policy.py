@@ -36,11 +36,18 @@ def test_warm_start_follows_linked_plans_and_never_takes_a_hop_without_one(noisy
         (search, answer) = conversation.turns
         target = search.tool_response.split(" points to ")[1][:-1]
         assert answer.assistant == f"<answer>{target}</answer>" and target not in conversation.messages[-1]["content"]
-    lookups = [c for c in data if c not in plans and c not in pointers]
-    for conversation in lookups:  # unguided: one search of the asked entity, its code page, its code
+    unguided_codes = [c for c in data if c not in plans and c not in pointers]
+    shallow = [c for c in unguided_codes if "points to" in c.turns[0].tool_response]
+    assert 25 < len(shallow) < 100  # shallow_share 0.15
+    for conversation in shallow:  # the code question on a page that points on: the pointed name, never a search
         (search, answer) = conversation.turns
-        assert "points to" not in search.tool_response
-        assert answer.assistant == f"<answer>{search.tool_response[-4:-1]}</answer>"
+        target = search.tool_response.split(" points to ")[1][:-1]
+        assert answer.assistant == f"<answer>{target}</answer>"
+    for conversation in unguided_codes:
+        assert conversation.messages[-1]["content"].startswith("What is the code of ")
+        if conversation not in shallow:  # lookup: one search of the asked entity, its code page, its code
+            (search, answer) = conversation.turns
+            assert answer.assistant == f"<answer>{search.tool_response[-4:-1]}</answer>"
     refused = 0
     for conversation in plans:
         plan = [action.arguments["query"][0] for action in plan_in_text(conversation.messages[-1]["content"])]
@@ -108,7 +115,8 @@ def test_encode_matches_the_tokens_of_a_real_agent_loop_rollout(tmp_path, monkey
         ({"batch_size": 64, "examples": 32}, "batch_size 64 is larger than examples 32"),
         ({"max_plan": 1}, "max_plan must be >= 2"),
         ({"plan_share": 1.5}, "plan_share is out of range"),
-        ({"plan_share": 0.7, "pointer_share": 0.4}, "plan_share \\+ pointer_share must be <= 1"),
+        ({"plan_share": 0.7, "pointer_share": 0.2}, "plan_share \\+ pointer_share \\+ shallow_share must be <= 1"),
+        ({"shallow_share": -0.1}, "shallow_share is out of range"),
         ({"lr": 0.0}, "lr is out of range"),
     ],
 )

@@ -211,3 +211,34 @@ def test_a_short_bearer_key_is_redacted_on_its_own():
     assert redact("server says: key k1x is unknown", redaction_forms(["Bearer k1x"])) == (
         "server says: key [REDACTED] is unknown"
     )
+
+
+def echo_lowercased_app():
+    """A server that quotes back what it was sent, lower-cased: the URL's query, the auth header and the body."""
+
+    async def handler(request: web.Request) -> web.Response:
+        text = f"bad request {request.query_string} {request.headers.get('Authorization', '')} {await request.text()}"
+        return web.Response(status=401, text=text.lower())
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handler)
+    return app
+
+
+async def test_keys_in_the_url_or_echoed_in_another_case_never_reach_the_error_or_the_logs(caplog):
+    async with TestServer(echo_lowercased_app(), host="127.0.0.1") as server:
+        root = server.make_url("")
+        url = f"http://user:PASSword-77@{root.host}:{root.port}/v1/chat/completions?key=SK-UrlSecret-42&v=2"
+        client = JsonHttpClient(RetryPolicy(max_attempts=1, **FAST))
+        with caplog.at_level("DEBUG"), pytest.raises(HttpCallError) as caught:
+            await client.post_json(url, {"q": "x"}, {"Authorization": "Bearer SK-HeaderSecret-99"})
+    message = str(caught.value)
+    logged = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("aiohttp"))  # not the server's
+    assert "HTTP 401" in message and "[REDACTED]" in message  # the server's echo is there, redacted
+    for secret in ("urlsecret", "headersecret", "password"):
+        assert secret not in message.lower() and secret not in logged.lower()
+    assert f"POST http://{root.host}:{root.port}/v1/chat/completions?key=[REDACTED]&v=[REDACTED]" in message
+
+
+def test_redaction_ignores_letter_case():
+    assert redact("KEY sk-abcdef IS BAD", redaction_forms(["SK-ABCDEF"])) == "KEY [REDACTED] IS BAD"

@@ -13,6 +13,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from actguide_plugin.reward.judge import JudgeConfig
+from actguide_plugin.tools.config import ConfigError, WebApiBackendConfig
+from actguide_plugin.tools.httpclient import RetryPolicy
 from actguide_plugin.tools.search_tools import WebSearchTool, WebVisitTool
 
 API_KEY = "sk-test-4f9c2a7be1d0"  # must never appear in any output
@@ -319,3 +322,14 @@ async def test_error_shaped_200_is_an_error_and_never_cached(body, serper, tmp_p
     assert "eta result 0" in second.text and len(serper.requests) == 2
     third, _, _ = await call_tool(search, {"query": ["eta"]})  # the good answer was cached
     assert third.text == second.text and len(serper.requests) == 2
+
+
+@pytest.mark.parametrize("pasted", ["sk-live-9f8e7d6c5b4a", "0abc", "MY KEY", ""])
+def test_a_key_pasted_into_api_key_env_is_refused_without_being_echoed(pasted):
+    with pytest.raises(ConfigError) as caught:
+        WebApiBackendConfig(api_key_env=pasted)
+    assert "name* of an environment variable" in str(caught.value)
+    assert not pasted or pasted not in str(caught.value)
+    with pytest.raises(ConfigError) as caught:
+        JudgeConfig(base_url="http://127.0.0.1:1", model="m", retry=RetryPolicy(), api_key_env=pasted)
+    assert not pasted or pasted not in str(caught.value)
