@@ -42,7 +42,7 @@ from actguide_plugin.core.actions import Action, dumps_actions
 from actguide_plugin.logs import get_logger
 from actguide_plugin.names import AGENT_NAME
 from actguide_plugin.reward.answer import normalize_answer, parse_gold_answers
-from data_preprocess.convert import ON_ERROR, Rejection, resolve_format
+from data_preprocess.convert import ON_ERROR, Rejection, refuse_markup, resolve_format
 from data_preprocess.formats import FORMATS, FieldMap, ParsedTask, get_field
 from data_preprocess.output import StagingDirectory
 from data_preprocess.postprocess import ActionPolicy
@@ -165,6 +165,7 @@ def read_traces(
                 if normalized is None:
                     raise RecordError(f"missing key: the trace has no {'question' if key is None else 'id'} to join on")
                 actions = _fit_actions(task.actions, policy, schemas)
+                refuse_markup(actions)  # the question is the user's own row, shown as it is at every level
             except RecordError as err:
                 reason = bounded(str(err))
                 reasons[reason_category(reason)] += 1

@@ -23,6 +23,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from actguide_plugin.core.actions import Action
+from actguide_plugin.core.guidance import forged_markup
 from actguide_plugin.logs import get_logger
 from data_preprocess.formats import FORMATS, FieldMap, ParsedTask, answer_text, detect_format
 from data_preprocess.output import (
@@ -151,7 +153,19 @@ def _accept(record: SourceRecord, options: ConvertOptions, format_name: str) -> 
             raise RecordError(
                 f"wrong answer: the trajectory answered {parsed.final_answer!r}, gold is {gold!r} (--require-correct)"
             )
+    refuse_markup(actions, parsed.question)
     return ParsedTask(parsed.question, gold, actions, parsed.task_id, parsed.final_answer)
+
+
+def refuse_markup(actions: Sequence[Action], question: str | None = None) -> None:
+    """A question or action spelling a chat control token, a line separator or the guidance header would forge
+    a turn or a plan line in the guided prompt: the record is rejected (plan lines escape it anyway)."""
+    texts = [] if question is None else [("question", question)]
+    texts += [(f"action {i}", f"{a.name} {a.compact_arguments()}") for i, a in enumerate(actions, 1)]
+    for where, text in texts:
+        found = forged_markup(text)
+        if found is not None:
+            raise RecordError(f"chat markup (in the {where}): {found} could forge a chat turn or a plan line")
 
 
 @contextlib.contextmanager

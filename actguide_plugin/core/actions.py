@@ -13,6 +13,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+_PLAN_ESCAPES = str.maketrans({c: f"\\u{ord(c):04x}" for c in "<>\u2028\u2029"})
+
+
+def plan_safe(text: str) -> str:
+    """``text`` with ``<``, ``>``, U+2028 and U+2029 written as ``\\uXXXX``: it cannot spell a chat-template control
+    token or break a plan line."""
+    return text.translate(_PLAN_ESCAPES)
+
 
 class ActionFormatError(ValueError):
     """A reference action (or list of them) does not have the ``{name, arguments}`` shape."""
@@ -54,8 +62,15 @@ class Action:
         return {"name": self.name, "arguments": self.arguments}
 
     def compact_arguments(self) -> str:
-        """Arguments as compact JSON, unicode kept readable (what the model sees in the plan)."""
+        """Arguments as compact JSON, unicode kept readable."""
         return json.dumps(self.arguments, ensure_ascii=False, separators=(",", ":"), sort_keys=False)
+
+    def plan_arguments(self) -> str:
+        """Arguments as a plan line shows them: compact JSON with ``<``, ``>``, U+2028 and U+2029 written as
+        ``\\uXXXX`` escapes. In compact JSON those can only occur inside strings, so the line decodes to the same
+        arguments, but no argument can spell a chat-template control token (``<|im_end|>``, ``<start_of_turn>``,
+        ...) or break the line: a reference action cannot forge a turn or a plan line in the guided prompt."""
+        return plan_safe(self.compact_arguments())
 
 
 def dumps_actions(actions: Sequence[Action]) -> str:

@@ -3,7 +3,10 @@
 G_0 is the original prompt, unchanged. For k ≥ 1 the *last user message* gets a block: a short instruction
 that this is a possibly incomplete reference plan, then one numbered line per action,
 ``i. <tool name>: <arguments as compact JSON>``. The system message (which carries the tool schemas) is
-never touched, so the tool-call format the policy learns is the one it is evaluated with.
+never touched, so the tool-call format the policy learns is the one it is evaluated with. Plan lines write ``<``,
+``>``, U+2028 and U+2029 as JSON ``\\uXXXX`` escapes, so an action's text cannot forge a chat turn or a plan line
+(:meth:`Action.plan_arguments`); the question is the user's prompt, unchanged at every level as at level 0 —
+``actguide-preprocess`` rejects records whose question or actions carry such markup (:func:`forged_markup`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from actguide_plugin.core.actions import Action
+from actguide_plugin.core.actions import Action, plan_safe
 
 Message = Mapping[str, Any]
 
@@ -32,7 +35,7 @@ class GuidanceTemplate:
 
     def render(self, actions: Sequence[Action]) -> str:
         lines = [
-            self.line_format.format(index=i, name=a.name, arguments=a.compact_arguments())
+            self.line_format.format(index=i, name=plan_safe(a.name), arguments=a.plan_arguments())
             for i, a in enumerate(actions, start=1)
         ]
         return self.header + "\n".join(lines)
@@ -74,6 +77,24 @@ def guided_messages(
 
 
 _PLAN_LINE = re.compile(r"^(\d+)\. \S")
+_CHAT_MARKUP = re.compile(
+    r"<\|[^\n]{0,64}?\|>"  # <|im_start|>, <|im_end|>, <|eot_id|>, <|endoftext|> (Qwen, Llama 3, Phi, ...)
+    r"|<\uff5c[^\n]{0,64}?\uff5c>"  # DeepSeek's full-width bars
+    r"|</?(?:start_of_turn|end_of_turn)>"  # Gemma
+    r"|\[/?INST\]"  # Mistral, Llama 2
+    r"|[\u2028\u2029]"  # line and paragraph separators: a line break to some renderers and tokenizers
+)
+
+
+def forged_markup(text: str, template: GuidanceTemplate = DEFAULT_TEMPLATE) -> str | None:
+    """What in ``text`` could forge a chat turn or a plan — a chat-template control token or role marker, a line
+    separator, or the guidance header — shown as ``repr``; ``None`` when there is none."""
+    match = _CHAT_MARKUP.search(text)
+    if match is not None:
+        return repr(match.group())
+    if template.header.strip() in text:
+        return "the guidance header"
+    return None
 
 
 def _plan_lines(text: str, template: GuidanceTemplate) -> list[str]:
