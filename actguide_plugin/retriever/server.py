@@ -14,7 +14,8 @@ Endpoints (all JSON; a bad request gets HTTP 400 with ``{"error": message}``, on
   "score"}]]}``, snippets shortened for display.
 - ``POST /visit`` — ``{"urls": [...]}`` (urls, titles or document ids) -> ``{"result": [{"request", "title", "url",
   "text"} | {"request", "error"}]}``.
-- ``GET /health`` — ``{"status": "ok", "documents": n}``.
+- ``GET /health`` — ``{"status": "ok", "documents": n, "corpus": fingerprint}``: the hash of the corpus file's
+  content, which clients put in their cache keys (a restart on another corpus at the same URL starts fresh).
 
 It binds 127.0.0.1 unless ``--host`` says otherwise: the corpus is not a public service.
 """
@@ -271,7 +272,8 @@ class RetrieverApp:
         self.index = index
         self.limits = limits
         self.scorer = BatchingScorer(index, workers)
-        self._health = json.dumps({"status": "ok", "documents": len(index.corpus)}).encode()
+        health = {"status": "ok", "documents": len(index.corpus), "corpus": index.fingerprint}
+        self._health = json.dumps(health).encode()
         self._routes: dict[tuple[str, str], Callable[[Scope, Receive], Awaitable[bytes]]] = {
             ("GET", "/health"): self.health,
             ("POST", "/retrieve"): self.retrieve,

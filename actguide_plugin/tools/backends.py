@@ -18,6 +18,7 @@ import dataclasses
 import hashlib
 import json
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,9 +35,11 @@ from actguide_plugin.tools.config import (
     WebApiBackendConfig,
     parse_config,
 )
-from actguide_plugin.tools.httpclient import HttpCallError, JsonHttpClient, UnexpectedResponse
+from actguide_plugin.tools.httpclient import HttpCallError, JsonHttpClient, UnexpectedResponse, display_url
 
 logger = get_logger(__name__)
+
+CORPUS_RECHECK_S = 60.0  # how often a retrieval_server backend re-reads the server's corpus fingerprint
 
 T = TypeVar("T")
 
@@ -160,8 +163,31 @@ class CachedHttpBackend(SearchBackend):
         self.http_config = config
         self.client = JsonHttpClient(config.retry_policy)
         self.ttl_s = {"search": config.search_ttl_s, "visit": config.visit_ttl_s}
-        cache_path = config.resolved_cache_path
-        self.cache = SQLiteCache(cache_path) if cache_path else None
+        self._cache_failed = False
+        self.cache = self._open_cache(config.resolved_cache_path)
+
+    def _open_cache(self, path: str | None) -> SQLiteCache | None:
+        """The cache at ``path``; ``None`` (and one warning) when it cannot be opened — a corrupt file, a folder,
+        no permission: the cache is an optimization, and must never take the searches down with it."""
+        if not path:
+            return None
+        try:
+            return SQLiteCache(path)
+        except Exception as err:
+            self._cache_trouble(f"cannot be opened at {path}", err)
+            return None
+
+    def _cache_trouble(self, what: str, err: Exception) -> None:
+        """Log the first cache failure of this backend; every failure costs only a miss."""
+        if not self._cache_failed:
+            self._cache_failed = True
+            logger.warning("search cache %s (%s: %s); treated as misses (later cache errors not logged)",
+                           what, type(err).__name__, err)  # fmt: skip
+
+    async def answers_id(self) -> str | None:
+        """What identifies the answers behind this backend, for the cache keys: ``""`` when nothing beyond the URL
+        can (the live web), ``None`` when it cannot be told right now (the cache is then skipped)."""
+        return ""
 
     async def cached_batch(
         self,
@@ -174,30 +200,31 @@ class CachedHttpBackend(SearchBackend):
     ) -> list[T | Failed]:
         """Serve ``items`` from the cache where possible and ``fetch`` the rest in one call; cache successes.
 
-        A cache that cannot be read or written (disk full, locked past the busy timeout) only costs a miss.
+        A cache that cannot be read or written (disk full, locked past the busy timeout, an entry of another
+        shape) only costs a miss. Keys carry :meth:`answers_id`, so another corpus behind the same URL misses.
         """
-        namespace = f"{self.kind}:{operation}"
+        identity = await self.answers_id() if self.cache is not None else None
+        cache = self.cache if identity is not None else None
+        namespace = f"{self.kind}:{operation}" + (f":{identity}" if identity else "")
         keys = [_cache_key(item, params) for item in items]
         results: list[T | Failed | None] = [None] * len(items)
-        if self.cache is not None:
+        if cache is not None:
             for position, key in enumerate(keys):
                 try:
-                    cached = await self.cache.aget(namespace, key)
-                except Exception as err:  # sqlite3 errors and json errors alike: the cache is an optimization
-                    logger.warning("cache read failed (%s); treating as a miss", err)
-                    cached = None
-                if cached is not None:
-                    results[position] = from_json(cached)
+                    cached = await cache.aget(namespace, key)
+                    results[position] = None if cached is None else from_json(cached)
+                except Exception as err:  # sqlite3, json and shape errors alike: the cache is an optimization
+                    self._cache_trouble("read failed", err)
         missing = [position for position, value in enumerate(results) if value is None]
         if missing:
             fetched = await fetch([items[position] for position in missing])
             for position, value in zip(missing, fetched, strict=True):
                 results[position] = value
-                if self.cache is not None and not isinstance(value, Failed):
+                if cache is not None and not isinstance(value, Failed):
                     try:
-                        await self.cache.aset(namespace, keys[position], to_json(value), self.ttl_s[operation])
+                        await cache.aset(namespace, keys[position], to_json(value), self.ttl_s[operation])
                     except Exception as err:
-                        logger.warning("cache write failed (%s); result not cached", err)
+                        self._cache_trouble("write failed", err)
         return results  # type: ignore[return-value]
 
 
@@ -231,6 +258,33 @@ class RetrievalServerBackend(CachedHttpBackend):
     def __init__(self, config: RetrievalServerBackendConfig) -> None:
         super().__init__(config)
         self.base_url = config.base_url.rstrip("/")
+        self._corpus: str | None = None
+        self._corpus_checked = -float("inf")  # time.monotonic() of the last /health answer
+
+    async def answers_id(self) -> str | None:
+        """The corpus fingerprint ``actguide-retriever`` reports at ``/health`` (re-read every
+        ``CORPUS_RECHECK_S``): a retriever restarted on another corpus at the same URL gets fresh cache entries.
+        ``""`` for a server without one (other Search-R1 servers: keys by URL, logged once); ``None`` while
+        ``/health`` cannot be read and no fingerprint is known."""
+        if time.monotonic() - self._corpus_checked < CORPUS_RECHECK_S:
+            return self._corpus
+        try:
+            health = await self.client.get_json(f"{self.base_url}/health", self.http_config.api_key_headers())
+        except ConfigError:
+            return self._corpus
+        except HttpCallError as err:
+            if err.status is None:  # no answer: the search will most likely fail too
+                logger.info("retriever /health unreachable (%s); cache skipped until it answers", err)
+                return self._corpus
+            health = None  # it answered, without a /health of ours
+        corpus = health.get("corpus") if isinstance(health, dict) else None
+        if not isinstance(corpus, str):
+            if self._corpus != "":
+                logger.info("%s/health reports no corpus fingerprint: cache entries are keyed by its URL only",
+                            display_url(self.base_url))  # fmt: skip
+            corpus = ""
+        self._corpus, self._corpus_checked = corpus, time.monotonic()
+        return corpus
 
     async def search(self, queries: Sequence[str], topk: int) -> list[list[SearchHit] | Failed]:
         url = f"{self.base_url}/retrieve"

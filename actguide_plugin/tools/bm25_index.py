@@ -123,14 +123,15 @@ def _build_retriever(documents: list[Document], k1: float, b: float) -> bm25s.BM
 class LocalIndex:
     """A corpus plus its BM25 index; thread-safe for concurrent searches (read-only after construction)."""
 
-    def __init__(self, corpus: Corpus, retriever: bm25s.BM25) -> None:
+    def __init__(self, corpus: Corpus, retriever: bm25s.BM25, fingerprint: str = "") -> None:
         self.corpus = corpus
         self.retriever = retriever
+        self.fingerprint = fingerprint  # of the corpus file's content ("" when built from documents in memory)
 
     @classmethod
-    def build(cls, corpus: Corpus, k1: float = 1.5, b: float = 0.75) -> LocalIndex:
+    def build(cls, corpus: Corpus, k1: float = 1.5, b: float = 0.75, fingerprint: str = "") -> LocalIndex:
         """Index ``title + text`` of every document."""
-        return cls(corpus, _build_retriever(corpus.documents, k1, b))
+        return cls(corpus, _build_retriever(corpus.documents, k1, b), fingerprint)
 
     def scores(self, query: str) -> np.ndarray | None:
         """BM25 score of every document for ``query`` (``[num_docs]``), or ``None`` when no token is known."""
@@ -164,11 +165,25 @@ class LocalIndex:
         return [answers[request] for request in requests]
 
 
-def index_cache_dir(corpus_path: Path, k1: float, b: float) -> Path:
-    """Where the on-disk index for this corpus version and these parameters lives."""
-    stat = corpus_path.stat()
-    fingerprint = f"v{INDEX_FORMAT_VERSION}|{bm25s.__version__}|{stat.st_size}|{stat.st_mtime_ns}|{k1}|{b}"
-    key = hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
+def corpus_fingerprint(corpus_path: Path) -> str:
+    """A hash of the corpus file's bytes (16 hex digits): what identifies the answers of an index built from it.
+
+    Size and modification time are not enough: a same-size corpus copied with its mtime kept (``cp -p``,
+    ``rsync -t``) would reuse another corpus's index and return its documents. Reading the file costs about a
+    second per GB, next to the minutes the index takes to build.
+    """
+    digest = hashlib.sha256()
+    with corpus_path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def index_cache_dir(corpus_path: Path, k1: float, b: float, fingerprint: str | None = None) -> Path:
+    """Where the on-disk index for this corpus content and these parameters lives."""
+    content = fingerprint or corpus_fingerprint(corpus_path)
+    settings = f"v{INDEX_FORMAT_VERSION}|{bm25s.__version__}|{content}|{k1}|{b}"
+    key = hashlib.sha256(settings.encode()).hexdigest()[:16]
     return corpus_path.parent / f"{corpus_path.name}.bm25s" / key
 
 
@@ -204,13 +219,14 @@ def _save_atomically(index: LocalIndex, cache_dir: Path) -> None:
 def open_local_index(corpus_path: str | os.PathLike[str], k1: float = 1.5, b: float = 0.75) -> LocalIndex:
     """Load the corpus and its index, building and caching the index on disk when needed."""
     path = Path(corpus_path).resolve()
-    corpus = load_corpus(path)
-    cache_dir = index_cache_dir(path, k1, b)
+    corpus = load_corpus(path)  # first: it names a missing or bad file
+    fingerprint = corpus_fingerprint(path)
+    cache_dir = index_cache_dir(path, k1, b, fingerprint)
     retriever = _load_cached(cache_dir, corpus)
     if retriever is not None:
-        return LocalIndex(corpus, retriever)
+        return LocalIndex(corpus, retriever, fingerprint)
     logger.info("building BM25 index for %s (%d documents)", path, len(corpus))
-    index = LocalIndex.build(corpus, k1=k1, b=b)
+    index = LocalIndex.build(corpus, k1=k1, b=b, fingerprint=fingerprint)
     _save_atomically(index, cache_dir)
     return index
 

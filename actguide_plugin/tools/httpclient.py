@@ -258,6 +258,25 @@ class JsonHttpClient:
                     breaker.open_s,
                 )
 
+    async def get_json(self, url: str, headers: Mapping[str, str] | None = None) -> Any:
+        """One GET, decoded as JSON: for a cheap probe such as ``/health`` (no retries, no circuit breaker).
+        Raises :class:`HttpCallError`, redacted like :meth:`post_json`; its ``status`` is ``None`` when no answer
+        came (connection refused, timeout)."""
+        client, _ = self._loop_state()
+        shown = display_url(url)
+        secrets = redaction_forms([*(headers.values() if headers else ()), *url_secrets(url)])
+        try:
+            response = await asyncio.wait_for(client.get(url, headers=headers), timeout=self.policy.timeout_s)
+        except (httpx.HTTPError, asyncio.TimeoutError) as err:
+            reason = _excerpt(redact(f"{type(err).__name__}: {err}", secrets))
+            raise HttpCallError(f"GET {shown}: {reason}", endpoint_failure=True) from None
+        if response.status_code >= 400:
+            raise HttpCallError(f"GET {shown}: HTTP {response.status_code}", response.status_code)
+        try:
+            return response.json()
+        except ValueError:
+            raise HttpCallError(f"GET {shown}: response is not JSON", response.status_code) from None
+
     async def _post_with_retries(
         self, url: str, payload: Any, headers: dict[str, str] | None, secrets: list[str]
     ) -> Any:

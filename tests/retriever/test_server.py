@@ -17,7 +17,7 @@ import pytest
 import uvicorn
 
 from actguide_plugin.retriever.server import ServerLimits, _parser, create_app
-from actguide_plugin.tools.bm25_index import LocalIndex, open_local_index
+from actguide_plugin.tools.bm25_index import LocalIndex, corpus_fingerprint, open_local_index
 from actguide_plugin.tools.search_tools import WebSearchTool, WebVisitTool
 
 DOCUMENTS = [
@@ -89,8 +89,10 @@ def post(base_url: str, path: str, body) -> httpx.Response:
     return httpx.post(base_url + path, content=content, headers={"content-type": "application/json"}, timeout=10)
 
 
-def test_health(base_url):
-    assert httpx.get(base_url + "/health").json() == {"status": "ok", "documents": 3}
+def test_health(base_url, corpus_file):
+    """The corpus fingerprint is the hash of the file's content: what a client's cache keys carry."""
+    health = httpx.get(base_url + "/health").json()
+    assert health == {"status": "ok", "documents": 3, "corpus": corpus_fingerprint(corpus_file)}
 
 
 def test_retrieve_speaks_search_r1(base_url):
@@ -213,7 +215,7 @@ def test_health_answers_while_a_big_request_is_scored(corpus_file):
             assert index.entered.wait(timeout=20)
             try:
                 health = client.get(url + "/health", timeout=5)
-                assert health.json() == {"status": "ok", "documents": 3}
+                assert health.json()["documents"] == 3
                 assert not in_flight.done()  # /health answered before the big request finished
             finally:
                 index.gate.set()
@@ -299,7 +301,7 @@ def test_console_script_entry_point_serves(corpus_file, unused_tcp_port):
             except httpx.TransportError:
                 assert time.monotonic() < deadline, "server did not come up"
                 time.sleep(0.2)
-        assert health == {"status": "ok", "documents": 3}
+        assert health["status"] == "ok" and health["documents"] == 3
     finally:
         proc.terminate()
         proc.wait(timeout=10)

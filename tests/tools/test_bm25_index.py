@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 
 from actguide_plugin.tools import bm25_index
-from actguide_plugin.tools.bm25_index import LocalIndex, get_local_index, index_cache_dir, open_local_index
+from actguide_plugin.tools.bm25_index import (
+    LocalIndex,
+    corpus_fingerprint,
+    get_local_index,
+    index_cache_dir,
+    open_local_index,
+)
 from actguide_plugin.tools.corpus import load_corpus
 
 
@@ -56,6 +62,19 @@ def test_changed_corpus_gets_a_new_index(tmp_path, write_corpus):
     index = open_local_index(path)
     assert index_cache_dir(path, 1.5, 0.75) != old_key
     assert [hit.document.title for hit in index.search("capital Germany", 3)] == ["Berlin"]
+
+
+def test_a_same_size_corpus_with_its_mtime_kept_does_not_reuse_the_old_index(tmp_path, write_corpus):
+    """``cp -p`` / ``rsync -t`` keep the modification time; a corpus of the same size then looked unchanged."""
+    path = write_corpus(tmp_path / "corpus.jsonl", [{"id": "1", "title": "Paris", "url": "", "text": "Capital A."}])
+    stat = path.stat()
+    assert open_local_index(path).search("Paris", 1)[0].document.title == "Paris"
+    write_corpus(path, [{"id": "1", "title": "Rome1", "url": "", "text": "Capital A."}])  # same size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
+    index = open_local_index(path)
+    assert index.search("Rome1", 1)[0].document.title == "Rome1"
+    assert index.fingerprint == corpus_fingerprint(path) and len(index.fingerprint) == 16
 
 
 def test_corrupt_cache_is_ignored_and_rebuilt(corpus_path, caplog):
