@@ -21,7 +21,11 @@ setup(
     # `recipe` is a namespace package: TransferQueue (a verl dependency) ships a `recipe/` portion too.
     packages=find_packages(include=["actguide_plugin", "actguide_plugin.*", "data_preprocess", "data_preprocess.*"])
     + find_namespace_packages(include=["recipe.actguide", "recipe.actguide.*"]),
-    package_data={"recipe.actguide": ["config/*.yaml", "config/**/*.yaml", "config/**/*.txt"]},
+    package_data={
+        "recipe.actguide": ["config/*.yaml", "config/**/*.yaml", "config/**/*.txt"],
+        # the barrier world's seed-0 warm start (1.3 MB), built by actguide_plugin.barrier.base_policy
+        "actguide_plugin.barrier": ["base_seed0/*"],
+    },
     include_package_data=True,
     install_requires=[
         "verl[verl-core]==0.9.1",  # verl-core brings TransferQueue, cachetools, uvicorn, fastapi (V1 trainer)

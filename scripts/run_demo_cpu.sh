@@ -1,45 +1,47 @@
 #!/usr/bin/env bash
 # The CPU demo: ActGuide-RL through verl's real V1 trainer on this machine, nothing external.
-# WORLD=barrier: a world past a reachability barrier, where guidance teaches the unguided policy (README, "Does it
-# learn?": with actguide.guided_clip=cispo unguided accuracy starts moving after ~30 steps; STEPS=100 for the curve).
+# WORLD=barrier (default): a world past a reachability barrier, where guidance teaches the unguided policy
+# (README, "Does it learn?"):
 #   1. builds the barrier world (actguide-preprocess build-barrier: multi-hop link chains, held-out entities);
-#   2. warm-starts the tiny base policy on other tasks (python -m actguide_plugin.barrier.base_policy; cached);
-#   3. trains with python -m recipe.actguide.main_actguide --config-name actguide_barrier_cpu, validating
-#      (unguided, on unseen entities) every VAL_EVERY steps, then prints the actguide/* metrics per step and
-#      the unguided validation accuracy.
-# WORLD=offline (default): the FanOutQA/Wikipedia dataset (actguide-preprocess build-offline) with a tiny random Qwen3
-#   model with the Qwen vocabulary (or MODEL_PATH) and config actguide_cpu: every group is hard (nothing to learn).
-# Settable: WORLD, STEPS, MODE [fallback_adaptive], MODEL_PATH, ROLLOUT [hf; scripted = deterministic
-# level-dependent answers for tests], WORK_DIR [./runs/demo_cpu], DATA_DIR [$WORK_DIR/data], N rollouts per prompt,
-# BATCH prompts per step, RESPONSE_LEN response tokens (all turns), SEED [0], VAL_EVERY [10, barrier].
-# Extra hydra overrides may follow.
+#   2. takes the warm-started tiny base policy of SEED (seed 0: the shipped one, copied; another seed: trained once
+#      on other tasks, ~6 min, then cached: python -m actguide_plugin.barrier.base_policy);
+#   3. trains STEPS steps with python -m recipe.actguide.main_actguide --config-name actguide_barrier_cpu and
+#      actguide.guided_clip=GUIDED_CLIP, validating (unguided, on unseen entities) every VAL_EVERY steps, then
+#      prints the actguide/* metrics per step and the unguided validation accuracy.
+# WORLD=offline: the FanOutQA/Wikipedia dataset (actguide-preprocess build-offline) with a tiny random Qwen3 model
+#   with the Qwen vocabulary (or MODEL_PATH) and config actguide_cpu: every group is hard (nothing to learn).
+# Settable: WORLD, STEPS, MODE [fallback_adaptive], GUIDED_CLIP [cispo, barrier], MODEL_PATH, ROLLOUT [hf;
+# scripted = deterministic level-dependent answers for tests], WORK_DIR [./runs/demo_cpu], DATA_DIR
+# [$WORK_DIR/data-$WORLD], N rollouts per prompt, BATCH prompts per step, RESPONSE_LEN response tokens (all turns),
+# SEED [0], VAL_EVERY [10, barrier]. Extra hydra overrides may follow.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-WORLD=${WORLD:-offline}
+WORLD=${WORLD:-barrier}
 MODE=${MODE:-fallback_adaptive}
 ROLLOUT=${ROLLOUT:-hf}
 SEED=${SEED:-0}
 WORK_DIR=$(realpath -m "${WORK_DIR:-./runs/demo_cpu}")
-DATA_DIR=$(realpath -m "${DATA_DIR:-$WORK_DIR/data}")
+DATA_DIR=$(realpath -m "${DATA_DIR:-$WORK_DIR/data-$WORLD}")
 PYTHON=${PYTHON:-python3}
 mkdir -p "$WORK_DIR"
 
 case "$WORLD" in
   barrier)
-    STEPS=${STEPS:-30}; N=${N:-8}; BATCH=${BATCH:-8}; RESPONSE_LEN=${RESPONSE_LEN:-320}; VAL_EVERY=${VAL_EVERY:-10}
+    STEPS=${STEPS:-20}; N=${N:-8}; BATCH=${BATCH:-8}; RESPONSE_LEN=${RESPONSE_LEN:-320}; VAL_EVERY=${VAL_EVERY:-10}
+    GUIDED_CLIP=${GUIDED_CLIP:-cispo}  # the objective that learns here (README, "Does it learn?"); same = paper's
     CONFIG=actguide_barrier_cpu
     if [[ ! -f "$DATA_DIR/train.parquet" ]]; then
       echo "== building the barrier world (seed $SEED) in $DATA_DIR"
       "$PYTHON" -m data_preprocess build-barrier -o "$DATA_DIR" --seed "$SEED"
     fi
     if [[ -z "${MODEL_PATH:-}" ]]; then
-      MODEL_PATH="$WORK_DIR/base-policy"
-      echo "== the warm-started base policy in $MODEL_PATH (trained once, then reused)"
-      "$PYTHON" -m actguide_plugin.barrier.base_policy "$MODEL_PATH" --seed "$SEED" >/dev/null
+      MODEL_PATH="$WORK_DIR/base-policy-seed$SEED"
+      echo "== the warm-started base policy in $MODEL_PATH (seed 0: the shipped one; another seed: trained once)"
+      "$PYTHON" -m actguide_plugin.barrier.base_policy "$MODEL_PATH" --seed "$SEED" --from-shipped >/dev/null
     fi
     WORLD_ARGS=(data.max_prompt_length=256 actor_rollout_ref.rollout.prompt_length=256
-                trainer.val_before_train=true "trainer.test_freq=$VAL_EVERY")
+                "actguide.guided_clip=$GUIDED_CLIP" trainer.val_before_train=true "trainer.test_freq=$VAL_EVERY")
     ;;
   offline)
     STEPS=${STEPS:-2}; N=${N:-4}; BATCH=${BATCH:-2}; RESPONSE_LEN=${RESPONSE_LEN:-128}

@@ -33,7 +33,7 @@ responses formatted by the ``web_search`` tool's own formatter (``topk: 1``), th
 Training is plain PyTorch (verl's SFT trainer needs a GPU device mesh), deterministic from the seed, and cached:
 a directory whose ``base_policy.json`` records the same settings is reused as it is.
 
-    python -m actguide_plugin.barrier.base_policy OUT_DIR [--seed 0] [--steps 600]
+    python -m actguide_plugin.barrier.base_policy OUT_DIR [--seed 0] [--steps 600] [--from-shipped]
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ import dataclasses
 import itertools
 import json
 import random
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -70,6 +71,9 @@ from actguide_plugin.tools.formatting import format_search
 logger = get_logger(__name__)
 
 SETTINGS_FILE = "base_policy.json"
+# The seed-0 base policy with the default settings, as this module trains it (6 minutes on 2 cores), shipped so
+# that the CPU demo starts learning at once; `--from-shipped` copies it instead of training when it matches.
+SHIPPED = Path(__file__).resolve().parent / "base_seed0"
 FORMAT_VERSION = 5  # bump when the warm-start data or tokenization changes, so cached models are rebuilt
 WIDTH_STEP = 64  # batches are padded to a multiple: oneDNN prepares kernels per shape, slow for the first of each
 SNIPPET_CHARS = 300  # the web_search tool's snippet budget (recipe/actguide/config/tools/search_barrier.yaml)
@@ -345,10 +349,19 @@ def cached(out_dir: str | Path, settings: BasePolicySettings) -> bool:
     return record.get("format") == FORMAT_VERSION and record.get("settings") == dataclasses.asdict(settings)
 
 
-def ensure_base_policy(out_dir: str | Path, settings: BasePolicySettings | None = None) -> Path:
-    """The warm-started model in ``out_dir``, trained now unless a matching one is already there."""
+def ensure_base_policy(
+    out_dir: str | Path, settings: BasePolicySettings | None = None, from_shipped: bool = False
+) -> Path:
+    """The warm-started model in ``out_dir``, trained now unless a matching one is already there; with
+    ``from_shipped``, copied from :data:`SHIPPED` when that one was trained with exactly ``settings``."""
     settings = settings or BasePolicySettings()
-    if not cached(out_dir, settings):
+    if cached(out_dir, settings):
+        return Path(out_dir)
+    if from_shipped and cached(SHIPPED, settings):
+        from actguide_plugin.cpu.tiny_model import atomic_save_dir
+
+        atomic_save_dir(lambda tmp: shutil.copytree(SHIPPED, tmp, dirs_exist_ok=True), Path(out_dir))
+    else:
         train(out_dir, settings)
     return Path(out_dir)
 
@@ -356,6 +369,9 @@ def ensure_base_policy(out_dir: str | Path, settings: BasePolicySettings | None 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", type=Path)
+    parser.add_argument(
+        "--from-shipped", action="store_true", help="copy the shipped seed-0 model when these settings are its own"
+    )
     defaults = BasePolicySettings()
     for field in dataclasses.fields(BasePolicySettings):
         flag = "--" + field.name.replace("_", "-")
@@ -365,7 +381,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = BasePolicySettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(BasePolicySettings)})
     except ValueError as err:
         parser.error(str(err))
-    path = ensure_base_policy(args.out_dir, settings)
+    path = ensure_base_policy(args.out_dir, settings, from_shipped=args.from_shipped)
     print(json.loads((path / SETTINGS_FILE).read_text(encoding="utf-8")))
 
 

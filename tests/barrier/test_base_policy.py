@@ -9,11 +9,14 @@ from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token
 from verl.workers.rollout.replica import TokenOutput
 
 from actguide_plugin.barrier.base_policy import (
+    SHIPPED,
     BasePolicySettings,
     Conversation,
     Turn,
+    cached,
     conversations,
     encode,
+    ensure_base_policy,
     search_turn,
     tool_schemas,
 )
@@ -123,3 +126,11 @@ def test_encode_matches_the_tokens_of_a_real_agent_loop_rollout(tmp_path, monkey
 def test_bad_settings_are_refused_naming_the_setting(change, message):
     with pytest.raises(ValueError, match=message):
         BasePolicySettings(**change)
+
+
+def test_the_shipped_seed_0_model_is_copied_only_for_its_own_settings(tmp_path):
+    out = ensure_base_policy(tmp_path / "base", BasePolicySettings(seed=0), from_shipped=True)
+    assert (out / "model.safetensors").read_bytes() == (SHIPPED / "model.safetensors").read_bytes()
+    assert cached(out, BasePolicySettings(seed=0))
+    assert not cached(SHIPPED, BasePolicySettings(seed=1))  # another seed is trained, not copied
+    assert not cached(SHIPPED, BasePolicySettings(seed=0, steps=1000))

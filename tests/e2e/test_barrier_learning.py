@@ -1,10 +1,10 @@
 """Past the reachability barrier with a real model: one step of verl's trainer (V1, ``hf`` rollout, fsdp2 update)
-from the warm-started policy the barrier experiment starts from, through ``scripts/run_demo_cpu.sh WORLD=barrier``.
+from the warm-started policy the barrier experiment and the CPU demo start from, through
+``scripts/run_demo_cpu.sh`` (``WORLD=barrier``).
 
-The model is ``tests/fixtures/barrier_base_seed0``: the base policy of seed 0 of the README's "Does it learn?"
-table, built by ``python -m actguide_plugin.barrier.base_policy tests/fixtures/barrier_base_seed0 --seed 0``. It
-takes 6 minutes on 2 cores, so it is committed rather than rebuilt here; the first test fails (naming that command)
-as soon as the code would build a different one.
+The model is the shipped ``actguide_plugin/barrier/base_seed0``: the base policy of seed 0 of the README's "Does it
+learn?" table, built by ``python -m actguide_plugin.barrier.base_policy actguide_plugin/barrier/base_seed0 --seed 0``
+(6 minutes on 2 cores); the first test fails, naming that command, as soon as the code would build a different one.
 """
 
 from __future__ import annotations
@@ -15,15 +15,15 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from actguide_plugin.barrier.base_policy import BasePolicySettings, cached
+from actguide_plugin.barrier.base_policy import SHIPPED, BasePolicySettings, cached
 from actguide_plugin.barrier.vocab import TEMPLATE, build_tokenizer
 from actguide_plugin.names import IS_GUIDED_FIELD, LEVEL_FIELD, UNGUIDED_PROMPT_IDS_FIELD
 from data_preprocess.barrier import build_barrier
 
 pytestmark = pytest.mark.e2e
 
-BASE = Path(__file__).resolve().parents[1] / "fixtures" / "barrier_base_seed0"
-REBUILD = f"stale fixture: rebuild it with python -m actguide_plugin.barrier.base_policy {BASE} --seed 0"
+BASE = SHIPPED
+REBUILD = f"stale shipped base policy: rebuild it with python -m actguide_plugin.barrier.base_policy {BASE} --seed 0"
 SETTINGS = dict(WORLD="barrier", ROLLOUT="hf", N="8", BATCH="8", RESPONSE_LEN="320")
 ONE_STEP = ("trainer.val_before_train=false", "trainer.test_freq=-1")
 
@@ -35,7 +35,7 @@ def world(tmp_path_factory) -> tuple[Path, Path]:
     return root, root / "data"
 
 
-def test_the_committed_base_policy_is_the_one_the_code_builds():
+def test_the_shipped_base_policy_is_the_one_the_code_builds():
     assert cached(BASE, BasePolicySettings(seed=0)), REBUILD
     tokenizer = AutoTokenizer.from_pretrained(BASE)
     assert tokenizer.get_vocab() == build_tokenizer().get_vocab(), REBUILD
