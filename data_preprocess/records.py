@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from actguide_plugin.logs import get_logger, shorten
+from actguide_plugin.text import find_lone_surrogate
 
 logger = get_logger(__name__)
 
@@ -25,6 +26,14 @@ JSON_SUFFIXES = (".json",)
 PARQUET_SUFFIXES = (".parquet", ".pq")
 _PARQUET_BATCH_ROWS = 4096
 UTF8_BOM = b"\xef\xbb\xbf"
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # how a lone surrogate gets into a JSON line
+_TOO_DEEP = "nested too deeply to decode"
+
+
+def _lone_surrogate_error(where: str) -> str:
+    return f"invalid text: a lone UTF-16 surrogate (not valid Unicode) in {where}"
 
 
 class InputFileError(ValueError):
@@ -107,6 +116,8 @@ class RecordReader(Sized):
             raise InputFileError(
                 f"{self.path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}"
             ) from err
+        except RecursionError:
+            raise InputFileError(f"{self.path}: invalid JSON: {_TOO_DEEP}") from None
         if isinstance(data, dict) and isinstance(data.get("data"), list):
             return data["data"]
         if not isinstance(data, list):
@@ -125,7 +136,12 @@ class RecordReader(Sized):
             yield from self._jsonl_records(name)
         elif self._suffix in JSON_SUFFIXES:
             for index, item in enumerate(self._items):
-                yield SourceRecord(name, f"index {index}", data=item)
+                surrogate = find_lone_surrogate(item)
+                if surrogate is None:
+                    yield SourceRecord(name, f"index {index}", data=item)
+                else:  # raw as escaped JSON: the text itself cannot be written as UTF-8
+                    yield SourceRecord(name, f"index {index}", error=_lone_surrogate_error(surrogate),
+                                       raw=json.dumps(item)[:2000])  # fmt: skip
         else:
             row = 0
             for batch in self._parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS):
@@ -153,6 +169,15 @@ class RecordReader(Sized):
                     )  # fmt: skip
                     continue
                 try:
-                    yield SourceRecord(name, location, data=json.loads(text))
+                    data = json.loads(text)
                 except json.JSONDecodeError as err:
                     yield SourceRecord(name, location, error=f"invalid JSON: column {err.colno}: {err.msg}", raw=text)
+                    continue
+                except RecursionError:
+                    yield SourceRecord(name, location, error=f"invalid JSON: {_TOO_DEEP}", raw=text[:200])
+                    continue
+                surrogate = find_lone_surrogate(data) if _SURROGATE_ESCAPE.search(text) else None
+                if surrogate is not None:
+                    yield SourceRecord(name, location, error=_lone_surrogate_error(surrogate), raw=text)
+                else:
+                    yield SourceRecord(name, location, data=data)

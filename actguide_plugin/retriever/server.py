@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from actguide_plugin.logs import get_logger
+from actguide_plugin.text import valid_text
 from actguide_plugin.tools.bm25_index import LocalIndex, ScoredDocument, get_local_index
 from actguide_plugin.tools.corpus import CorpusFormatError
 from actguide_plugin.tools.formatting import shorten
@@ -86,6 +87,12 @@ class TooLarge(BadRequest):
     status_code = 413
 
 
+class AnswerFailed(BadRequest):
+    """This request's answer could not be built (a bug, or text that cannot be encoded): it fails alone."""
+
+    status_code = 500
+
+
 class ClientGone(Exception):
     """The client disconnected before its request was read; there is no one to answer."""
 
@@ -135,7 +142,7 @@ def _string_list(body: dict[str, Any], key: str, limits: ServerLimits) -> list[s
             raise BadRequest(f"{key}[{position}] must be a string, got {type(item).__name__}")
         if len(item) > limits.max_query_chars:
             raise BadRequest(f"{key}[{position}] has {len(item)} characters; at most {limits.max_query_chars}")
-    return items
+    return [valid_text(item) for item in items]  # a JSON "\ud800" escape decodes to text no encoder takes
 
 
 def _topk(body: dict[str, Any], limits: ServerLimits) -> int:
@@ -198,6 +205,9 @@ def _run_batch(index: LocalIndex, jobs: list[_Job]) -> list[bytes | BadRequest]:
             outcomes.append(job.render(hits[start : start + len(job.queries)]))
         except BadRequest as err:  # an answer over max_response_bytes fails its request only
             outcomes.append(err)
+        except Exception as err:  # so does any other failure to build it: never the requests batched with it
+            logger.exception("building an answer failed")
+            outcomes.append(AnswerFailed(f"the answer could not be built ({type(err).__name__})"))
         start += len(job.queries)
     return outcomes
 

@@ -19,6 +19,7 @@ copy of the text is kept.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -29,6 +30,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from actguide_plugin.logs import get_logger
+from actguide_plugin.text import has_lone_surrogate, valid_text
 
 _WHITESPACE = re.compile(r"\s+")
 logger = get_logger(__name__)
@@ -168,6 +170,7 @@ def load_corpus(path: str | os.PathLike[str]) -> Corpus:
     documents: list[Document] = []
     first_line: dict[str, int] = {}  # document id -> line: an id names one page (web_visit looks pages up by id)
     parse: Callable[[dict[str, Any]], Document] | None = None
+    repaired: list[int] = []  # lines whose text held lone surrogates, replaced by U+FFFD
     with path.open("rb") as handle:
         for line_no, line in enumerate(handle, start=1):
             if line_no == 1:
@@ -188,6 +191,9 @@ def load_corpus(path: str | os.PathLike[str]) -> Corpus:
                     logger.info("corpus %s: %s shape (detected from line %d)", path, shape, line_no)
                     parse = CORPUS_SHAPES[shape]
                 document = parse(record)
+                if b"\\u" in line and any(map(has_lone_surrogate, dataclasses.astuple(document))):
+                    document = Document(*map(valid_text, dataclasses.astuple(document)))
+                    repaired.append(line_no)
                 if document.id in first_line:
                     raise _LineError(f"duplicate id {document.id!r} (first at line {first_line[document.id]})")
                 first_line[document.id] = line_no
@@ -196,4 +202,7 @@ def load_corpus(path: str | os.PathLike[str]) -> Corpus:
                 raise CorpusFormatError(f"{path}, line {line_no}: {err}") from None
     if not documents:
         raise CorpusFormatError(f"{path}: corpus is empty")
+    if repaired:  # served as is, they would fail every response that includes them (and its whole batch)
+        logger.warning("corpus %s: %d document(s) held lone UTF-16 surrogates (invalid Unicode), replaced by U+FFFD; "
+                       "first at line %d", path, len(repaired), repaired[0])  # fmt: skip
     return Corpus(documents)

@@ -54,7 +54,8 @@ class HttpCallError(RuntimeError):
     """A request failed for good (non-retryable status, or retries exhausted).
 
     ``status`` is the last HTTP status, or ``None`` when no response arrived (timeout, connection error).
-    ``endpoint_failure``: the endpoint looked down or overloaded (what the circuit breaker counts).
+    ``endpoint_failure``: the endpoint looked down or overloaded (what the circuit breaker counts): no answer, or
+    408/429/502/503/504 after every retry; not a 500, which fails that request (and may for good).
     ``circuit_open``: not sent at all, because the URL's circuit breaker is open.
     """
 
@@ -294,8 +295,12 @@ class JsonHttpClient:
             except _Retryable as err:
                 last = err
         assert last is not None
+        # a 500 is this request failing (often for good: text the server cannot encode), not the endpoint being
+        # down or overloaded: it is retried, but the breaker does not count it
         raise HttpCallError(
-            f"POST {shown} failed after {self.policy.max_attempts} attempts: {last}", last.status, endpoint_failure=True
+            f"POST {shown} failed after {self.policy.max_attempts} attempts: {last}",
+            last.status,
+            endpoint_failure=last.status != 500,
         )
 
     async def _attempt(

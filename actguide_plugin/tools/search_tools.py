@@ -21,6 +21,7 @@ from verl.tools.schemas import OpenAIFunctionToolSchema, ToolResponse
 from verl.utils.rollout_trace import rollout_trace_op
 
 from actguide_plugin.logs import get_logger
+from actguide_plugin.text import valid_text, valid_value
 from actguide_plugin.tools.backends import Failed, SearchBackend, get_backend, parse_backend_config
 from actguide_plugin.tools.config import SearchToolConfig, VisitToolConfig, parse_config
 from actguide_plugin.tools.formatting import format_search, format_visit
@@ -81,19 +82,20 @@ class _BackendTool(BaseTool):
         metrics: dict[str, float] = {"errors": 0, "failed_items": 0, "circuit_open": 0}
         try:
             failures: list[Failed] = []
-            text = await self.run(get_backend(self.settings.backend), parameters, failures)
+            # the policy's arguments and the backend's text may hold lone surrogates, which no tokenizer encodes
+            text = await self.run(get_backend(self.settings.backend), valid_value(parameters), failures)
             metrics["failed_items"] = len(failures)
             metrics["circuit_open"] = sum(failure.circuit_open for failure in failures)
         except ToolArgumentError as err:
             text = f"Error: {err}"
             metrics["errors"] = 1
         except Exception as err:  # any backend failure becomes text for the model, never a crashed rollout
-            logger.warning("%s failed: %s: %s", self.name, type(err).__name__, err)
+            logger.warning("%s failed: %s: %s", self.name, type(err).__name__, valid_text(str(err)))
             text = f"Error: {self.name} failed: {err}"
             metrics["errors"] = 1
             metrics["circuit_open"] = float(isinstance(err, HttpCallError) and err.circuit_open)
         metrics["latency_s"] = time.perf_counter() - started
-        return ToolResponse(text=text), 0.0, metrics
+        return ToolResponse(text=valid_text(text)), 0.0, metrics
 
     async def run(self, backend: SearchBackend, parameters: dict[str, Any], failures: list[Failed]) -> str:
         """The response text; items that failed are appended to ``failures``."""

@@ -346,3 +346,21 @@ def test_chat_markup_in_a_question_or_an_action_is_a_counted_reject(tmp_path, ca
     assert [r["location"] for r in rejects] == ["line 2", "line 3", "line 4"]
     assert "in the action 1" in rejects[0]["reason"] and "'<|im_end|>'" in rejects[0]["reason"]
     assert "in the question" in rejects[1]["reason"] and "in the question" in rejects[2]["reason"]
+
+
+def test_a_lone_surrogate_or_deep_nesting_rejects_only_its_line(tmp_path, capsys):
+    """A JSON \\ud800 escape decodes to a str that UTF-8 cannot encode; deep nesting overflows the decoder."""
+    good = [json.dumps(with_id(actions_record(PRODUCT_ACTIONS), i)) for i in range(3)]
+    surrogate = good[1].replace('"question": "', '"question": "\\ud800', 1)
+    assert surrogate != good[1]
+    deep = "[" * 100_000 + "]" * 100_000
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join([good[0], surrogate, deep, good[2]]) + "\n", encoding="utf-8")
+    assert main(["convert", str(src), "-o", str(tmp_path / "out"), "--val-ratio", "0", "--on-error", "skip"]) == 0
+    assert "accepted 2, rejected 2 (invalid JSON: 1, invalid text: 1)" in capsys.readouterr().out
+    rejects = [json.loads(line) for line in (tmp_path / "out" / "rejects.jsonl").read_text().split("\n") if line]
+    assert [(r["location"], r["reason"].split(":")[0]) for r in rejects] == [
+        ("line 2", "invalid text"),
+        ("line 3", "invalid JSON"),
+    ]
+    assert "question" in rejects[0]["reason"] and "nested too deeply" in rejects[1]["reason"]

@@ -346,3 +346,19 @@ def test_unknown_endpoint_and_wrong_method(base_url):
     assert missing.status_code == 404 and missing.json() == {"error": "no such endpoint: /nope"}
     wrong = httpx.get(base_url + "/retrieve", timeout=10)
     assert wrong.status_code == 405 and "GET is not allowed on /retrieve" in wrong.json()["error"]
+
+
+def test_a_lone_surrogate_in_the_corpus_or_a_query_fails_no_request(tmp_path):
+    """Served as loaded, one such document made every answer that included it a 500, and the clean requests batched
+    with it too: the corpus is repaired at load and queries at parse."""
+    corpus = tmp_path / "corpus.jsonl"
+    lines = ['{"id": "1", "title": "Paris", "text": "capital of France"}',
+             '{"id": "2", "title": "Odd\\ud800", "text": "capital \\udc80 of nothing"}']  # fmt: skip
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with serve(create_app(open_local_index(corpus), LIMITS)) as url:
+        bodies = [{"queries": ["capital"] * 4, "topk": 2}, {"queries": ["capital \ud800"], "topk": 2}] * 6
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:  # batched together by the scorer
+            answers = list(pool.map(lambda body: post(url, "/search", body), bodies))
+    assert [answer.status_code for answer in answers] == [200] * 12
+    titles = {hit["title"] for answer in answers for hits in answer.json()["result"] for hit in hits}
+    assert titles == {"Paris", "Odd\ufffd"}

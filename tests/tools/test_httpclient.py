@@ -242,3 +242,15 @@ async def test_keys_in_the_url_or_echoed_in_another_case_never_reach_the_error_o
 
 def test_redaction_ignores_letter_case():
     assert redact("KEY sk-abcdef IS BAD", redaction_forms(["SK-ABCDEF"])) == "KEY [REDACTED] IS BAD"
+
+
+async def test_a_500_for_one_request_does_not_open_the_circuit_for_the_others():
+    """A 500 is that request failing (deterministically, e.g. text the server cannot encode), not a dead endpoint."""
+    calls: list[dict] = []
+    async with TestServer(scripted_app([500], calls), host="127.0.0.1") as server:
+        client = JsonHttpClient(RetryPolicy(max_attempts=2, circuit_failures=2, **FAST))
+        for _ in range(5):
+            with pytest.raises(HttpCallError, match="HTTP 500") as caught:
+                await client.post_json(str(server.make_url("/api")), {})
+            assert not caught.value.endpoint_failure and not caught.value.circuit_open
+    assert len(calls) == 10  # retried each time, and never skipped

@@ -131,3 +131,22 @@ def test_backend_typos_fail_at_construction(corpus_path):
         WebVisitTool({"type": "native", "backend": {"name": "local", "corpus": str(corpus_path)}}, None)
     with pytest.raises(ConfigError, match="base_url must be an http"):
         WebSearchTool({"type": "native", "backend": {"name": "retrieval_server", "base_url": "localhost:8000"}}, None)
+
+
+async def test_lone_surrogates_in_the_corpus_or_the_arguments_never_reach_the_tokenizer(tmp_path, caplog, call_tool):
+    """A corpus line with a JSON \\ud800 escape loads repaired (one warning naming the line); a query the policy
+    wrote with one still gets an answer; every text the tool returns encodes as UTF-8."""
+    corpus = tmp_path / "corpus.jsonl"
+    lines = ['{"id": "1", "title": "Ada", "text": "Ada wrote the first program."}',
+             '{"id": "2", "title": "Bad\\ud800page", "text": "Broken \\udfff text about the first program."}']  # fmt: skip
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with caplog.at_level("WARNING"):
+        search = WebSearchTool(local_config(corpus, topk=2), None)
+        response, _, metrics = await call_tool(search, {"query": ["program\ud800", "Ada"]})
+    assert metrics["errors"] == 0
+    response.text.encode("utf-8")  # raises on a lone surrogate
+    assert "Bad\ufffdpage" in response.text and "Ada wrote" in response.text
+    assert "lone UTF-16 surrogates" in caplog.text and "first at line 2" in caplog.text
+    visit = WebVisitTool(local_config(corpus), None)
+    response, _, _ = await call_tool(visit, {"url": ["Bad\ud800page"]})
+    response.text.encode("utf-8")
