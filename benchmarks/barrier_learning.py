@@ -98,12 +98,16 @@ def train_arm(arm: str, seed: int, data: Path, model: Path, run_dir: Path, args:
     return time.perf_counter() - started
 
 
-def report(out: Path, seeds: list[int], arms: list[str]) -> str:
-    """Rebuild ``curves.csv``, ``curves.png`` and ``summary.md`` from every run's ``metrics.jsonl``."""
+def report(out: Path, seeds: list[int], arms: list[str], skip_missing: bool = False) -> str:
+    """Rebuild ``curves.csv``, ``curves.png`` and ``summary.md`` from every run's ``metrics.jsonl``; with
+    ``skip_missing``, a seed and arm never run is left out (and said), else it is an error."""
     runs, summaries, csv_parts = {}, [], []
     for seed in seeds:
         for arm in arms:
             metrics = out / f"seed{seed}" / arm / "metrics.jsonl"
+            if not metrics.is_file() and skip_missing:
+                print(f"seed {seed} {arm}: not run, left out", flush=True)
+                continue
             if not metrics.is_file():
                 raise FileNotFoundError(f"{metrics}: no such run (train it first, without --report-only)")
             rows = curve_rows(arm, read_steps(metrics))
@@ -138,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="keep every step's rollouts (verl's rollout_data_dir) in OUT/seed<S>/<arm>/rollouts",
     )
-    parser.add_argument("--report-only", action="store_true", help="only rebuild the report from existing runs")
+    parser.add_argument(
+        "--report-only", action="store_true", help="only rebuild the report from the runs there (others left out)"
+    )
     parser.add_argument("overrides", nargs="*", help="hydra overrides for every arm (key=value)")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -160,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                 wall = train_arm(arm, seed, data, model, seed_dir / arm, args)
                 (seed_dir / arm / "wall.json").write_text(json.dumps({"wall_s": round(wall, 1)}) + "\n")
                 print(f"seed {seed} {arm}: {args.steps} steps in {wall / 60:.1f} min", flush=True)
-    print(report(out, seeds, arms))
+    print(report(out, seeds, arms, skip_missing=args.report_only))
     print(f"wrote {out / 'curves.csv'}, {out / 'curves.png'}, {out / 'summary.md'}")
     return 0
 

@@ -59,6 +59,17 @@ def test_report_of_a_missing_run_names_its_metrics_file(bench, tmp_path):
         bench.report(tmp_path, [3], ["off"])
 
 
+def test_report_only_leaves_out_an_arm_a_seed_did_not_run_and_says_so(bench, tmp_path, capsys):
+    for seed in (0, 1):
+        _write_run(tmp_path / f"seed{seed}" / "off", 0.0)
+    _write_run(tmp_path / "seed0" / "fallback_adaptive", 0.5)
+    argv = ["--seeds", "0,1", "--modes", "off,fallback_adaptive", "--report-only", "--out", str(tmp_path)]
+    assert bench.main(argv) == 0
+    assert "seed 1 fallback_adaptive: not run, left out" in capsys.readouterr().out
+    summary = (tmp_path / "summary.md").read_text()
+    assert summary.count("| off |") == 2 and summary.count("| fallback_adaptive |") == 1
+
+
 def test_a_world_is_reused_only_when_it_is_the_one_asked_for(bench, tmp_path):
     from data_preprocess.barrier import build_barrier
 

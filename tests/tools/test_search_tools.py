@@ -137,8 +137,10 @@ async def test_lone_surrogates_in_the_corpus_or_the_arguments_never_reach_the_to
     """A corpus line with a JSON \\ud800 escape loads repaired (one warning naming the line); a query the policy
     wrote with one still gets an answer; every text the tool returns encodes as UTF-8."""
     corpus = tmp_path / "corpus.jsonl"
-    lines = ['{"id": "1", "title": "Ada", "text": "Ada wrote the first program."}',
-             '{"id": "2", "title": "Bad\\ud800page", "text": "Broken \\udfff text about the first program."}']  # fmt: skip
+    lines = [
+        '{"id": "1", "title": "Ada", "text": "Ada wrote the first program."}',
+        '{"id": "2", "title": "Bad\\ud800page", "text": "Broken \\udfff text about the first program."}',
+    ]
     corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
     with caplog.at_level("WARNING"):
         search = WebSearchTool(local_config(corpus, topk=2), None)
