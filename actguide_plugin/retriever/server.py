@@ -63,6 +63,8 @@ class ServerLimits:
         max_body_bytes: size of a request body (413 beyond).
         max_results: ``len(queries) * topk`` in one request (413 beyond).
         max_response_bytes: size of one encoded answer (413 beyond: ask for fewer queries or a smaller topk).
+        body_timeout_s: time to receive a whole request body (408 beyond): a client trickling its body (slow loris)
+            does not hold a connection, or the server's shutdown, forever.
     """
 
     max_queries: int = 512
@@ -73,6 +75,7 @@ class ServerLimits:
     max_body_bytes: int = 8 * 2**20
     max_results: int = 512 * 100
     max_response_bytes: int = 256 * 2**20
+    body_timeout_s: float = 30.0
 
 
 class BadRequest(ValueError):
@@ -85,6 +88,12 @@ class TooLarge(BadRequest):
     """The request, or the answer it asks for, exceeds a :class:`ServerLimits` bound."""
 
     status_code = 413
+
+
+class BodyTimeout(BadRequest):
+    """The request body did not arrive within ``body_timeout_s``."""
+
+    status_code = 408
 
 
 class AnswerFailed(BadRequest):
@@ -103,18 +112,25 @@ async def _read_body(scope: Scope, receive: Receive, limits: ServerLimits) -> by
     declared = dict(scope["headers"]).get(b"content-length", b"")
     if declared.isdigit() and int(declared) > limits.max_body_bytes:
         raise TooLarge(too_large)
-    chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limits.max_body_bytes:
-            raise TooLarge(too_large)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+
+    async def receive_all() -> bytes:
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limits.max_body_bytes:
+                raise TooLarge(too_large)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    try:
+        return await asyncio.wait_for(receive_all(), limits.body_timeout_s)
+    except asyncio.TimeoutError:
+        raise BodyTimeout(f"request body not received within {limits.body_timeout_s:g} s (--body-timeout-s)") from None
 
 
 def _parse_body(raw: bytes) -> dict[str, Any]:
@@ -435,6 +451,9 @@ def _parser() -> argparse.ArgumentParser:
         "--max-response-bytes", type=int, default=defaults.max_response_bytes, help="encoded answer; 413 beyond"
     )
     parser.add_argument(
+        "--body-timeout-s", type=float, default=defaults.body_timeout_s, help="to receive a request body; 408 beyond"
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -465,6 +484,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         max_body_bytes=args.max_body_bytes,
         max_results=args.max_results,
         max_response_bytes=args.max_response_bytes,
+        body_timeout_s=args.body_timeout_s,
     )
     logger.setLevel(args.log_level.upper())
     started = time.perf_counter()
@@ -482,6 +502,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         port=args.port,
         log_level=args.log_level,
         access_log=args.access_log,
+        timeout_keep_alive=5,  # an idle keep-alive connection is closed after 5 s
+        timeout_graceful_shutdown=5,  # shutdown waits at most 5 s for open connections, not for a stalled client
     )
 
 

@@ -362,3 +362,19 @@ def test_a_lone_surrogate_in_the_corpus_or_a_query_fails_no_request(tmp_path):
     assert [answer.status_code for answer in answers] == [200] * 12
     titles = {hit["title"] for answer in answers for hits in answer.json()["result"] for hit in hits}
     assert titles == {"Paris", "Odd\ufffd"}
+
+
+def test_a_client_trickling_its_body_gets_408_and_frees_the_connection(corpus_file):
+    """Slow loris: headers promise 100 bytes, 10 arrive, then nothing; the server answers within its body timeout."""
+    limits = ServerLimits(body_timeout_s=0.5)
+    with serve(create_app(open_local_index(corpus_file), limits)) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            started = time.monotonic()
+            conn.sendall(b"POST /retrieve HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                         b"content-length: 100\r\n\r\n" + b'{"queries"')  # fmt: skip
+            answer = conn.recv(4096)
+            waited = time.monotonic() - started
+        assert answer.startswith(b"HTTP/1.1 408") and b"--body-timeout-s" in answer
+        assert 0.4 < waited < 5
+        assert post(url, "/retrieve", {"queries": ["Everest"], "topk": 1}).status_code == 200  # still serving
