@@ -55,9 +55,10 @@ def test_guidance_rescues_hard_groups_and_one_update_raises_the_unguided_log_pro
         **SETTINGS,
     )  # fmt: skip
     step = steps[1]
-    assert step["actguide/hard_group_frac"] == 1.0  # the barrier: no unguided rollout of the 8 x 8 succeeded
-    assert step["actguide/rescued_groups"] >= 1
-    assert step["actguide/effective_signal_frac_after"] > step["actguide/effective_signal_frac_before"] == 0.0
+    # the barrier: most groups all-fail unguided (the base solves ~1.5 % of the training tasks' rollouts unguided)
+    assert step["actguide/hard_group_frac"] >= 0.75
+    assert step["actguide/rescued_groups"] >= 2
+    assert step["actguide/effective_signal_frac_after"] >= step["actguide/effective_signal_frac_before"] + 0.25
     scores = traces.scores(dump, 1)
     guided = [row for row in traces.rows(dump, 1) if row[IS_GUIDED_FIELD] > 0.5]
     assert all(row[LEVEL_FIELD] > 0 for row in guided)
@@ -78,11 +79,12 @@ def test_guidance_rescues_hard_groups_and_one_update_raises_the_unguided_log_pro
     assert sum(rescued) / len(rescued) > sum(failed) / len(failed), (rescued, failed)
 
 
-def test_plain_grpo_gets_no_signal_from_the_barrier_tasks(world, run_demo):
+def test_plain_grpo_gets_almost_no_signal_from_the_barrier_tasks(world, run_demo):
+    """Without guidance a group has an advantage only if one of its own 8 samples solved the task: for most groups
+    none did, and nothing adds a signal (measured over a 100-step run: README, "Does it learn?")."""
     root, data = world
     steps, _ = run_demo(root, data, BASE, "off", 1, *ONE_STEP, mode="off", **SETTINGS)
     step = steps[1]
-    assert step["actguide/hard_group_frac"] == 1.0
-    assert step["actguide/effective_signal_frac_after"] == 0.0
+    assert step["actguide/hard_group_frac"] >= 0.75
     assert step["actguide/guided_groups"] == 0.0
-    assert step["actor/pg_loss"] == 0.0  # every advantage is 0: nothing to learn from
+    assert step["actguide/effective_signal_frac_after"] == step["actguide/effective_signal_frac_before"] <= 0.25
