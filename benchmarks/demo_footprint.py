@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.monotonic() - start
     print("| demo setting | wall time | peak memory (Σ PSS) | Σ RSS (upper bound) | exit code |")
     print("|---|---:|---:|---:|---:|")
-    setting = f"STEPS={os.getenv('STEPS', '2')} MODE={os.getenv('MODE', 'fallback_adaptive')}"
+    shown = ("WORLD", "STEPS", "MODE", "GUIDED_CLIP", "N", "BATCH")  # unset: the script's defaults
+    setting = " ".join(f"{name}={os.environ[name]}" for name in shown if name in os.environ) or "defaults"
     gib = 2**30
     print(
         f"| {setting} | {wall / 60:.1f} min | {peak_pss / gib:.1f} GiB | {peak_rss / gib:.1f} GiB | {demo.returncode} |"
