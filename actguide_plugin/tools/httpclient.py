@@ -236,10 +236,10 @@ class JsonHttpClient:
                 f"(next try in {breaker.seconds_left():.0f}s)",
                 circuit_open=True,
             )
-        secrets = redaction_forms([*(headers.values() if headers else ()), *url_secrets(url)])
+        secrets = _call_secrets(url, headers)
         endpoint_failed: bool | None = None
         try:
-            body = await self._post_with_retries(url, payload, dict(headers) if headers else None, secrets)
+            body = await self._post_with_retries(url, shown, payload, dict(headers) if headers else None, secrets)
             endpoint_failed = False
             if parse is None:
                 return body
@@ -265,7 +265,7 @@ class JsonHttpClient:
         came (connection refused, timeout)."""
         client, _ = self._loop_state()
         shown = display_url(url)
-        secrets = redaction_forms([*(headers.values() if headers else ()), *url_secrets(url)])
+        secrets = _call_secrets(url, headers)
         try:
             response = await asyncio.wait_for(client.get(url, headers=headers), timeout=self.policy.timeout_s)
         except (httpx.HTTPError, asyncio.TimeoutError) as err:
@@ -279,10 +279,9 @@ class JsonHttpClient:
             raise HttpCallError(f"GET {shown}: response is not JSON", response.status_code) from None
 
     async def _post_with_retries(
-        self, url: str, payload: Any, headers: dict[str, str] | None, secrets: list[str]
+        self, url: str, shown: str, payload: Any, headers: dict[str, str] | None, secrets: list[str]
     ) -> Any:
         client, semaphore = self._loop_state()
-        shown = display_url(url)
         last: _Retryable | None = None
         for attempt in range(self.policy.max_attempts):
             if last is not None:
@@ -291,7 +290,7 @@ class JsonHttpClient:
                 await asyncio.sleep(delay)
             try:
                 async with semaphore:
-                    return await self._attempt(client, url, payload, headers, secrets)
+                    return await self._attempt(client, url, shown, payload, headers, secrets)
             except _Retryable as err:
                 last = err
         assert last is not None
@@ -304,9 +303,15 @@ class JsonHttpClient:
         )
 
     async def _attempt(
-        self, client: httpx.AsyncClient, url: str, payload: Any, headers: dict[str, str] | None, secrets: list[str]
+        self,
+        client: httpx.AsyncClient,
+        url: str,
+        shown: str,
+        payload: Any,
+        headers: dict[str, str] | None,
+        secrets: list[str],
     ) -> Any:
-        shown = display_url(url)
+        """One attempt; ``shown`` is the URL as messages show it (:func:`display_url`)."""
         try:
             # httpx applies its timeout per phase (connect, each read): a server trickling a byte a second would
             # hold the call forever. The deadline covers the attempt as a whole, body read included.
@@ -360,6 +365,11 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     for secret in secrets:
         text = re.sub(re.escape(secret), _REDACTED, text, flags=re.IGNORECASE)
     return text
+
+
+def _call_secrets(url: str, headers: Mapping[str, str] | None) -> list[str]:
+    """What a call's error texts must not show: its header values and the credentials in its URL."""
+    return redaction_forms([*(headers.values() if headers else ()), *url_secrets(url)])
 
 
 def url_secrets(url: str) -> list[str]:
