@@ -31,7 +31,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from actguide_plugin.logs import get_logger
@@ -198,50 +198,76 @@ def _search_r1_document(hit: ScoredDocument) -> dict[str, str]:
     }
 
 
-Render = Callable[[list[list[ScoredDocument]]], bytes]
+Render = Callable[[list[ScoredDocument]], Any]  # one query's hits -> its JSON value in the answer
+SLICE_S = 0.02  # a worker's turn: after it, requests that arrived meanwhile join the requests still being scored
+_RESULT_OPEN, _RESULT_CLOSE = b'{"result":[', b"]}"
 
 
 @dataclass
 class _Job:
-    """One request's queries, waiting to be scored; ``render`` turns its hits into the response body."""
+    """One request: its queries, the encoded answers of those scored so far, and once done its outcome.
+
+    Only the worker that holds the job in its slice touches it; the event loop reads it after the slice.
+    """
 
     queries: list[str]
     topk: int
     render: Render
+    max_bytes: int
     future: asyncio.Future[bytes]
+    parts: list[bytes] = field(default_factory=list)
+    size: int = len(_RESULT_OPEN) + len(_RESULT_CLOSE)
+    outcome: bytes | BadRequest | None = None
 
-
-def _run_batch(index: LocalIndex, jobs: list[_Job]) -> list[bytes | BadRequest]:
-    """Worker thread: score every job's queries in one call, then encode each job's answer."""
-    hits = index.search_many([(query, job.topk) for job in jobs for query in job.queries])
-    outcomes: list[bytes | BadRequest] = []
-    start = 0
-    for job in jobs:
+    def add(self, hits: list[ScoredDocument]) -> None:
+        """Encode the answer of the next query; the whole answer once it is the last one."""
         try:
-            outcomes.append(job.render(hits[start : start + len(job.queries)]))
-        except BadRequest as err:  # an answer over max_response_bytes fails its request only
-            outcomes.append(err)
-        except Exception as err:  # so does any other failure to build it: never the requests batched with it
+            part = json.dumps(self.render(hits), ensure_ascii=False, separators=(",", ":")).encode()
+        except Exception as err:  # a failure to build it fails this request only, never the others in the slice
             logger.exception("building an answer failed")
-            outcomes.append(AnswerFailed(f"the answer could not be built ({type(err).__name__})"))
-        start += len(job.queries)
-    return outcomes
+            self.outcome = AnswerFailed(f"the answer could not be built ({type(err).__name__})")
+            return
+        self.parts.append(part)
+        self.size += len(part) + (len(self.parts) > 1)
+        if self.size > self.max_bytes:  # stop at once: the rest would be scored for nothing
+            self.outcome = TooLarge(
+                f"answer would be over {self.max_bytes} bytes after {len(self.parts)} of {len(self.queries)} "
+                "queries (--max-response-bytes): ask for fewer queries or a smaller topk"
+            )
+        elif len(self.parts) == len(self.queries):
+            self.outcome = _RESULT_OPEN + b",".join(self.parts) + _RESULT_CLOSE
+            self.parts = []
+
+
+def _run_slice(index: LocalIndex, jobs: list[_Job], seconds: float) -> None:
+    """Worker thread: score the jobs' queries round-robin, one query of each per pass (one
+    ``LocalIndex.search_many`` call, repeated queries scored once), until all are done or ``seconds`` are spent."""
+    deadline = time.perf_counter() + seconds
+    while active := [job for job in jobs if job.outcome is None]:
+        hits = index.search_many([(job.queries[len(job.parts)], job.topk) for job in active])
+        for job, found in zip(active, hits, strict=True):
+            job.add(found)
+        if time.perf_counter() >= deadline:
+            return
 
 
 class BatchingScorer:
-    """Scores and encodes requests in worker threads, batching the queries of concurrent requests.
+    """Scores and encodes requests in worker threads, batching the queries of concurrent requests, fairly.
 
-    Scoring and JSON encoding never run on the event loop, so ``/health`` and request parsing stay responsive
-    while a 512-query x topk-100 request is served. A request that finds a worker free is dispatched at once
-    (no added latency when idle); requests arriving while every worker is busy (the few ms one batch takes
-    under load) are collected and go to the next free worker as one batch: one thread hop and one
-    ``LocalIndex.search_many`` call for all of them, with repeated queries scored once.
+    Scoring and JSON encoding never run on the event loop, so ``/health`` and request parsing stay responsive.
+    A request that finds a worker free is dispatched at once (no added latency when idle); requests arriving
+    while every worker is busy are collected and go to the next free worker together: one thread hop and one
+    ``LocalIndex.search_many`` call per pass over them. A worker's turn lasts at most :data:`SLICE_S` (plus one
+    query, whose work :data:`~actguide_plugin.tools.bm25_index.MAX_QUERY_TOKENS` bounds): a request not done by
+    then waits behind the ones that arrived meanwhile, so a one-query request beside a 512-query one waits
+    for one turn, not for the whole big request (measured in ``benchmarks/retriever_latency.py``).
     """
 
-    def __init__(self, index: LocalIndex, workers: int) -> None:
+    def __init__(self, index: LocalIndex, workers: int, max_response_bytes: int = ServerLimits.max_response_bytes):
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         self.index = index
+        self.max_response_bytes = max_response_bytes
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="actguide-retriever")
         self._idle_workers = workers
         self._pending: list[_Job] = []
@@ -249,12 +275,12 @@ class BatchingScorer:
     @property
     def pending_queries(self) -> int:
         """Queries waiting for a free worker."""
-        return sum(len(job.queries) for job in self._pending)
+        return sum(len(job.queries) - len(job.parts) for job in self._pending)
 
     async def answer(self, queries: list[str], topk: int, render: Render) -> bytes:
-        """The response body for one request: its hits, rendered by ``render`` in a worker thread."""
+        """The response body for one request: ``{"result": [render(hits) for each query]}``, built in workers."""
         future = asyncio.get_running_loop().create_future()
-        self._pending.append(_Job(queries, topk, render, future))
+        self._pending.append(_Job(queries, topk, render, self.max_response_bytes, future))
         self._dispatch()
         return await future
 
@@ -263,17 +289,19 @@ class BatchingScorer:
             return
         jobs, self._pending = self._pending, []
         self._idle_workers -= 1
-        done = asyncio.get_running_loop().run_in_executor(self._executor, _run_batch, self.index, jobs)
+        done = asyncio.get_running_loop().run_in_executor(self._executor, _run_slice, self.index, jobs, SLICE_S)
         done.add_done_callback(lambda outcome: self._finish(jobs, outcome))
 
-    def _finish(self, jobs: list[_Job], outcome: asyncio.Future[list[bytes | BadRequest]]) -> None:
+    def _finish(self, jobs: list[_Job], outcome: asyncio.Future[None]) -> None:
         self._idle_workers += 1
         error = RuntimeError("the retriever is shutting down") if outcome.cancelled() else outcome.exception()
-        for position, job in enumerate(jobs):
+        for job in jobs:
             if job.future.done():  # the client went away
                 continue
-            result = error if error is not None else outcome.result()[position]
-            if isinstance(result, BaseException):
+            result = error if error is not None else job.outcome
+            if result is None:  # its turn ended first: after the requests that arrived meanwhile
+                self._pending.append(job)
+            elif isinstance(result, BaseException):
                 job.future.set_exception(result)
             else:
                 job.future.set_result(result)
@@ -297,7 +325,7 @@ class RetrieverApp:
     def __init__(self, index: LocalIndex, limits: ServerLimits, workers: int) -> None:
         self.index = index
         self.limits = limits
-        self.scorer = BatchingScorer(index, workers)
+        self.scorer = BatchingScorer(index, workers, limits.max_response_bytes)
         health = {"status": "ok", "documents": len(index.corpus), "corpus": index.fingerprint}
         self._health = json.dumps(health).encode()
         self._routes: dict[tuple[str, str], Callable[[Scope, Receive], Awaitable[bytes]]] = {
@@ -362,19 +390,10 @@ class RetrieverApp:
         if not isinstance(return_scores, bool):
             raise BadRequest(f"'return_scores' must be true or false, got {return_scores!r}")
 
-        def render(hits_per_query: list[list[ScoredDocument]]) -> bytes:
-            return _encode(
-                [
-                    [
-                        {"document": _search_r1_document(hit), "score": hit.score}
-                        if return_scores
-                        else _search_r1_document(hit)
-                        for hit in hits
-                    ]
-                    for hits in hits_per_query
-                ],
-                self.limits,
-            )
+        def render(hits: list[ScoredDocument]) -> list[dict[str, Any]]:
+            if return_scores:
+                return [{"document": _search_r1_document(hit), "score": hit.score} for hit in hits]
+            return [_search_r1_document(hit) for hit in hits]
 
         return await self.scorer.answer(queries, topk, render)
 
@@ -382,22 +401,16 @@ class RetrieverApp:
         queries, topk = self._queries_and_topk(await self._body(scope, receive))
         snippet_chars = self.limits.snippet_chars
 
-        def render(hits_per_query: list[list[ScoredDocument]]) -> bytes:
-            return _encode(
-                [
-                    [
-                        {
-                            "title": hit.document.title,
-                            "url": hit.document.url,
-                            "snippet": shorten(hit.document.text, snippet_chars),
-                            "score": hit.score,
-                        }
-                        for hit in hits
-                    ]
-                    for hits in hits_per_query
-                ],
-                self.limits,
-            )
+        def render(hits: list[ScoredDocument]) -> list[dict[str, Any]]:
+            return [
+                {
+                    "title": hit.document.title,
+                    "url": hit.document.url,
+                    "snippet": shorten(hit.document.text, snippet_chars),
+                    "score": hit.score,
+                }
+                for hit in hits
+            ]
 
         return await self.scorer.answer(queries, topk, render)
 

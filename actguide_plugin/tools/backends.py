@@ -139,11 +139,10 @@ class LocalBackend(SearchBackend):
         return self._index
 
     async def search(self, queries: Sequence[str], topk: int) -> list[list[SearchHit] | Failed]:
+        """Scored in a thread: the agent loop's event loop drives every other rollout of this worker meanwhile."""
         index = await self.index()
-        return [
-            [SearchHit(hit.document.title, hit.document.url, hit.document.text) for hit in index.search(query, topk)]
-            for query in queries
-        ]
+        found = await asyncio.to_thread(index.search_many, [(query, topk) for query in queries])
+        return [[SearchHit(hit.document.title, hit.document.url, hit.document.text) for hit in hits] for hits in found]
 
     async def visit(self, urls: Sequence[str]) -> list[Page | Failed]:
         index = await self.index()

@@ -11,6 +11,11 @@ lists at once (gigabytes for 1M passages): documents are tokenized in chunks int
 score matrix is assembled from those, in bm25s's own layout and with its default (Lucene) scoring, so the
 result saves and loads as a ``bm25s.BM25``. Queries skip ``bm25s.BM25.retrieve`` (batching and progress
 machinery per call) and add each query token's posting list into a score vector directly.
+
+Work per query is bounded: a query counts its first :data:`MAX_QUERY_TOKENS` tokens (a search query, not a
+document: a 100 KB query once froze a rollout worker's event loop for 1.6 s), and a token repeated in it is
+scored once with its count as weight (the same scores as bm25s, which adds it again for each repeat), so one
+query reads at most ``MAX_QUERY_TOKENS`` posting lists.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import re
 import shutil
 import tempfile
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +46,7 @@ INDEX_FORMAT_VERSION = 2
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")  # bm25s.tokenize's default token pattern
 _STOPWORDS = frozenset(bm25s.stopwords.STOPWORDS_EN)
 _BUILD_CHUNK_DOCS = 20_000
+MAX_QUERY_TOKENS = 64  # tokens of a query that count; the rest are ignored
 
 
 @dataclass(frozen=True)
@@ -133,18 +140,23 @@ class LocalIndex:
         """Index ``title + text`` of every document."""
         return cls(corpus, _build_retriever(corpus.documents, k1, b), fingerprint)
 
+    def _token_counts(self, query: str) -> Counter[int]:
+        """Known token ids of ``query``'s first :data:`MAX_QUERY_TOKENS` tokens, with their counts."""
+        vocab = self.retriever.vocab_dict
+        return Counter(vocab[token] for token in tokenize(query)[:MAX_QUERY_TOKENS] if token in vocab)
+
     def scores(self, query: str) -> np.ndarray | None:
         """BM25 score of every document for ``query`` (``[num_docs]``), or ``None`` when no token is known."""
-        vocab = self.retriever.vocab_dict
-        token_ids = [vocab[token] for token in tokenize(query) if token in vocab]
-        if not token_ids:
+        counts = self._token_counts(query)
+        if not counts:
             return None
         matrix = self.retriever.scores
         data, indices, indptr = matrix["data"], matrix["indices"], matrix["indptr"]
         scores = np.zeros(int(matrix["num_docs"]), dtype=np.float32)
-        for token_id in token_ids:  # a repeated query token counts again, as in bm25s
+        for token_id, count in counts.items():  # a repeated query token counts again, as in bm25s
             start, end = indptr[token_id], indptr[token_id + 1]
-            scores[indices[start:end]] += data[start:end]  # one posting list names each document once
+            postings = data[start:end] if count == 1 else data[start:end] * np.float32(count)
+            scores[indices[start:end]] += postings  # one posting list names each document once
         return scores
 
     def search(self, query: str, topk: int) -> list[ScoredDocument]:

@@ -250,6 +250,42 @@ def test_requests_arriving_while_busy_are_scored_as_one_batch(corpus_file):
     ]
 
 
+class SlowIndex(LocalIndex):
+    """The real index, 5 ms a query (a big corpus): records how many queries were scored, in order."""
+
+    def __init__(self, index: LocalIndex) -> None:
+        super().__init__(index.corpus, index.retriever)
+        self.scored: list[str] = []
+        self.entered = threading.Event()
+
+    def search_many(self, requests):
+        self.entered.set()
+        answers = []
+        for query, topk in requests:
+            time.sleep(0.005)
+            answers.append(self.search(query, topk))
+            self.scored.append(query)
+        return answers
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_one_query_request_does_not_wait_for_a_big_one(corpus_file, workers):
+    """Fair turns: a 512-query request (2.5 s of scoring here) is scored in turns of SLICE_S, and a one-query
+    request arriving meanwhile is answered in the next turn, while most of the big request is still unscored."""
+    index = SlowIndex(open_local_index(corpus_file))
+    with serve(create_app(index, workers=workers)) as url, concurrent.futures.ThreadPoolExecutor(1) as pool:
+        queries = [["Paris", "Berlin", "Everest"][i % 3] + f" {i}" for i in range(512)]
+        big = pool.submit(post, url, "/search", {"queries": queries, "topk": 1})
+        assert index.entered.wait(timeout=20)
+        small = post(url, "/search", {"queries": ["capital of Germany"], "topk": 1})
+        scored_by_then = sum(query != "capital of Germany" for query in index.scored)
+        answer = big.result()
+    assert small.json()["result"][0][0]["title"] == "Berlin"
+    assert scored_by_then < 256  # without turns it waited for all 512
+    titles = [hits[0]["title"] for hits in answer.json()["result"]]
+    assert titles == [["Paris", "Berlin", "Mount Everest"][i % 3] for i in range(512)]  # in order, every one
+
+
 async def test_tools_through_the_retrieval_server_backend(base_url, tmp_path):
     backend = {"name": "retrieval_server", "base_url": base_url, "cache_path": str(tmp_path / "c.sqlite")}
     search = WebSearchTool({"type": "native", "backend": backend, "topk": 1}, None)

@@ -134,3 +134,12 @@ def test_search_r1_corpus_is_searchable(tmp_path, write_corpus):
     index = open_local_index(write_corpus(tmp_path / "wiki-18.jsonl", lines))
     hit = index.search("striped african equine zebra", 1)[0]
     assert (hit.document.id, hit.document.title) == ("1", "Zebra")
+
+
+def test_a_query_counts_its_first_max_query_tokens_tokens_only(corpus_path):
+    """Work per query is bounded: a 100 KB query reads as many posting lists as its first 64 tokens."""
+    index = open_local_index(corpus_path)
+    head = " ".join(["Kubrick"] * (bm25_index.MAX_QUERY_TOKENS - 1) + ["Paris"])
+    np.testing.assert_array_equal(index.scores(head + " Everest" * 20_000), index.scores(head))
+    assert index.search(head + " Everest" * 20_000, topk=1)[0].document.title != "Mount Everest"
+    assert index.search("Everest", topk=1)[0].document.title == "Mount Everest"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import socket
+import threading
 from pathlib import Path
 
 import pytest
 from verl.tools.tool_registry import initialize_tools_from_config
 
+from actguide_plugin.tools.backends import get_backend
 from actguide_plugin.tools.config import ConfigError
 from actguide_plugin.tools.search_tools import WebSearchTool, WebVisitTool
 
@@ -152,3 +154,20 @@ async def test_lone_surrogates_in_the_corpus_or_the_arguments_never_reach_the_to
     visit = WebVisitTool(local_config(corpus), None)
     response, _, _ = await call_tool(visit, {"url": ["Bad\ud800page"]})
     response.text.encode("utf-8")
+
+
+async def test_the_local_backend_scores_off_the_event_loop(corpus_path, monkeypatch):
+    """The agent loop's event loop drives every rollout of a worker: a long query must not stall them."""
+    backend = get_backend({"name": "local", "corpus_path": str(corpus_path)})
+    index = await backend.index()
+    threads = []
+    score = index.search_many
+
+    def scoring_thread_noted(requests):
+        threads.append(threading.get_ident())
+        return score(requests)
+
+    monkeypatch.setattr(index, "search_many", scoring_thread_noted)
+    (hits,) = await backend.search(["highest mountain"], 1)
+    assert hits[0].title == "Mount Everest"
+    assert threads and threading.get_ident() not in threads
