@@ -279,6 +279,8 @@ class BatchingScorer:
 
     async def answer(self, queries: list[str], topk: int, render: Render) -> bytes:
         """The response body for one request: ``{"result": [render(hits) for each query]}``, built in workers."""
+        if not queries:
+            return _RESULT_OPEN + _RESULT_CLOSE
         future = asyncio.get_running_loop().create_future()
         self._pending.append(_Job(queries, topk, render, self.max_response_bytes, future))
         self._dispatch()
@@ -430,6 +432,43 @@ class RetrieverApp:
         return await asyncio.to_thread(render)  # pages can be long: encode off the loop
 
 
+def head_deadline_protocol(seconds: float) -> type[asyncio.Protocol]:
+    """uvicorn's h11 protocol, closing a connection that has not sent a whole request head within ``seconds``.
+
+    uvicorn (0.55) times out neither a client that trickles its request line and headers a byte at a time (each
+    byte cancels the keep-alive timer) nor a connection that never sends anything; both hold a connection for
+    ever. The deadline runs from the connection's start and from the end of each response; a request whose head
+    arrived is left to the body timeout and the app. uvicorn API relied on: ``H11Protocol`` and its
+    ``connection_made``, ``on_response_complete``, ``connection_lost``, ``cycle`` and ``transport``.
+    """
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeadDeadlineProtocol(H11Protocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._deadline.cancel()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            if getattr(self, "_deadline", None) is not None:
+                self._deadline.cancel()
+            self._deadline = self.loop.call_later(seconds, self._close_if_no_request, self.cycle)
+
+        def _close_if_no_request(self, cycle_when_armed: Any) -> None:
+            waiting = self.cycle is None or self.cycle.response_complete  # not serving a (pipelined) request
+            if waiting and self.cycle is cycle_when_armed and not self.transport.is_closing():  # none began since
+                self.transport.close()
+
+    return HeadDeadlineProtocol
+
+
 def create_app(index: LocalIndex, limits: ServerLimits | None = None, workers: int = 1) -> RetrieverApp:
     """The ASGI application over an opened index (tests and ``main`` both build it here).
 
@@ -464,7 +503,10 @@ def _parser() -> argparse.ArgumentParser:
         "--max-response-bytes", type=int, default=defaults.max_response_bytes, help="encoded answer; 413 beyond"
     )
     parser.add_argument(
-        "--body-timeout-s", type=float, default=defaults.body_timeout_s, help="to receive a request body; 408 beyond"
+        "--body-timeout-s",
+        type=float,
+        default=defaults.body_timeout_s,
+        help="to receive a request body (408 beyond) or a request's head (the connection is closed)",
     )
     parser.add_argument(
         "--workers",
@@ -515,6 +557,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         port=args.port,
         log_level=args.log_level,
         access_log=args.access_log,
+        http=head_deadline_protocol(args.body_timeout_s),
         timeout_keep_alive=5,  # an idle keep-alive connection is closed after 5 s
         timeout_graceful_shutdown=5,  # shutdown waits at most 5 s for open connections, not for a stalled client
     )

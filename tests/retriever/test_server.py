@@ -17,7 +17,7 @@ import httpx
 import pytest
 import uvicorn
 
-from actguide_plugin.retriever.server import ServerLimits, _parser, create_app
+from actguide_plugin.retriever.server import ServerLimits, _parser, create_app, head_deadline_protocol
 from actguide_plugin.tools.bm25_index import LocalIndex, corpus_fingerprint, open_local_index
 from actguide_plugin.tools.search_tools import WebSearchTool, WebVisitTool
 
@@ -52,11 +52,11 @@ def corpus_file(tmp_path_factory):
 
 
 @contextlib.contextmanager
-def serve(app) -> Iterator[str]:
+def serve(app, **config) -> Iterator[str]:
     """``app`` served by uvicorn in a background thread on a free loopback port; yields its base url."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", **config))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -399,6 +399,30 @@ def test_a_lone_surrogate_in_the_corpus_or_a_query_fails_no_request(tmp_path):
     assert [answer.status_code for answer in answers] == [200] * 12
     titles = {hit["title"] for answer in answers for hits in answer.json()["result"] for hit in hits}
     assert titles == {"Paris", "Odd\ufffd"}
+
+
+@pytest.mark.parametrize("head", [b"", b"POST /retrieve HTTP/1.1\r\nhost: x\r\n"])
+def test_a_connection_without_a_whole_request_head_is_closed(corpus_file, head):
+    """A client that never sends, or trickles its headers a byte at a time (each byte restarting uvicorn's keep-alive
+    timer), is disconnected at the head deadline; a client that sends its request in time is served."""
+    app = create_app(open_local_index(corpus_file))
+    with serve(app, http=head_deadline_protocol(0.5)) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(head)
+            started, closed = time.monotonic(), False
+            while not closed and time.monotonic() - started < 5:
+                try:
+                    conn.sendall(b"x")  # one more header byte
+                    conn.settimeout(0.2)
+                    closed = conn.recv(100) == b""
+                except TimeoutError:
+                    continue
+                except OSError:
+                    closed = True
+            waited = time.monotonic() - started
+        assert closed and 0.3 < waited < 3
+        assert post(url, "/retrieve", {"queries": ["Everest"], "topk": 1}).status_code == 200  # keep-alive client
 
 
 def test_a_client_trickling_its_body_gets_408_and_frees_the_connection(corpus_file):
