@@ -212,6 +212,8 @@ class SearchToolConfig:
         topk: hits per query.
         snippet_chars: longest snippet shown per hit (cut at a word boundary).
         max_queries_per_call: queries beyond this are not run (the response says so).
+        max_query_chars: a longer query fails alone, with a message for the model (the others of the call run);
+            the retriever server refuses longer ones (its ``--max-query-chars``, 2048), which would fail the call.
     """
 
     backend: dict[str, Any]
@@ -219,10 +221,15 @@ class SearchToolConfig:
     topk: int = 5
     snippet_chars: int = 300
     max_queries_per_call: int = 5
+    max_query_chars: int = 2048
 
     def __post_init__(self) -> None:
         _require_positive(
-            "web_search", topk=self.topk, snippet_chars=self.snippet_chars, max_queries=self.max_queries_per_call
+            "web_search",
+            topk=self.topk,
+            snippet_chars=self.snippet_chars,
+            max_queries=self.max_queries_per_call,
+            max_query_chars=self.max_query_chars,
         )
 
 

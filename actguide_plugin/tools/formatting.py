@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 from actguide_plugin.tools.backends import Failed, Page, SearchHit
 
+QUERY_SHOWN_CHARS = 200  # a query echoed in a search result's header
+
 
 def shorten(text: str, max_chars: int) -> str:
     """``text`` on one line, at most ``max_chars`` characters, cut at a word boundary with an ellipsis."""
@@ -29,7 +31,9 @@ def truncate_page(text: str, max_chars: int) -> str:
 def format_search(queries: Sequence[str], results: Sequence[list[SearchHit] | Failed], snippet_chars: int) -> str:
     """Compact text: a header per query, then ``n. title — url`` and an indented snippet per hit."""
     blocks = []
-    for query, result in zip(queries, results, strict=True):
+    for asked, result in zip(queries, results, strict=True):
+        # a policy's runaway query is not echoed whole into its context
+        query = asked if len(asked) <= QUERY_SHOWN_CHARS else shorten(asked, QUERY_SHOWN_CHARS)
         if isinstance(result, Failed):
             blocks.append(f'Search for "{query}" failed: {result.message}')
         elif not result:

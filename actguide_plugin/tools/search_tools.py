@@ -116,10 +116,18 @@ class WebSearchTool(_BackendTool):
     async def run(self, backend: SearchBackend, parameters: dict[str, Any], failures: list[Failed]) -> str:
         settings: SearchToolConfig = self.settings
         queries = _string_list(parameters, "query", self.name)
-        limit = settings.max_queries_per_call
-        results = await backend.search(queries[:limit], settings.topk)
+        limit, longest = settings.max_queries_per_call, settings.max_query_chars
+        run = queries[:limit]
+        asked = [query for query in run if len(query) <= longest]
+        found = iter(await backend.search(asked, settings.topk) if asked else [])
+        results = [
+            next(found)
+            if len(query) <= longest
+            else Failed(f"the query has {len(query)} characters; at most {longest}")
+            for query in run
+        ]
         failures.extend(result for result in results if isinstance(result, Failed))
-        return format_search(queries[:limit], results, settings.snippet_chars) + _skipped_note(
+        return format_search(run, results, settings.snippet_chars) + _skipped_note(
             len(queries) - limit, "queries", limit
         )
 

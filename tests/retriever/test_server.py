@@ -446,3 +446,18 @@ def test_a_client_trickling_its_body_gets_408_and_frees_the_connection(corpus_fi
         assert answer.startswith(b"HTTP/1.1 408") and b"--body-timeout-s" in answer
         assert 0.4 < waited < 5
         assert post(url, "/retrieve", {"queries": ["Everest"], "topk": 1}).status_code == 200  # still serving
+
+
+async def test_an_over_long_query_fails_alone_and_is_not_echoed_whole(base_url):
+    """The server refuses a query over --max-query-chars for the whole request; the tool fails only that query."""
+    backend = {"name": "retrieval_server", "base_url": base_url}
+    search = WebSearchTool({"type": "native", "backend": backend, "topk": 1}, None)
+    instance_id, _ = await search.create(create_kwargs={})
+    runaway = "capital " * 1000
+    response, _, metrics = await search.execute(
+        instance_id, {"query": ["capital of Germany", runaway]}, agent_data=None
+    )
+    assert metrics["errors"] == 0 and metrics["failed_items"] == 1
+    assert 'Results for "capital of Germany":\n1. Berlin' in response.text
+    assert f"failed: the query has {len(runaway.strip())} characters; at most 2048" in response.text
+    assert len(response.text) < 600  # the runaway query is shown cut, not whole
