@@ -242,12 +242,19 @@ class VisitToolConfig:
         backend: the backend block (usually the same yaml anchor as ``web_search``'s).
         max_page_chars: page text budget per url; the head is kept and the cut is marked.
         max_urls_per_call: urls beyond this are not visited (the response says so).
+        max_url_chars: a longer url fails alone, as ``web_search``'s ``max_query_chars``.
     """
 
     backend: dict[str, Any]
     type: str = "native"
     max_page_chars: int = 5000
     max_urls_per_call: int = 3
+    max_url_chars: int = 2048
 
     def __post_init__(self) -> None:
-        _require_positive("web_visit", max_page_chars=self.max_page_chars, max_urls=self.max_urls_per_call)
+        _require_positive(
+            "web_visit",
+            max_page_chars=self.max_page_chars,
+            max_urls=self.max_urls_per_call,
+            max_url_chars=self.max_url_chars,
+        )

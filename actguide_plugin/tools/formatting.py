@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from actguide_plugin.tools.backends import Failed, Page, SearchHit
 
-QUERY_SHOWN_CHARS = 200  # a query echoed in a search result's header
+QUERY_SHOWN_CHARS = 200  # a query or url echoed in a result's header
 
 
 def shorten(text: str, max_chars: int) -> str:
@@ -50,7 +50,8 @@ def format_search(queries: Sequence[str], results: Sequence[list[SearchHit] | Fa
 def format_visit(urls: Sequence[str], results: Sequence[Page | Failed], max_page_chars: int) -> str:
     """One block per url: ``Page: title — url`` and the (truncated) text, or why it failed."""
     blocks = []
-    for url, result in zip(urls, results, strict=True):
+    for asked, result in zip(urls, results, strict=True):
+        url = asked if len(asked) <= QUERY_SHOWN_CHARS else shorten(asked, QUERY_SHOWN_CHARS)
         if isinstance(result, Failed):
             blocks.append(f"Visit {url} failed: {result.message}")
         else:

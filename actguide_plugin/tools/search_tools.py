@@ -14,7 +14,8 @@ or calls skipped because the service's circuit breaker is open, ``latency_s``). 
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar, TypeVar
 
 from verl.tools.base_tool import BaseTool
 from verl.tools.schemas import OpenAIFunctionToolSchema, ToolResponse
@@ -28,6 +29,7 @@ from actguide_plugin.tools.formatting import format_search, format_visit
 from actguide_plugin.tools.httpclient import HttpCallError
 
 logger = get_logger(__name__)
+T = TypeVar("T")
 
 
 class ToolArgumentError(ValueError):
@@ -49,6 +51,19 @@ def _string_list(parameters: dict[str, Any], key: str, tool: str) -> list[str]:
 
 def _skipped_note(skipped: int, noun: str, limit: int) -> str:
     return f"\n[{skipped} more {noun} not run: at most {limit} per call]" if skipped > 0 else ""
+
+
+async def _each_within(
+    items: list[str], longest: int, noun: str, call: Callable[[list[str]], Awaitable[list[T | Failed]]]
+) -> list[T | Failed]:
+    """``call`` on the items of at most ``longest`` characters, in order; each longer one fails alone, with a
+    message for the model (the retriever refuses a request holding one, which would fail every item of the call)."""
+    asked = [item for item in items if len(item) <= longest]
+    found = iter(await call(asked) if asked else [])
+    too_long = "the {} has {} characters; at most {}"
+    return [
+        next(found) if len(item) <= longest else Failed(too_long.format(noun, len(item), longest)) for item in items
+    ]
 
 
 def _function_schema(name: str, description: str, properties: dict[str, Any], required: list[str]) -> dict:
@@ -116,16 +131,9 @@ class WebSearchTool(_BackendTool):
     async def run(self, backend: SearchBackend, parameters: dict[str, Any], failures: list[Failed]) -> str:
         settings: SearchToolConfig = self.settings
         queries = _string_list(parameters, "query", self.name)
-        limit, longest = settings.max_queries_per_call, settings.max_query_chars
+        limit = settings.max_queries_per_call
         run = queries[:limit]
-        asked = [query for query in run if len(query) <= longest]
-        found = iter(await backend.search(asked, settings.topk) if asked else [])
-        results = [
-            next(found)
-            if len(query) <= longest
-            else Failed(f"the query has {len(query)} characters; at most {longest}")
-            for query in run
-        ]
+        results = await _each_within(run, settings.max_query_chars, "query", lambda q: backend.search(q, settings.topk))
         failures.extend(result for result in results if isinstance(result, Failed))
         return format_search(run, results, settings.snippet_chars) + _skipped_note(
             len(queries) - limit, "queries", limit
@@ -157,7 +165,7 @@ class WebVisitTool(_BackendTool):
         if goal is not None and not isinstance(goal, str):
             raise ToolArgumentError(f"{self.name}: 'goal' must be a string, got {goal!r}")
         limit = settings.max_urls_per_call
-        results = await backend.visit(urls[:limit])
+        results = await _each_within(urls[:limit], settings.max_url_chars, "url", backend.visit)
         failures.extend(result for result in results if isinstance(result, Failed))
         return format_visit(urls[:limit], results, settings.max_page_chars) + _skipped_note(
             len(urls) - limit, "urls", limit

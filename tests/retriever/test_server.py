@@ -461,3 +461,12 @@ async def test_an_over_long_query_fails_alone_and_is_not_echoed_whole(base_url):
     assert 'Results for "capital of Germany":\n1. Berlin' in response.text
     assert f"failed: the query has {len(runaway.strip())} characters; at most 2048" in response.text
     assert len(response.text) < 600  # the runaway query is shown cut, not whole
+
+
+async def test_an_over_long_url_fails_alone(base_url):
+    visit = WebVisitTool({"type": "native", "backend": {"name": "retrieval_server", "base_url": base_url}}, None)
+    instance_id, _ = await visit.create(create_kwargs={})
+    response, _, metrics = await visit.execute(instance_id, {"url": ["Berlin", "https://x.org/" + "a" * 3000]})
+    assert metrics["errors"] == 0 and metrics["failed_items"] == 1
+    assert "Page: Berlin" in response.text and "failed: the url has 3014 characters; at most 2048" in response.text
+    assert len(response.text) < 600
