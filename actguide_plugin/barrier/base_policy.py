@@ -2,7 +2,7 @@
 
 The issue's rule: the base policy may know the tool-call format, copying a name into a query, answering from a
 tool response and following a numbered plan — but never the barrier procedure (searching the entity a page
-points to). The supervised warm start therefore shows three task families and nothing else:
+points to). The supervised warm start therefore shows four task families and nothing else:
 
 - *lookup* (unguided): ``What is the code of X?`` → ``web_search X`` → ``X has code 417.`` → ``<answer>417</answer>``;
 - *plan* (guided): the same question with a numbered plan of its 2..4 searches over a linked chain of pages (each
@@ -21,6 +21,11 @@ points to). The supervised warm start therefore shows three task families and no
   measured (format 4, no shallow family): seed 0's base answered the pointed name (0.00 unguided on validation),
   seed 1's searched it on a quarter of the tasks (0.26), so for seed 1 there was no barrier to cross.
 
+Refusals in every family (format 6): in the final noisy phase any search, guided or not, may first be a wrong name
+the world refuses. When only plan conversations had them, a refusal meant "a plan is being followed": the format-5
+base of seed 0, after mis-copying the question's name and being refused, went on to follow the links without a
+plan, and plain GRPO learned from those chance successes (:func:`refused_turns`).
+
 Never a hop without a plan: no unguided conversation searches a name a page points to, so the procedure itself
 (choosing to search the pointed name, with no plan) is what RL must teach. Names come from the training partition
 (never a validation name). Plans used to run over unrelated code pages (format 3); under the world's link rule most
@@ -33,7 +38,7 @@ responses formatted by the ``web_search`` tool's own formatter (``topk: 1``), th
 Training is plain PyTorch (verl's SFT trainer needs a GPU device mesh), deterministic from the seed, and cached:
 a directory whose ``base_policy.json`` records the same settings is reused as it is.
 
-    python -m actguide_plugin.barrier.base_policy OUT_DIR [--seed 0] [--steps 600] [--from-shipped]
+    python -m actguide_plugin.barrier.base_policy OUT_DIR [--seed 0] [--steps 1500] [--from-shipped]
 """
 
 from __future__ import annotations
@@ -74,7 +79,7 @@ SETTINGS_FILE = "base_policy.json"
 # The seed-0 base policy with the default settings, as this module trains it (6 minutes on 2 cores), shipped so
 # that the CPU demo starts learning at once; `--from-shipped` copies it instead of training when it matches.
 SHIPPED = Path(__file__).resolve().parent / "base_seed0"
-FORMAT_VERSION = 5  # bump when the warm-start data or tokenization changes, so cached models are rebuilt
+FORMAT_VERSION = 6  # bump when the warm-start data or tokenization changes, so cached models are rebuilt
 WIDTH_STEP = 64  # batches are padded to a multiple: oneDNN prepares kernels per shape, slow for the first of each
 SNIPPET_CHARS = 300  # the web_search tool's snippet budget (recipe/actguide/config/tools/search_barrier.yaml)
 
@@ -130,6 +135,7 @@ class Turn:
     assistant: str
     tool_response: str | None = None
     call: Action | None = None  # the tool call the assistant text makes
+    trained: bool = True  # False: context only, no loss on its tokens
 
 
 @dataclass(frozen=True)
@@ -153,18 +159,48 @@ def _question(name: str) -> list[dict[str, Any]]:
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": QUESTION.format(name=name)}]
 
 
-def lookup_conversation(rng: random.Random, pool: Sequence[str]) -> Conversation:
+def refused_turns(rng: random.Random, pool: Sequence[str], right: str, copy_noise: float, first: bool) -> list[Turn]:
+    """With probability ``copy_noise``, one search of a wrong name and the world's refusal of it, before the
+    search of ``right`` (else nothing; nothing either in the rare draw of ``right`` itself).
+
+    Every family has them, guided or not: a refusal seen only in plan conversations became a cue for the plan's
+    behaviour (format 5, seed 0: 125 of plain GRPO's 131 unguided successes in steps 1-40 searched a wrong name
+    first, were refused, then followed the links as if given a plan). A wrong ``first`` search is context only:
+    the first search copies the question's name, and training random names there (loss ~7 nats each) undid that
+    copy (format-6 draft, seed 1: full-plan success 0.02 after the noise phase, 0.62 with 1,000 more clean steps).
+    Later wrong searches are trained: imperfect plan following, which keeps rescued groups mixed.
+    """
+    if rng.random() >= copy_noise:
+        return []
+    wrong = rng.choice(pool)
+    if wrong == right:
+        return []
+    call = Action(SEARCH_TOOL, {"query": [wrong]})
+    return [Turn(tool_call_text(call), UNREACHABLE_TEXT, call, trained=not first)]
+
+
+def lookup_conversation(rng: random.Random, pool: Sequence[str], copy_noise: float = 0.0) -> Conversation:
     name, code = rng.choice(pool), random_code(rng)
-    turns = [search_turn(name, name, CODE_TEXT.format(name=name, code=code)), Turn(f"<answer>{code}</answer>")]
+    turns = [
+        *(refused_turns(rng, pool, name, copy_noise, first=True) if copy_noise else []),
+        search_turn(name, name, CODE_TEXT.format(name=name, code=code)),
+        Turn(f"<answer>{code}</answer>"),
+    ]
     return Conversation(_question(name), turns)
 
 
-def pointer_conversation(rng: random.Random, pool: Sequence[str], question: str = POINTER_QUESTION) -> Conversation:
+def pointer_conversation(
+    rng: random.Random, pool: Sequence[str], question: str = POINTER_QUESTION, copy_noise: float = 0.0
+) -> Conversation:
     """``What does X point to?``: read a link page and answer with the name it points to — copying a name out of
     a tool response, which the procedure needs, without ever searching that name. With the code ``QUESTION``, the
     *shallow* family: the same answer where the procedure would search that name."""
     name, target = rng.sample(pool, 2)
-    turns = [search_turn(name, name, LINK_TEXT.format(name=name, target=target)), Turn(f"<answer>{target}</answer>")]
+    turns = [
+        *(refused_turns(rng, pool, name, copy_noise, first=True) if copy_noise else []),
+        search_turn(name, name, LINK_TEXT.format(name=name, target=target)),
+        Turn(f"<answer>{target}</answer>"),
+    ]
     return Conversation(
         [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question.format(name=name)}],
         turns,
@@ -185,9 +221,8 @@ def plan_conversation(rng: random.Random, pool: Sequence[str], max_plan: int, co
     code = random_code(rng)
     turns = []
     for position, name in enumerate(chain):
-        if position > 0 and rng.random() < copy_noise:
-            wrong = Action(SEARCH_TOOL, {"query": [rng.choice(pool)]})
-            turns.append(Turn(tool_call_text(wrong), UNREACHABLE_TEXT, wrong))
+        if position > 0 or copy_noise:  # the clean phase draws as format 5 did: its data, in its order
+            turns.extend(refused_turns(rng, pool, name, copy_noise, first=position == 0))
         last = position == len(chain) - 1
         text = (
             CODE_TEXT.format(name=name, code=code) if last else LINK_TEXT.format(name=name, target=chain[position + 1])
@@ -218,11 +253,11 @@ def conversations(settings: BasePolicySettings, noisy: bool = False) -> list[Con
         if draw < settings.plan_share:
             out.append(plan_conversation(rng, pool, settings.max_plan, noise))
         elif draw < settings.plan_share + settings.pointer_share:
-            out.append(pointer_conversation(rng, pool))
+            out.append(pointer_conversation(rng, pool, copy_noise=noise))
         elif draw < settings.plan_share + settings.pointer_share + settings.shallow_share:
-            out.append(pointer_conversation(rng, pool, QUESTION))
+            out.append(pointer_conversation(rng, pool, QUESTION, copy_noise=noise))
         else:
-            out.append(lookup_conversation(rng, pool))
+            out.append(lookup_conversation(rng, pool, copy_noise=noise))
     return out
 
 
@@ -236,7 +271,10 @@ def encode(
     for turn in conversation.turns:
         assistant_ids = [*tokenizer.encode(turn.assistant, add_special_tokens=False), tokenizer.eos_token_id]
         merged = builder.merge_assistant_tokens(runtime, assistant_ids)
+        before = len(response_mask)
         response_mask, _ = builder.align_response_metadata(merged, response_mask, None)
+        if not turn.trained:
+            response_mask = [*response_mask[:before], *(0 for _ in response_mask[before:])]
         runtime = merged.token_ids
         if turn.tool_response is None:
             break

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from transformers import AutoTokenizer
 from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
 from verl.workers.rollout.replica import TokenOutput
 
@@ -18,12 +19,22 @@ from actguide_plugin.barrier.base_policy import (
     encode,
     ensure_base_policy,
     search_turn,
+    tool_call_text,
     tool_schemas,
 )
-from actguide_plugin.barrier.world import SYSTEM_PROMPT, UNREACHABLE_TEXT, build_world
+from actguide_plugin.barrier.world import SEARCH_TOOL, SYSTEM_PROMPT, UNREACHABLE_TEXT, build_world
+from actguide_plugin.core.actions import Action
 from actguide_plugin.core.guidance import guided_messages, level_in_text, plan_in_text
 from actguide_plugin.cpu.tiny_model import build_tiny_model
 from data_preprocess.barrier import build_barrier
+
+
+def _refusals_then(turns: list[Turn], count: int) -> tuple[int, list[Turn]]:
+    """How many leading searches were refused (at most one, the copy noise), and the ``count`` turns after them."""
+    refused = [turn for turn in turns if turn.tool_response == UNREACHABLE_TEXT]
+    assert len(refused) <= 1 and turns[: len(refused)] == refused and len(turns) == len(refused) + count
+    assert not any(turn.trained for turn in refused)  # a wrong first search is context: it must not undo the copy
+    return len(refused), turns[len(refused) :]
 
 
 @pytest.mark.parametrize("noisy", [False, True])
@@ -35,37 +46,63 @@ def test_warm_start_follows_linked_plans_and_never_takes_a_hop_without_one(noisy
     assert 120 < len(plans) < 280
     pointers = [c for c in data if c.messages[-1]["content"].startswith("What does ")]
     assert 40 < len(pointers) < 130  # pointer_share 0.2
+    refused = {"guided": 0, "unguided": 0}
     for conversation in pointers:  # read a link page, answer the name: never search it
-        (search, answer) = conversation.turns
+        wrong, (search, answer) = _refusals_then(conversation.turns, 2)
+        refused["unguided"] += wrong
         target = search.tool_response.split(" points to ")[1][:-1]
         assert answer.assistant == f"<answer>{target}</answer>" and target not in conversation.messages[-1]["content"]
     unguided_codes = [c for c in data if c not in plans and c not in pointers]
-    shallow = [c for c in unguided_codes if "points to" in c.turns[0].tool_response]
+    shallow = [c for c in unguided_codes if "points to" in c.turns[-2].tool_response]
     assert 25 < len(shallow) < 100  # shallow_share 0.15
-    for conversation in shallow:  # the code question on a page that points on: the pointed name, never a search
-        (search, answer) = conversation.turns
-        target = search.tool_response.split(" points to ")[1][:-1]
-        assert answer.assistant == f"<answer>{target}</answer>"
     for conversation in unguided_codes:
         assert conversation.messages[-1]["content"].startswith("What is the code of ")
-        if conversation not in shallow:  # lookup: one search of the asked entity, its code page, its code
-            (search, answer) = conversation.turns
+        wrong, (search, answer) = _refusals_then(conversation.turns, 2)
+        refused["unguided"] += wrong
+        if conversation in shallow:  # the code question on a page that points on: the pointed name, never a search
+            assert answer.assistant == f"<answer>{search.tool_response.split(' points to ')[1][:-1]}</answer>"
+        else:  # lookup: one search of the asked entity, its code page, its code
             assert answer.assistant == f"<answer>{search.tool_response[-4:-1]}</answer>"
-    refused = 0
     for conversation in plans:
         plan = [action.arguments["query"][0] for action in plan_in_text(conversation.messages[-1]["content"])]
         *searches, answer = conversation.turns
         found = [turn for turn in searches if turn.tool_response != UNREACHABLE_TEXT]
-        refused += len(searches) - len(found)
+        refused["guided"] += len(searches) - len(found)
+        assert all(turn.trained == (position > 0) for position, turn in enumerate(searches) if turn not in found)
         assert [turn.call.arguments["query"][0] for turn in found] == plan  # every hop, in order
         for turn, following in zip(found, plan[1:], strict=False):
             assert turn.tool_response.endswith(f"points to {following}.")  # each page links to the next line
         assert answer.assistant == f"<answer>{found[-1].tool_response[-4:-1]}</answer>"  # the last page's code
-    steps = sum(len(plan_in_text(c.messages[-1]["content"])) - 1 for c in plans)  # the first search is never noisy
-    if noisy:
-        assert 0.1 * steps < refused < 0.3 * steps  # copy_noise 0.2: a wrong name, refused, then the right one
-    else:
-        assert refused == 0  # the copying skills are learned from clean data first
+    steps = {"guided": sum(len(plan_in_text(c.messages[-1]["content"])) for c in plans), "unguided": 400 - len(plans)}
+    for family, count in refused.items():
+        if noisy:  # copy_noise 0.2 before any search, guided or not: a refusal is no cue for a plan (about 1 in
+            # 1,000 draws picks the right name itself and adds no refusal)
+            assert 0.1 * steps[family] < count < 0.3 * steps[family], family
+        else:
+            assert count == 0  # the copying skills are learned from clean data first
+
+
+def test_a_context_only_turn_is_in_the_tokens_but_not_in_the_loss():
+    tokenizer = AutoTokenizer.from_pretrained(SHIPPED)
+    builder = create_continuous_token_builder(tokenizer, hf_model_type="qwen3")
+    messages = [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": "What is the code of bak dor?"},
+    ]
+    call = Action(SEARCH_TOOL, {"query": ["fen gip"]})
+    right = search_turn("bak dor", "bak dor", "bak dor has code 417.")
+    seen_ids, seen_mask = encode(
+        builder,
+        tokenizer,
+        tool_schemas(),
+        Conversation(messages, [Turn(tool_call_text(call), UNREACHABLE_TEXT, call), right]),
+    )
+    wrong = Turn(tool_call_text(call), UNREACHABLE_TEXT, call, trained=False)
+    ids, mask = encode(builder, tokenizer, tool_schemas(), Conversation(messages, [wrong, right]))
+    assert ids == seen_ids  # the same tokens either way
+    first, count = seen_mask.index(1), len(tokenizer.encode(wrong.assistant, add_special_tokens=False)) + 1
+    assert seen_mask[first : first + count] == [1] * count and mask[first : first + count] == [0] * count
+    assert mask[first + count :] == seen_mask[first + count :] and sum(mask) > 0  # the rest is trained as before
 
 
 class _Replay:
