@@ -104,7 +104,7 @@ class BasePolicySettings:
     max_plan: int = 4  # plan lengths 2..max_plan
     # Imperfect plan following keeps rescued groups mixed: an all-success group has no GRPO advantage
     # (measured with 0.0: 97 % guided success at k* = L, one group in eight with a signal).
-    copy_noise: float = 0.1  # chance that a plan step searches a wrong name
+    copy_noise: float = 0.1  # chance that a search (any family) is first tried with a wrong name
     # ...but only in noise_steps steps after the `steps` noise-free ones, once the copying skills have appeared:
     # with noise from step 0 they never did (name copying 0.02-0.23 after 1,500 steps, 1.00 without noise).
     noise_steps: int = 300
