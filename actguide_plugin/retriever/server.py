@@ -176,14 +176,17 @@ def _check_results(queries: Sequence[str], topk: int, limits: ServerLimits) -> N
         )
 
 
+def _answer_too_large(size: str, max_bytes: int) -> TooLarge:
+    return TooLarge(
+        f"answer would be {size}; at most {max_bytes} (--max-response-bytes): ask for fewer items or a smaller topk"
+    )
+
+
 def _encode(result: list[Any], limits: ServerLimits) -> bytes:
     """``{"result": result}`` as JSON bytes, refused when larger than ``max_response_bytes``."""
     content = json.dumps({"result": result}, ensure_ascii=False, separators=(",", ":")).encode()
     if len(content) > limits.max_response_bytes:
-        raise TooLarge(
-            f"answer would be {len(content)} bytes; at most {limits.max_response_bytes} (--max-response-bytes): "
-            "ask for fewer queries or a smaller topk"
-        )
+        raise _answer_too_large(f"{len(content)} bytes", limits.max_response_bytes)
     return content
 
 
@@ -230,10 +233,8 @@ class _Job:
         self.parts.append(part)
         self.size += len(part) + (len(self.parts) > 1)
         if self.size > self.max_bytes:  # stop at once: the rest would be scored for nothing
-            self.outcome = TooLarge(
-                f"answer would be over {self.max_bytes} bytes after {len(self.parts)} of {len(self.queries)} "
-                "queries (--max-response-bytes): ask for fewer queries or a smaller topk"
-            )
+            done = f"over {self.max_bytes} bytes after {len(self.parts)} of {len(self.queries)} queries"
+            self.outcome = _answer_too_large(done, self.max_bytes)
         elif len(self.parts) == len(self.queries):
             self.outcome = _RESULT_OPEN + b",".join(self.parts) + _RESULT_CLOSE
             self.parts = []
@@ -444,6 +445,8 @@ def head_deadline_protocol(seconds: float) -> type[asyncio.Protocol]:
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     class HeadDeadlineProtocol(H11Protocol):
+        _deadline: asyncio.TimerHandle | None = None
+
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             self._arm()
@@ -453,11 +456,12 @@ def head_deadline_protocol(seconds: float) -> type[asyncio.Protocol]:
             self._arm()
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._deadline.cancel()
+            if self._deadline is not None:
+                self._deadline.cancel()
             super().connection_lost(exc)
 
         def _arm(self) -> None:
-            if getattr(self, "_deadline", None) is not None:
+            if self._deadline is not None:
                 self._deadline.cancel()
             self._deadline = self.loop.call_later(seconds, self._close_if_no_request, self.cycle)
 

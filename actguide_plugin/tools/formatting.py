@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from actguide_plugin.tools.backends import Failed, Page, SearchHit
 
-QUERY_SHOWN_CHARS = 200  # a query or url echoed in a result's header
+ECHO_CHARS = 200  # a query or url echoed in a result's header
 
 
 def shorten(text: str, max_chars: int) -> str:
@@ -19,6 +19,11 @@ def shorten(text: str, max_chars: int) -> str:
         return text
     cut = text[:max_chars].rsplit(" ", 1)[0] or text[:max_chars]
     return cut + " …"
+
+
+def _echo(asked: str) -> str:
+    """A query or url as a result header shows it: a policy's runaway one is not echoed whole into its context."""
+    return asked if len(asked) <= ECHO_CHARS else shorten(asked, ECHO_CHARS)
 
 
 def truncate_page(text: str, max_chars: int) -> str:
@@ -32,8 +37,7 @@ def format_search(queries: Sequence[str], results: Sequence[list[SearchHit] | Fa
     """Compact text: a header per query, then ``n. title — url`` and an indented snippet per hit."""
     blocks = []
     for asked, result in zip(queries, results, strict=True):
-        # a policy's runaway query is not echoed whole into its context
-        query = asked if len(asked) <= QUERY_SHOWN_CHARS else shorten(asked, QUERY_SHOWN_CHARS)
+        query = _echo(asked)
         if isinstance(result, Failed):
             blocks.append(f'Search for "{query}" failed: {result.message}')
         elif not result:
@@ -51,7 +55,7 @@ def format_visit(urls: Sequence[str], results: Sequence[Page | Failed], max_page
     """One block per url: ``Page: title — url`` and the (truncated) text, or why it failed."""
     blocks = []
     for asked, result in zip(urls, results, strict=True):
-        url = asked if len(asked) <= QUERY_SHOWN_CHARS else shorten(asked, QUERY_SHOWN_CHARS)
+        url = _echo(asked)
         if isinstance(result, Failed):
             blocks.append(f"Visit {url} failed: {result.message}")
         else:
