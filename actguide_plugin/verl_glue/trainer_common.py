@@ -10,8 +10,10 @@ latter sets ``global_steps``, 0 when nothing was resumed), and ``_validate()`` r
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,19 @@ from actguide_plugin.verl_glue.loss import make_actguide_loss_fn
 from actguide_plugin.verl_glue.validation import collect_validation
 
 logger = get_logger(__name__)
+
+
+@contextlib.contextmanager
+def rebound(module: str, name: str, value: Any) -> Iterator[None]:
+    """``module.name = value`` for the duration: verl's TaskRunners look their trainer up there at call time, and each
+    runs in its own Ray actor process, so nothing else sees the substitution."""
+    target = importlib.import_module(module)
+    original = getattr(target, name)
+    setattr(target, name, value)
+    try:
+        yield
+    finally:
+        setattr(target, name, original)
 
 
 class ActGuideTrainerMixin:

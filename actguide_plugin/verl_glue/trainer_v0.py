@@ -25,7 +25,6 @@ prompt. ``actguide.ratio_context=guided`` (Table 4 ablation) keeps guided prompt
 
 from __future__ import annotations
 
-import importlib
 import logging
 from pathlib import Path
 
@@ -50,7 +49,7 @@ from actguide_plugin.verl_glue.config import check_verl_config
 from actguide_plugin.verl_glue.metrics import loss_metrics, search_metrics
 from actguide_plugin.verl_glue.prompt_swap import swap_to_unguided_padded
 from actguide_plugin.verl_glue.state import state_actor
-from actguide_plugin.verl_glue.trainer_common import ActGuideTrainerMixin
+from actguide_plugin.verl_glue.trainer_common import ActGuideTrainerMixin, rebound
 
 logger = get_logger(__name__)
 
@@ -193,13 +192,8 @@ class ActGuideTaskRunnerV0Impl(TaskRunner.__ray_actor_class__):
         BaseTaskRunner.__init__(self)
 
     def run(self, config):
-        module = importlib.import_module("verl.trainer.main_ppo_v0")
-        original = module.RayPPOTrainer
-        module.RayPPOTrainer = ActGuideRayTrainer
-        try:
+        with rebound("verl.trainer.main_ppo_v0", "RayPPOTrainer", ActGuideRayTrainer):
             return super().run(config)
-        finally:
-            module.RayPPOTrainer = original
 
 
 ActGuideTaskRunnerV0 = ray.remote(ActGuideTaskRunnerV0Impl)

@@ -33,7 +33,6 @@ cloned, and each row gets its task's L (``NUM_ACTIONS_FIELD``) for the loss's pe
 
 from __future__ import annotations
 
-import importlib
 import logging
 from pathlib import Path
 
@@ -58,7 +57,7 @@ from actguide_plugin.verl_glue.empty_step import guard_empty_steps
 from actguide_plugin.verl_glue.metrics import loss_metrics, search_metrics
 from actguide_plugin.verl_glue.prompt_swap import guided_and_padding_rows, swap_to_unguided
 from actguide_plugin.verl_glue.state import state_actor
-from actguide_plugin.verl_glue.trainer_common import ActGuideTrainerMixin
+from actguide_plugin.verl_glue.trainer_common import ActGuideTrainerMixin, rebound
 
 logger = get_logger(__name__)
 
@@ -183,19 +182,13 @@ class ActGuideTaskRunnerImpl(TaskRunnerV1.__ray_actor_class__):
     """
 
     def run(self, config):
-        v1 = importlib.import_module("verl.trainer.ppo.v1")
-        original = v1.get_trainer_cls
-
         def trainer_cls(mode: str):
             if mode != "sync":
                 raise ValueError(f"trainer.v1.trainer_mode={mode!r}: ActGuide-RL runs with the 'sync' trainer")
             return ActGuideTrainer
 
-        v1.get_trainer_cls = trainer_cls
-        try:
+        with rebound("verl.trainer.ppo.v1", "get_trainer_cls", trainer_cls):
             return super().run(config)
-        finally:
-            v1.get_trainer_cls = original
 
 
 ActGuideTaskRunner = ray.remote(ActGuideTaskRunnerImpl)

@@ -28,6 +28,7 @@ from actguide_plugin.verl_glue.rollout_v0 import (
     placeholders,
     split_groups,
 )
+from actguide_plugin.verl_glue.trainer_common import rebound
 from actguide_plugin.verl_glue.trainer_v0 import move_row_fields
 
 PAD, WIDTH, RESPONSE = 0, 6, 4
@@ -169,3 +170,13 @@ def test_groups_come_back_in_prompt_order_with_failed_ones_filled():
     assert out.non_tensor_batch[IS_GUIDED_FIELD].tolist() == [0.0, 0.0, 0.0, 0.0, 1.0, 1.0]
     nothing = DataProto(meta_info={FAILED_GROUPS_KEY: [0]})  # what a worker whose every group raised returns
     assert assemble_groups([nothing], [(0, 1)], [(0, 2)]) is None
+
+
+def test_a_taskrunners_trainer_substitution_is_undone_even_when_the_run_raises():
+    import verl.trainer.main_ppo_v0 as v0
+
+    original = v0.RayPPOTrainer
+    with pytest.raises(RuntimeError, match="run failed"), rebound("verl.trainer.main_ppo_v0", "RayPPOTrainer", int):
+        assert v0.RayPPOTrainer is int
+        raise RuntimeError("run failed")
+    assert v0.RayPPOTrainer is original
