@@ -29,6 +29,7 @@ setup(
     include_package_data=True,
     install_requires=[
         "verl[verl-core]==0.9.1",  # verl-core brings TransferQueue, cachetools, uvicorn, fastapi (V1 trainer)
+        "transferqueue==0.1.11",  # the V1 trainer's data plane, as tested (verl-core leaves it unpinned)
         "cachetools",
         "uvicorn",
         "aiohttp",

@@ -7,7 +7,10 @@ Each module's docstring names the verl APIs it relies on (the upgrade checklist)
 * :mod:`.loss` — the ``actguide`` policy loss and the ``ppo_loss`` replacement that sees the guided flag;
 * :mod:`.agent_loop` — the ``actguide_tool_agent`` agent loop (renders G_k, keeps the unguided prompt ids);
 * :mod:`.group` — one prompt's level search inside an agent-loop worker (shared by the trainer paths);
-* :mod:`.rollout_v1` / :mod:`.trainer_v1` — the adapters to verl's V1 (TransferQueue) trainer;
+* :mod:`.rollout` — the rollout manager the config names, for either trainer (``trainer.use_v1``);
+* :mod:`.rollout_v1` / :mod:`.trainer_v1` — the adapters to verl's V1 (TransferQueue) trainer, :mod:`.rollout_v0` /
+  :mod:`.trainer_v0` to the classic ``RayPPOTrainer`` (``DataProto``), :mod:`.rollout_common` /
+  :mod:`.trainer_common` what both do alike;
 * :mod:`.prompt_swap` — guided rows back to the unguided view; :mod:`.metrics` — ``actguide/*`` step metrics;
 * :mod:`.state` — the Ray actor shared by rollout workers and trainer (warm-start cache, group summaries).
 """

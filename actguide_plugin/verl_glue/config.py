@@ -187,6 +187,11 @@ def actguide_config(config: DictConfig | Mapping[str, Any] | None) -> ActGuideCo
     return built
 
 
+MANAGER = "actguide_plugin.verl_glue.rollout.ActGuideAgentLoopManager"  # either trainer (by trainer.use_v1)
+V1_MANAGER = "actguide_plugin.verl_glue.rollout_v1.ActGuideAgentLoopManager"  # V1 only (the recipe's earlier value)
+V0_MANAGER = "actguide_plugin.verl_glue.rollout_v0.ActGuideAgentLoopManagerV0"  # classic trainer only
+
+
 def check_verl_config(config: Any) -> ActGuideConfig:
     """Settings ActGuide cannot work without, checked before Ray starts; each problem names the key to change.
 
@@ -201,11 +206,9 @@ def check_verl_config(config: Any) -> ActGuideConfig:
     if actor.get("use_prefix_grouper", False):
         problems.append("actor_rollout_ref.actor.use_prefix_grouper must be false (guided rows break shared prefixes)")
     manager = rollout.get("agent", {}).get("agent_loop_manager_class") or ""
-    if not manager.startswith("actguide_plugin."):
-        problems.append(
-            "actor_rollout_ref.rollout.agent.agent_loop_manager_class must be "
-            "actguide_plugin.verl_glue.rollout_v1.ActGuideAgentLoopManager"
-        )
+    v1 = bool(config.trainer.get("use_v1", True))
+    if manager not in (MANAGER, V1_MANAGER if v1 else V0_MANAGER):
+        problems.append(f"actor_rollout_ref.rollout.agent.agent_loop_manager_class must be {MANAGER}")
     n = rollout.get("n", 1)
     if actguide.mode.startswith("fallback_") and actguide.probe_m > n:
         problems.append(
@@ -218,10 +221,10 @@ def check_verl_config(config: Any) -> ActGuideConfig:
             f"algorithm.adv_estimator={estimator!r}: ActGuide needs group-normalized advantages, "
             f"one of {list(GROUP_ADVANTAGE_ESTIMATORS)}"
         )
-    if not config.trainer.get("use_v1", True):
-        problems.append("trainer.use_v1 must be true (the recipe runs on verl's V1 trainer)")
-    elif config.trainer.v1.trainer_mode != "sync":
+    if v1 and config.trainer.v1.trainer_mode != "sync":
         problems.append("trainer.v1.trainer_mode must be 'sync' (ActGuide's trainer extends the sync trainer)")
+    if not v1:
+        problems += _classic_trainer_problems(config, actguide)
     bypass = bool(config.algorithm.get("rollout_correction", {}).get("bypass_mode", False))
     if (actguide.ratio_source == "rollout") != bypass:
         problems.append(
@@ -243,6 +246,22 @@ def check_verl_config(config: Any) -> ActGuideConfig:
     if problems:
         raise ValueError("ActGuide-RL config: " + "; ".join(problems))
     return actguide
+
+
+def _classic_trainer_problems(config: Any, actguide: ActGuideConfig) -> list[str]:
+    """What the classic trainer path (``trainer.use_v1=false``, :mod:`.trainer_v0`) needs besides the common keys."""
+    problems = []
+    if config.trainer.get("critic_warmup", 0) != 0:
+        problems.append(
+            "trainer.critic_warmup must be 0 with trainer.use_v1=false (ActGuide's metrics are logged with the actor "
+            "update, which verl skips during critic warm-up)"
+        )
+    if actguide.on_full_failure == "drop":
+        problems.append(
+            "actguide.on_full_failure=drop needs trainer.use_v1=true: the classic trainer joins each prompt with "
+            "exactly n rollouts by position, so a group cannot be left out (use keep or unguided)"
+        )
+    return problems
 
 
 def _router_replay_modes(section: Any, path: str) -> list[tuple[str, str]]:

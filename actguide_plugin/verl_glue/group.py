@@ -1,11 +1,12 @@
 """One prompt's guidance decision inside a verl agent-loop worker, independent of the trainer's data plane.
 
-A trainer adapter (:mod:`.rollout_v1` for verl's V1 trainer) supplies ``sample(level, session_id)`` — one
-scored trajectory of the prompt at guidance level k, kept private until chosen — and publishes the trajectories
-of the returned :class:`~actguide_plugin.core.search.GroupOutcome` its own way. Everything between is here: the
-task id and number of reference actions read from the dataset row (:mod:`.rows`), the task's warm-start entry
-fetched from the shared state actor and the search's result recorded there, the level search
-(:func:`actguide_plugin.core.search.run_group`) and the summary the trainer turns into ``actguide/*`` metrics.
+A trainer adapter (:mod:`.rollout_v1` for verl's V1 trainer, :mod:`.rollout_v0` for the classic one) supplies
+``sample(level, session_id)`` — one scored trajectory of the prompt at guidance level k, kept private until
+chosen — and publishes the trajectories of the returned :class:`~actguide_plugin.core.search.GroupOutcome` its own
+way. Everything between is here: the task id and number of reference actions read from the dataset row
+(:mod:`.rows`), the task's warm-start entry fetched from the shared state actor and the search's result recorded
+there, the level search (:func:`actguide_plugin.core.search.run_group`) and the summary the trainer turns into
+``actguide/*`` metrics.
 
 verl 0.9.1 API relied on: the dataset row as ``AgentLoopWorker`` hands it to an agent loop (``extra_info``,
 ``data_source``, ``agent_name``, ``uid``, ``global_steps``), and ``AgentLoopOutput.reward_score`` set by the

@@ -12,7 +12,7 @@ with a one-token response outside the response mask. They are never guided, what
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 import torch
@@ -47,3 +47,28 @@ def guided_and_padding_rows(
     padding = [i for i, tag in enumerate(tags) if tag.get("is_padding", False)]
     skipped = set(padding)
     return [i for i, flag in enumerate(is_guided) if flag > 0.5 and i not in skipped], padding
+
+
+def swap_to_unguided_padded(
+    tensors: MutableMapping[str, torch.Tensor],
+    rows: Sequence[int],
+    unguided_prompts: Sequence[Sequence[int]],
+    pad_id: int,
+) -> None:
+    """The prompt swap on verl's padded layout (the classic trainer's ``DataProto``), in place: for each of ``rows``,
+    the unguided prompt ids left-padded to the batch's prompt width into ``prompts`` and the prompt part of
+    ``input_ids`` and ``attention_mask``, and ``position_ids`` recomputed. The response part is not touched, and
+    no shape changes (the unguided prompt is the guided one minus its plan, so it fits)."""
+    width = tensors["prompts"].shape[1]
+    for row, prompt_ids in zip(rows, unguided_prompts, strict=True):
+        ids = torch.as_tensor(list(prompt_ids), dtype=tensors["prompts"].dtype)
+        if len(ids) > width:
+            raise ValueError(f"row {row}: unguided prompt of {len(ids)} tokens is wider than the batch's {width}")
+        padded = torch.full((width,), pad_id, dtype=ids.dtype)
+        padded[width - len(ids) :] = ids
+        mask = torch.zeros(width, dtype=tensors["attention_mask"].dtype)
+        mask[width - len(ids) :] = 1
+        tensors["prompts"][row] = padded
+        tensors["input_ids"][row, :width] = padded
+        tensors["attention_mask"][row, :width] = mask
+        tensors["position_ids"][row] = compute_position_id_with_mask(tensors["attention_mask"][row])

@@ -17,10 +17,8 @@ verl 0.9.1 APIs relied on (``verl/trainer/ppo/v1/agent_loop_tq.py``, ``verl/expe
   ``{uid}_{session_id}_{index}``. We split that: while searching, postprocessing only scores (nothing
   reaches TransferQueue); the chosen n trajectories are then put with session ids 0..n−1. A score that is
   already set is not recomputed by verl, so each trajectory is scored once.
-* Before a prompt's search, an agent loop is built as ``_run_agent_loop`` builds one (``_agent_loop_registry``,
-  ``hydra.utils.instantiate`` with ``DictConfigWrap``/``ToolListWrap`` and the worker's ``llm_client``,
-  ``tokenizer``, ``processor``, ``hf_model_type``, ``dataset_cls``, ``tools``) to find the highest guidance level
-  whose prompt fits ``rollout.prompt_length``.
+* Before a prompt's search, the highest guidance level whose prompt fits ``rollout.prompt_length``
+  (:mod:`.rollout_common`, shared with the classic trainer's workers in :mod:`.rollout_v0`).
 * ``AgentLoopManagerTQ.__init__`` sets ``agent_loop_workers_class`` itself, so ours is reassigned after
   ``super().__init__()``; Ray refuses to subclass an actor class, hence ``__ray_actor_class__``.
 
@@ -33,34 +31,21 @@ from __future__ import annotations
 import contextvars
 from typing import Any
 
-import hydra
 import ray
 import torch
 import transfer_queue as tq
-from verl.experimental.agent_loop.agent_loop import DictConfigWrap, ToolListWrap, _agent_loop_registry
 from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopManagerTQ, AgentLoopWorkerTQ
 
-from actguide_plugin.logs import describe_error, get_logger
-from actguide_plugin.names import AGENT_NAME, IS_GUIDED_FIELD, LEVEL_FIELD, UNGUIDED_PROMPT_IDS_FIELD
-from actguide_plugin.verl_glue.config import actguide_config
+from actguide_plugin.names import IS_GUIDED_FIELD, LEVEL_FIELD, UNGUIDED_PROMPT_IDS_FIELD
 from actguide_plugin.verl_glue.group import Trajectory, decide_group, publish_group, with_action_noise
-from actguide_plugin.verl_glue.rows import BadRowError, actions_of, row_name, task_id_of
-from actguide_plugin.verl_glue.state import state_actor
-from actguide_plugin.verl_glue.validation import trajectory_record, validation_level
-
-logger = get_logger(__name__)
+from actguide_plugin.verl_glue.rollout_common import ActGuideWorkerMixin
+from actguide_plugin.verl_glue.validation import validation_level
 
 _search_in_progress: contextvars.ContextVar[bool] = contextvars.ContextVar("actguide_search", default=False)
 
 
-class ActGuideAgentLoopWorkerImpl(AgentLoopWorkerTQ.__ray_actor_class__):
+class ActGuideAgentLoopWorkerImpl(ActGuideWorkerMixin, AgentLoopWorkerTQ.__ray_actor_class__):
     """``AgentLoopWorkerTQ`` whose training prompts go through the ActGuide level search."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.actguide = actguide_config(self.config)
-        self.state = state_actor()
-        self._capped_tasks: set[str] = set()  # tasks whose plan cap was logged (once each)
 
     async def _run_prompt(self, prompt: dict, sampling_params: dict, trajectory: dict, trace: bool = False) -> None:
         if trajectory["validate"]:  # unguided unless actguide.val_level / val_level_ratio ask
@@ -75,15 +60,6 @@ class ActGuideAgentLoopWorkerImpl(AgentLoopWorkerTQ.__ray_actor_class__):
             status = "failure"
             await self._record_failure(prompt, err)
         await tq.async_kv_put(key=uid, partition_id="train", tag={"status": status})
-
-    async def _record_failure(self, prompt: dict, err: Exception) -> None:
-        """One log line naming the row and the cause, and a record for ``actguide/failed_groups``/``bad_rows``."""
-        kind = "bad_row" if isinstance(err, BadRowError) else "error"
-        cause = describe_error(err)
-        logger.error(f"ActGuide group failed ({kind}), row {row_name(prompt)}: {cause}")
-        logger.debug("traceback of the failed group", exc_info=err)
-        failure = {"uid": prompt["uid"], "row": row_name(prompt), "kind": kind, "cause": cause}
-        await self.state.record_failure.remote({**failure, "global_steps": prompt.get("global_steps")})
 
     async def _run_guided_group(self, prompt: dict, sampling_params: dict, trajectory: dict, trace: bool) -> None:
         n = prompt.pop("__rollout_n__", self.config.actor_rollout_ref.rollout.n)
@@ -108,51 +84,11 @@ class ActGuideAgentLoopWorkerImpl(AgentLoopWorkerTQ.__ray_actor_class__):
             outcome, lambda session_id, outputs: self._publish(outputs, session_id, outcome.level, prompt)
         )
 
-    async def _max_fitting_level(self, prompt: dict) -> int | None:
-        """The highest guidance level whose prompt fits ``rollout.prompt_length`` (None: not a guided agent loop).
-
-        Rendered by an agent loop built as verl's ``_run_agent_loop`` builds it, so the count is exact. A cap below
-        L is logged once per task and counted in ``actguide/plan_capped_groups``.
-        """
-        if self.actguide.mode == "off" or prompt.get("agent_name") != AGENT_NAME:
-            return None
-        actions = actions_of(prompt)
-        if not actions:
-            return None
-        agent_loop = self._guided_agent_loop()
-        tool_selection = (prompt.get("extra_info") or {}).get("tool_selection")
-        level = await agent_loop.max_fitting_level(list(prompt["raw_prompt"]), actions, tool_selection)
-        task = task_id_of(prompt)
-        if level < len(actions) and task not in self._capped_tasks:
-            self._capped_tasks.add(task)
-            logger.warning(
-                f"row {row_name(prompt)}: plans above level {level} of L={len(actions)} do not fit "
-                f"actor_rollout_ref.rollout.prompt_length={agent_loop.prompt_length}; searching levels <= {level}"
-            )
-        return level
-
-    def _guided_agent_loop(self):
-        """An ``actguide_tool_agent`` instance built as verl's ``_run_agent_loop`` builds one (to render prompts)."""
-        return hydra.utils.instantiate(
-            config=_agent_loop_registry[AGENT_NAME],
-            trainer_config=DictConfigWrap(config=self.config),
-            server_manager=self.llm_client,
-            tokenizer=self.tokenizer,
-            processor=self.processor,
-            hf_model_type=self.hf_model_type,
-            dataset_cls=self.dataset_cls,
-            data_config=DictConfigWrap(self.config.data),
-            tools=ToolListWrap(self.tools),
-        )
-
     async def _agent_loop_postprocess(self, output, validate, **kwargs):
         if not _search_in_progress.get():
             result = await super()._agent_loop_postprocess(output, validate, **kwargs)
             if validate:
-                final = output[-1] if isinstance(output, list) else output
-                threshold, dumped = self.actguide.success_threshold, bool(self.actguide.val_dump_dir)
-                record = trajectory_record(final, kwargs, self.tokenizer, threshold, keep_prompt=dumped)
-                await self.state.record_validation.remote(record.to_dict())
+                await self._record_validation(output, kwargs)
             return result
         outputs = output if isinstance(output, list) else [output]
         await self._compute_score(outputs, kwargs=kwargs)

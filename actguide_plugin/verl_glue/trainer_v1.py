@@ -7,18 +7,14 @@ verl 0.9.1 APIs relied on (``verl/trainer/ppo/v1/trainer_base.py``, ``trainer_sy
   writing per-trajectory fields in TransferQueue (``tq.kv_batch_get`` / ``tq.kv_batch_put``).
 * The string ``"sync"`` is hard-coded for trainer-mode semantics (replay buffer, weight sync), so we keep the
   mode and substitute the class in our own TaskRunner instead of registering a new mode name.
-* ``actor_rollout_wg.set_loss_fn(fn)`` replaces the actor's loss wrapper (``ppo_loss``) on every worker.
-* ``_save_checkpoint`` / ``_load_checkpoint`` write/read ``{default_local_dir}/global_step_{N}/``; we add the
-  warm-start cache and the run's resolved config (``actguide_run_config.yaml``, what ``actguide-export`` ships).
+* The loss wrapper, the warm-start cache and run config in checkpoints and the ``val-actguide/*`` metrics are the
+  classic trainer's too (:mod:`.trainer_common`).
 * ``replay_buffer`` and ``_add_batch_to_generate()``: a step with no trajectory at all is explained or refilled
   (:mod:`.empty_step`).
 * ``ReplayBuffer.poll_interval``: the sync replay buffer checks TransferQueue for finished rollouts every 2 s, a
   constructor default that no config key reaches (``_build_replay_buffer`` passes only
   ``trainer.v1.sampler.sampler_kwargs`` on, unread); :func:`set_poll_interval` applies
   ``trainer.v1.sampler.sampler_kwargs.poll_interval`` to the built-in buffer.
-* ``_validate()`` runs verl's validation over ``val_dataloader`` and returns its metrics; we add the
-  ``val-actguide/*`` metrics of :mod:`.validation` (and its files with ``actguide.val_dump_dir``).
-
 * ``_update_actor`` puts the actor's reduced metrics (``actor/...``) into the step's ``metrics``; the loss's summed
   statistics are turned into ``actguide/*`` means right there, once per update (:func:`.metrics.loss_metrics`).
 * Padding rows appended by ``_balance_batch`` carry the tag ``is_padding`` (:mod:`.prompt_swap`).
@@ -37,40 +33,31 @@ cloned, and each row gets its task's L (``NUM_ACTIONS_FIELD``) for the loss's pe
 
 from __future__ import annotations
 
-import importlib
-import json
 import logging
 from pathlib import Path
 
 import ray
 import torch
 import transfer_queue as tq
-from omegaconf import OmegaConf
 from verl.trainer.main_ppo import TaskRunnerV1
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
-from verl.utils.config import omega_conf_to_dataclass
 from verl.utils.tensordict_utils import list_of_dict_to_tensordict
 
-from actguide_plugin.core.level_cache import LevelCache
 from actguide_plugin.logs import get_logger
 from actguide_plugin.names import (
-    GUIDED_PROMPT_TEXT,
     IS_GUIDED_FIELD,
     LEVEL_FIELD,
     METRIC_PREFIX,
     NUM_ACTIONS_FIELD,
     ROWS_DUMP_FILE,
-    RUN_CONFIG_FILE,
     UNGUIDED_PROMPT_IDS_FIELD,
 )
-from actguide_plugin.outputs import StagedOutputs
 from actguide_plugin.verl_glue.config import check_verl_config
 from actguide_plugin.verl_glue.empty_step import guard_empty_steps
-from actguide_plugin.verl_glue.loss import make_actguide_loss_fn
 from actguide_plugin.verl_glue.metrics import loss_metrics, search_metrics
 from actguide_plugin.verl_glue.prompt_swap import guided_and_padding_rows, swap_to_unguided
 from actguide_plugin.verl_glue.state import state_actor
-from actguide_plugin.verl_glue.validation import collect_validation
+from actguide_plugin.verl_glue.trainer_common import ActGuideTrainerMixin, rebound
 
 logger = get_logger(__name__)
 
@@ -93,7 +80,7 @@ def set_poll_interval(replay_buffer, sampler_config) -> None:
     replay_buffer.poll_interval = float(poll_interval)
 
 
-class ActGuideTrainer(PPOTrainerSync):
+class ActGuideTrainer(ActGuideTrainerMixin, PPOTrainerSync):
     """``PPOTrainerSync`` + prompt swap, ActGuide loss, ``actguide/*`` metrics and the warm-start cache."""
 
     def __init__(self, config):
@@ -106,11 +93,7 @@ class ActGuideTrainer(PPOTrainerSync):
 
     def init(self):
         super().init()
-        actor_config = omega_conf_to_dataclass(self.config.actor_rollout_ref.actor)
-        loss_fn = make_actguide_loss_fn(
-            actor_config, self.actguide.objective_config(), require_flags=self.actguide.mode != "off"
-        )
-        self.actor_rollout_wg.set_loss_fn(loss_fn)
+        self._install_loss()
 
     def _compute_old_log_prob(self, batch, metrics: dict):
         batch = super()._compute_old_log_prob(batch, metrics)  # on the guided view (what was sampled)
@@ -173,19 +156,12 @@ class ActGuideTrainer(PPOTrainerSync):
             *(IS_GUIDED_FIELD, LEVEL_FIELD, UNGUIDED_PROMPT_IDS_FIELD),
         ]
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", encoding="utf-8") as f:
-            for i, (key, tag) in enumerate(zip(batch.keys, batch.tags, strict=True)):
-                if tag.get("is_padding", False):
-                    continue
-                row = {"key": key, **{name: data[name][i].tolist() for name in fields}}
-                guided_prompt = self._guided_prompts.get(key)
-                row[GUIDED_PROMPT_TEXT] = None if guided_prompt is None else self._decode(guided_prompt)
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-    def _decode(self, ids: list[int]) -> str:
-        """Prompt text as verl's own rollout dump decodes it (special tokens skipped)."""
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
+        rows = (
+            {"key": key, **{name: data[name][i].tolist() for name in fields}}
+            for i, (key, tag) in enumerate(zip(batch.keys, batch.tags, strict=True))
+            if not tag.get("is_padding", False)
+        )
+        self._write_rows(path, rows, self._guided_prompts)
 
     def _update_actor(self, batch, metrics: dict):
         batch = super()._update_actor(batch, metrics)
@@ -195,42 +171,6 @@ class ActGuideTrainer(PPOTrainerSync):
     def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):
         super()._compute_metrics(batch, metrics, timing_raw, global_steps, epoch)
         metrics.update(search_metrics(self.state))
-
-    def _cache_path(self) -> Path:
-        """The warm-start cache file inside the checkpoint folder of the current global step."""
-        if self.config.trainer.resume_mode == "resume_path" and self.config.trainer.resume_from_path:
-            folder = Path(self.config.trainer.resume_from_path)
-        else:
-            folder = Path(self.config.trainer.default_local_dir) / f"global_step_{self.global_steps}"
-        return folder / self.actguide.cache_file
-
-    def _save_checkpoint(self):
-        super()._save_checkpoint()
-        folder = Path(self.config.trainer.default_local_dir) / f"global_step_{self.global_steps}"
-        LevelCache.from_dict(ray.get(self.state.cache_state.remote())).save(folder / self.actguide.cache_file)
-        with StagedOutputs(folder) as out:
-            out.text(RUN_CONFIG_FILE, OmegaConf.to_yaml(self.config, resolve=True))
-            out.commit()
-
-    def _validate(self) -> dict[str, float]:
-        samples = int(self.config.actor_rollout_ref.rollout.val_kwargs.n)
-        ray.get(self.state.begin_validation.remote(len(self.val_dataloader.dataset) * samples))
-        metrics = super()._validate()
-        val_only = bool(self.config.trainer.get("val_only", False))
-        records = ray.get(self.state.pop_validation_records.remote())
-        metrics.update(collect_validation(records, self.actguide, samples, self.global_steps, val_only))
-        return metrics
-
-    def _load_checkpoint(self):
-        super()._load_checkpoint()
-        if self.global_steps == 0:  # nothing was resumed
-            return
-        path = self._cache_path()
-        if not path.exists():
-            logger.warning(f"no ActGuide warm-start cache at {path}: searches start cold")
-            return
-        restored = ray.get(self.state.load_cache_state.remote(LevelCache.load(path).to_dict()))
-        logger.info(f"restored ActGuide warm-start cache ({restored} tasks) from {path}")
 
 
 class ActGuideTaskRunnerImpl(TaskRunnerV1.__ray_actor_class__):
@@ -242,19 +182,13 @@ class ActGuideTaskRunnerImpl(TaskRunnerV1.__ray_actor_class__):
     """
 
     def run(self, config):
-        v1 = importlib.import_module("verl.trainer.ppo.v1")
-        original = v1.get_trainer_cls
-
         def trainer_cls(mode: str):
             if mode != "sync":
                 raise ValueError(f"trainer.v1.trainer_mode={mode!r}: ActGuide-RL runs with the 'sync' trainer")
             return ActGuideTrainer
 
-        v1.get_trainer_cls = trainer_cls
-        try:
+        with rebound("verl.trainer.ppo.v1", "get_trainer_cls", trainer_cls):
             return super().run(config)
-        finally:
-            v1.get_trainer_cls = original
 
 
 ActGuideTaskRunner = ray.remote(ActGuideTaskRunnerImpl)

@@ -1,9 +1,9 @@
 """Hydra entry point of the ActGuide-RL recipe: ``python -m recipe.actguide.main_actguide`` (or ``actguide-train``).
 
 Same flow as verl's ``verl.trainer.main_ppo`` (device detection, config validation, Ray, TaskRunner), with
-ActGuide's TaskRunner, the checks of the settings the recipe needs (the ``actguide:`` section included) and of the
-training rows (agent loop, reference actions) before Ray starts, and CPU mode for ``--config-name actguide_cpu``
-(``trainer.device=cpu``).
+ActGuide's TaskRunner for the trainer ``trainer.use_v1`` picks (V1, or the classic ``RayPPOTrainer``), the checks
+of the settings the recipe needs (the ``actguide:`` section included) and of the training rows (agent loop,
+reference actions) before Ray starts, and CPU mode for ``--config-name actguide_cpu`` (``trainer.device=cpu``).
 """
 
 import sys
@@ -16,8 +16,8 @@ from omegaconf import open_dict
 
 from actguide_plugin.verl_glue.config import actguide_config, check_verl_config
 from actguide_plugin.verl_glue.reward_check import check_default_scorer, reward_in_use
+from actguide_plugin.verl_glue.rollout import uses_v1
 from actguide_plugin.verl_glue.rows import check_train_files
-from actguide_plugin.verl_glue.trainer_v1 import ActGuideTaskRunner
 
 CONFIG_NAME = "actguide_trainer"
 RUN_INFO = "actguide_run"  # top-level config key: what the entry point decided (the reward in use)
@@ -77,7 +77,11 @@ def launch(config, dry_run: bool = False) -> None:
         return
     with open_dict(config):
         config[RUN_INFO] = {"reward": reward}  # in the config verl logs (console, file, wandb, ...)
-    run_ppo(config, task_runner_class=ActGuideTaskRunner)
+    if uses_v1(config):
+        from actguide_plugin.verl_glue.trainer_v1 import ActGuideTaskRunner as runner
+    else:  # verl's classic RayPPOTrainer; TransferQueue is never imported
+        from actguide_plugin.verl_glue.trainer_v0 import ActGuideTaskRunnerV0 as runner
+    run_ppo(config, task_runner_class=runner)
 
 
 def compose_config(config_name: str = CONFIG_NAME, overrides: list[str] | None = None, config_dir: str | None = None):

@@ -12,7 +12,14 @@ from omegaconf import OmegaConf
 
 from actguide_plugin.core.objective import ObjectiveConfig
 from actguide_plugin.core.search import SearchConfig
-from actguide_plugin.verl_glue.config import ActGuideConfig, actguide_config, check_verl_config
+from actguide_plugin.verl_glue.config import (
+    MANAGER,
+    V0_MANAGER,
+    V1_MANAGER,
+    ActGuideConfig,
+    actguide_config,
+    check_verl_config,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -92,6 +99,32 @@ def test_recipe_configs_pass_the_checks():
     check_verl_config(config(name="actguide_cpu"))
 
 
+def test_both_trainer_paths_are_accepted_with_the_manager_that_serves_them():
+    """``trainer.use_v1`` stays the user's: the recipe's manager serves both; a path-specific one only its own."""
+    for use_v1 in ("true", "false"):
+        check_verl_config(config(f"trainer.use_v1={use_v1}"))
+    manager = "actor_rollout_ref.rollout.agent.agent_loop_manager_class="
+    check_verl_config(config(manager + V1_MANAGER))
+    check_verl_config(config("trainer.use_v1=false", manager + V0_MANAGER))
+    with pytest.raises(ValueError, match=rf"agent_loop_manager_class must be {MANAGER}"):
+        check_verl_config(config("trainer.use_v1=false", manager + V1_MANAGER))
+    with pytest.raises(ValueError, match=rf"agent_loop_manager_class must be {MANAGER}"):
+        check_verl_config(config(manager + V0_MANAGER))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.critic_warmup=1", r"trainer\.critic_warmup must be 0 with trainer\.use_v1=false"),
+        ("actguide.on_full_failure=drop", r"on_full_failure=drop needs trainer\.use_v1=true"),
+    ],
+)
+def test_what_the_classic_trainer_needs_is_checked_by_key(override, message):
+    check_verl_config(config(override))  # fine on V1
+    with pytest.raises(ValueError, match=message):
+        check_verl_config(config("trainer.use_v1=false", override))
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -100,7 +133,7 @@ def test_recipe_configs_pass_the_checks():
         ("actor_rollout_ref.rollout.agent.agent_loop_manager_class=null", "agent_loop_manager_class"),
         ("actguide.ratio_source=rollout", "bypass_mode"),
         ("algorithm.adv_estimator=gae", "adv_estimator"),
-        ("trainer.use_v1=false", "use_v1"),
+        ("trainer.v1.trainer_mode=async", r"trainer\.v1\.trainer_mode must be 'sync'"),
         ("actguide.probe_m=0", r"actguide\.probe_m"),
         ("actor_rollout_ref.rollout.n=1", r"actguide\.probe_m=2 is larger than actor_rollout_ref\.rollout\.n=1"),
         ("distillation.enabled=true", r"distillation\.enabled"),

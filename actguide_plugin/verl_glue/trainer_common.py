@@ -1,0 +1,108 @@
+"""What ActGuide's trainer does the same way on both of verl's trainers (:mod:`.trainer_v1`, the V1 sync trainer;
+:mod:`.trainer_v0`, the classic ``RayPPOTrainer``): the loss, the warm-start cache and run config in checkpoints,
+the ``val-actguide/*`` metrics, and the per-row dump.
+
+verl 0.9.1 APIs relied on (identical on both trainers): ``self.config``, ``self.tokenizer``, ``self.global_steps``,
+``self.val_dataloader``, ``self.actor_rollout_wg.set_loss_fn(fn)`` (the actor's loss wrapper on every worker),
+``_save_checkpoint()`` / ``_load_checkpoint()`` writing and reading ``{default_local_dir}/global_step_{N}/`` (the
+latter sets ``global_steps``, 0 when nothing was resumed), and ``_validate()`` returning the validation metrics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import ray
+from omegaconf import OmegaConf
+from verl.utils.config import omega_conf_to_dataclass
+
+from actguide_plugin.core.level_cache import LevelCache
+from actguide_plugin.logs import get_logger
+from actguide_plugin.names import GUIDED_PROMPT_TEXT, RUN_CONFIG_FILE
+from actguide_plugin.outputs import StagedOutputs
+from actguide_plugin.verl_glue.loss import make_actguide_loss_fn
+from actguide_plugin.verl_glue.validation import collect_validation
+
+logger = get_logger(__name__)
+
+
+@contextlib.contextmanager
+def rebound(module: str, name: str, value: Any) -> Iterator[None]:
+    """``module.name = value`` for the duration: verl's TaskRunners look their trainer up there at call time, and each
+    runs in its own Ray actor process, so nothing else sees the substitution."""
+    target = importlib.import_module(module)
+    original = getattr(target, name)
+    setattr(target, name, value)
+    try:
+        yield
+    finally:
+        setattr(target, name, original)
+
+
+class ActGuideTrainerMixin:
+    """Mixed in before verl's trainer class; the subclass sets ``self.actguide`` and ``self.state`` (the state
+    actor) before verl's ``_load_checkpoint`` runs."""
+
+    def _install_loss(self) -> None:
+        """ActGuide's loss wrapper on every actor worker (guided flags required while guidance is on)."""
+        actor_config = omega_conf_to_dataclass(self.config.actor_rollout_ref.actor)
+        loss_fn = make_actguide_loss_fn(
+            actor_config, self.actguide.objective_config(), require_flags=self.actguide.mode != "off"
+        )
+        self.actor_rollout_wg.set_loss_fn(loss_fn)
+
+    def _decode(self, ids: list[int]) -> str:
+        """Prompt text as verl's own rollout dump decodes it (special tokens skipped)."""
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _write_rows(self, path: Path, rows: Iterable[dict[str, Any]], guided_prompts: dict[str, list[int]]) -> None:
+        """``trainer.rollout_data_dir``'s per-row dump: one JSON line per row, with a guided row's prompt as sampled,
+        as text (``guided_prompt``: the plan the policy was shown, with the user's tool names)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as f:
+            for row in rows:
+                guided_prompt = guided_prompts.get(row["key"])
+                row[GUIDED_PROMPT_TEXT] = None if guided_prompt is None else self._decode(guided_prompt)
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    def _cache_path(self) -> Path:
+        """The warm-start cache file inside the checkpoint folder of the current global step."""
+        if self.config.trainer.resume_mode == "resume_path" and self.config.trainer.resume_from_path:
+            folder = Path(self.config.trainer.resume_from_path)
+        else:
+            folder = Path(self.config.trainer.default_local_dir) / f"global_step_{self.global_steps}"
+        return folder / self.actguide.cache_file
+
+    def _save_checkpoint(self):
+        super()._save_checkpoint()
+        folder = Path(self.config.trainer.default_local_dir) / f"global_step_{self.global_steps}"
+        LevelCache.from_dict(ray.get(self.state.cache_state.remote())).save(folder / self.actguide.cache_file)
+        with StagedOutputs(folder) as out:
+            out.text(RUN_CONFIG_FILE, OmegaConf.to_yaml(self.config, resolve=True))
+            out.commit()
+
+    def _load_checkpoint(self):
+        result = super()._load_checkpoint()
+        if self.global_steps == 0:  # nothing was resumed
+            return result
+        path = self._cache_path()
+        if not path.exists():
+            logger.warning(f"no ActGuide warm-start cache at {path}: searches start cold")
+            return result
+        restored = ray.get(self.state.load_cache_state.remote(LevelCache.load(path).to_dict()))
+        logger.info(f"restored ActGuide warm-start cache ({restored} tasks) from {path}")
+        return result
+
+    def _validate(self, *args, **kwargs) -> dict[str, float]:
+        samples = int(self.config.actor_rollout_ref.rollout.val_kwargs.n)
+        ray.get(self.state.begin_validation.remote(len(self.val_dataloader.dataset) * samples))
+        metrics = super()._validate(*args, **kwargs)
+        val_only = bool(self.config.trainer.get("val_only", False))
+        records = ray.get(self.state.pop_validation_records.remote())
+        metrics.update(collect_validation(records, self.actguide, samples, self.global_steps, val_only))
+        return metrics
