@@ -173,7 +173,7 @@ class ActGuideAgentLoopManagerV0(AgentLoopManager):
         metrics = [chunk.meta_info.pop("metrics") for chunk in chunks]
         output = assemble_groups(chunks, ranges, bounds)
         if output is None:
-            failures = ray.get(state_actor().failures_of.remote(list(prompts.non_tensor_batch["uid"])))
+            failures = await state_actor().failures_of.remote(list(prompts.non_tensor_batch["uid"]))
             raise EmptyStepError(explain_failures(failures, len(bounds), prompts.meta_info.get("global_steps", -1)))
         output.meta_info = {"timing": self._performance_metrics(metrics, output), **output.meta_info}
         return output
