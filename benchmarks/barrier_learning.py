@@ -11,7 +11,8 @@ that same model, data, seed and number of steps, changing only the arm's ``actgu
 Writes ``OUT/curves.csv`` (``mode,step,val_acc_unguided,effective_signal_frac_before,...``, a ``seed`` column
 first), ``OUT/curves.png`` and ``OUT/summary.md`` (one row per seed and arm), and each run's verl log and
 ``metrics.jsonl`` under ``OUT/seed<S>/<arm>/`` (with ``--dump-rollouts``, every step's rollouts as well: what the
-policy actually wrote). ``--report-only`` rebuilds the three files from those logs.
+policy actually wrote), and its wall time and peak memory (Σ PSS of the run's process tree, sampled every 5 s) in
+``wall.json`` there. ``--report-only`` rebuilds the three files from those logs.
 
 Arms (``--modes``): every ``actguide.mode`` by name, plus the paper's Table 4 ablations
 ``no_mixed_policy`` (fallback_adaptive with ``ratio_context=guided``: no prompt swap), ``shaping``
@@ -28,6 +29,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from demo_footprint import Footprint, run_measured  # benchmarks/, next to this script
 
 from actguide_plugin.analysis.learning import curve_rows, curves_csv, summarize, summary_markdown
 from actguide_plugin.analysis.plots import plot_learning
@@ -66,8 +69,9 @@ def _world_matches(data: Path, seed: int, args: argparse.Namespace) -> bool:
     return found == wanted
 
 
-def train_arm(arm: str, seed: int, data: Path, model: Path, run_dir: Path, args: argparse.Namespace) -> float:
-    """One ``actguide-train`` run; returns its wall time. Its console output goes to ``run_dir/train.log``."""
+def train_arm(arm: str, seed: int, data: Path, model: Path, run_dir: Path, args: argparse.Namespace) -> Footprint:
+    """One ``actguide-train`` run; returns its wall time and peak memory. Its console output goes to
+    ``run_dir/train.log``."""
     run_dir.mkdir(parents=True, exist_ok=True)
     metrics = run_dir / "metrics.jsonl"
     metrics.unlink(missing_ok=True)
@@ -91,12 +95,11 @@ def train_arm(arm: str, seed: int, data: Path, model: Path, run_dir: Path, args:
         *([f"trainer.rollout_data_dir={run_dir / 'rollouts'}"] if args.dump_rollouts else []),
         *args.overrides,
     ]  # fmt: skip
-    started = time.perf_counter()
     with open(run_dir / "train.log", "w", encoding="utf-8") as log:
-        result = subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"seed {seed} arm {arm}: actguide-train exited {result.returncode}; see {log.name}")
-    return time.perf_counter() - started
+        run = run_measured(command, interval_s=5.0, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if run.returncode != 0:
+        raise RuntimeError(f"seed {seed} arm {arm}: actguide-train exited {run.returncode}; see {log.name}")
+    return run
 
 
 def report(out: Path, seeds: list[int], arms: list[str], skip_missing: bool = False) -> str:
@@ -168,9 +171,12 @@ def main(argv: list[str] | None = None) -> int:
             model = ensure_base_policy(seed_dir / "base", BasePolicySettings(seed=seed))
             print(f"seed {seed}: base policy ready in {time.perf_counter() - started:.0f} s ({model})", flush=True)
             for arm in arms:
-                wall = train_arm(arm, seed, data, model, seed_dir / arm, args)
-                (seed_dir / arm / "wall.json").write_text(json.dumps({"wall_s": round(wall, 1)}) + "\n")
-                print(f"seed {seed} {arm}: {args.steps} steps in {wall / 60:.1f} min", flush=True)
+                run = train_arm(arm, seed, data, model, seed_dir / arm, args)
+                peak_gib = round(run.peak_pss / 2**30, 2)
+                record = {"wall_s": round(run.wall_s, 1), "peak_pss_gib": peak_gib}
+                (seed_dir / arm / "wall.json").write_text(json.dumps(record) + "\n")
+                print(f"seed {seed} {arm}: {args.steps} steps in {run.wall_s / 60:.1f} min, peak {peak_gib} GiB",
+                      flush=True)  # fmt: skip
     print(report(out, seeds, arms, skip_missing=args.report_only))
     print(f"wrote {out / 'curves.csv'}, {out / 'curves.png'}, {out / 'summary.md'}")
     return 0

@@ -7,7 +7,8 @@ them), which is what the machine has to provide; the summed RSS, which counts sh
 process, is printed as an upper bound.
 
 Run: ``python benchmarks/demo_footprint.py [-- extra args for run_demo_cpu.sh]`` (environment variables such
-as STEPS, MODE, WORK_DIR pass through). Prints one table.
+as STEPS, MODE, WORK_DIR pass through). Prints one table. :func:`run_measured` is the sampler on its own, which
+``barrier_learning.py`` uses for each arm.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -39,16 +42,28 @@ def tree_memory(root: psutil.Process) -> tuple[int, int, list[tuple[int, str]]]:
     return pss, rss, per_process
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("demo_args", nargs="*", help="passed to run_demo_cpu.sh")
-    args = parser.parse_args(argv)
+@dataclass(frozen=True)
+class Footprint:
+    """A finished command's exit code, wall time and peak memory of its process tree (bytes)."""
+
+    returncode: int
+    wall_s: float
+    peak_pss: int
+    peak_rss: int
+    at_peak: list[tuple[int, str]]  # (PSS, process title) of each process at the PSS peak
+
+
+def run_measured(command: list[str], interval_s: float = 1.0, **popen: Any) -> Footprint:
+    """Run ``command`` (``popen``: ``subprocess.Popen`` keywords) to its end, sampling its tree every ``interval_s``.
+
+    Reading every process's PSS costs some CPU (it walks ``/proc/<pid>/smaps``): sample less often beside a timed run.
+    """
     start = time.monotonic()
-    demo = subprocess.Popen(["bash", str(SCRIPT), *args.demo_args], stdout=sys.stderr, env=dict(os.environ))
-    root = psutil.Process(demo.pid)
+    child = subprocess.Popen(command, **popen)
+    root = psutil.Process(child.pid)
     peak_pss = peak_rss = 0
     at_peak: list[tuple[int, str]] = []
-    while demo.poll() is None:
+    while child.poll() is None:
         try:
             pss, rss, per_process = tree_memory(root)
         except psutil.NoSuchProcess:
@@ -56,18 +71,27 @@ def main(argv: list[str] | None = None) -> int:
         if pss > peak_pss:
             peak_pss, at_peak = pss, per_process
         peak_rss = max(peak_rss, rss)
-        time.sleep(1.0)
-    wall = time.monotonic() - start
+        time.sleep(interval_s)
+    returncode = child.wait()
+    return Footprint(returncode, time.monotonic() - start, peak_pss, peak_rss, at_peak)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("demo_args", nargs="*", help="passed to run_demo_cpu.sh")
+    args = parser.parse_args(argv)
+    demo = run_measured(["bash", str(SCRIPT), *args.demo_args], stdout=sys.stderr, env=dict(os.environ))
     print("| demo setting | wall time | peak memory (Σ PSS) | Σ RSS (upper bound) | exit code |")
     print("|---|---:|---:|---:|---:|")
     shown = ("WORLD", "STEPS", "MODE", "GUIDED_CLIP", "N", "BATCH")  # unset: the script's defaults
     setting = " ".join(f"{name}={os.environ[name]}" for name in shown if name in os.environ) or "defaults"
     gib = 2**30
     print(
-        f"| {setting} | {wall / 60:.1f} min | {peak_pss / gib:.1f} GiB | {peak_rss / gib:.1f} GiB | {demo.returncode} |"
+        f"| {setting} | {demo.wall_s / 60:.1f} min | {demo.peak_pss / gib:.1f} GiB | {demo.peak_rss / gib:.1f} GiB "
+        f"| {demo.returncode} |"
     )
     print("\nlargest processes at the peak (PSS):")
-    for pss, title in sorted(at_peak, reverse=True)[:8]:
+    for pss, title in sorted(demo.at_peak, reverse=True)[:8]:
         print(f"  {pss / gib:5.2f} GiB  {title}")
     return demo.returncode
 
