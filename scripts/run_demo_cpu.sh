@@ -108,5 +108,5 @@ echo "== training ($WORLD world): $STEPS steps, mode=$MODE, rollout=$ROLLOUT, $B
 
 echo
 echo "== ActGuide metrics per step (full log: $VERL_FILE_LOGGER_PATH)"
-"$PYTHON" -m actguide_plugin.cpu.run_summary "$VERL_FILE_LOGGER_PATH"
+"$PYTHON" -m actguide_plugin.analysis.run_summary "$VERL_FILE_LOGGER_PATH"
 echo "checkpoint: $WORK_DIR/checkpoints (warm-start cache: global_step_*/actguide_level_cache.json)"

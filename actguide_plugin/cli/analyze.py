@@ -80,7 +80,7 @@ def _training(args: argparse.Namespace) -> list[Path]:
 
 
 def _agent(args: argparse.Namespace):
-    from actguide_plugin.verl_glue.offline_agent import OfflineAgent
+    from actguide_plugin.commands.offline_agent import OfflineAgent
     from recipe.actguide.main_actguide import compose_config
 
     if not (args.model / "config.json").is_file():
@@ -100,7 +100,7 @@ def _agent(args: argparse.Namespace):
 def _barrier(args: argparse.Namespace) -> list[Path]:
     from actguide_plugin.analysis.barrier import barrier_markdown, summarize_barrier
     from actguide_plugin.analysis.plots import plot_barrier
-    from actguide_plugin.verl_glue.findings import prefix_curves
+    from actguide_plugin.commands.findings import prefix_curves
 
     agent, rows = _agent(args)
     curves = asyncio.run(
@@ -113,7 +113,7 @@ def _barrier(args: argparse.Namespace) -> list[Path]:
 def _levels(args: argparse.Namespace) -> list[Path]:
     from actguide_plugin.analysis.levels import levels_markdown, summarize_levels
     from actguide_plugin.analysis.plots import plot_levels
-    from actguide_plugin.verl_glue.findings import level_sweeps
+    from actguide_plugin.commands.findings import level_sweeps
 
     agent, rows = _agent(args)
     sweeps = asyncio.run(level_sweeps(agent, rows, args.samples, args.success_threshold))

@@ -42,8 +42,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from actguide_plugin.verl_glue.evaluate import ProgressMonitor, eval_overrides
-    from actguide_plugin.verl_glue.export import export_checkpoint, is_checkpoint
+    from actguide_plugin.commands.evaluate import ProgressMonitor, eval_overrides
+    from actguide_plugin.commands.export import export_checkpoint, is_checkpoint
     from recipe.actguide.main_actguide import compose_config, launch
 
     if not args.model.exists():

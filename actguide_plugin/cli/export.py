@@ -25,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from actguide_plugin.verl_glue.export import export_checkpoint
+    from actguide_plugin.commands.export import export_checkpoint
 
     try:
         target = export_checkpoint(args.checkpoint, args.out, eval_dir=args.eval_dir, overwrite=args.overwrite)

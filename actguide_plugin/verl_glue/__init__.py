@@ -1,4 +1,7 @@
-"""verl 0.9.1 glue: everything that imports verl lives here (or in :mod:`actguide_plugin.cpu`).
+"""verl 0.9.1 glue: the recipe's code that runs inside verl's trainer and workers.
+
+Only three packages import verl: this one, :mod:`actguide_plugin.cpu` (CPU mode, the ``hf`` rollout backend) and
+:mod:`actguide_plugin.commands` (the back ends of ``actguide-eval`` / ``-analyze`` / ``-export``).
 
 Each module's docstring names the verl APIs it relies on (the upgrade checklist):
 
@@ -12,5 +15,8 @@ Each module's docstring names the verl APIs it relies on (the upgrade checklist)
   :mod:`.trainer_v0` to the classic ``RayPPOTrainer`` (``DataProto``), :mod:`.rollout_common` /
   :mod:`.trainer_common` what both do alike;
 * :mod:`.prompt_swap` — guided rows back to the unguided view; :mod:`.metrics` — ``actguide/*`` step metrics;
-* :mod:`.state` — the Ray actor shared by rollout workers and trainer (warm-start cache, group summaries).
+* :mod:`.state` — the Ray actor shared by rollout workers and trainer (warm-start cache, group summaries);
+* :mod:`.validation` — validation at a guidance level, trajectory records, ``val-actguide/*`` metrics;
+* :mod:`.rows` — what the recipe reads from a dataset row; :mod:`.reward_check` — the reward said and tried before
+  a run; :mod:`.empty_step` — a step with no trajectory; :mod:`.dry_run` — ``actguide-train --dry-run``.
 """

@@ -117,7 +117,7 @@ class _Replay:
 
 @pytest.mark.integration
 def test_encode_matches_the_tokens_of_a_real_agent_loop_rollout(tmp_path, monkeypatch):
-    from actguide_plugin.verl_glue.offline_agent import OfflineAgent
+    from actguide_plugin.commands.offline_agent import OfflineAgent
     from recipe.actguide.main_actguide import compose_config
 
     data, model = tmp_path / "data", build_tiny_model(tmp_path / "model", vocab="barrier", hidden_size=32)

@@ -7,11 +7,11 @@ import json
 import pytest
 
 from actguide_plugin.analysis.trajectory import build_record
+from actguide_plugin.commands.evaluate import eval_overrides
+from actguide_plugin.commands.export import export_checkpoint, is_checkpoint
 from actguide_plugin.core.actions import Action, dumps_actions
 from actguide_plugin.names import AGENT_NAME
 from actguide_plugin.verl_glue.config import actguide_config, check_verl_config
-from actguide_plugin.verl_glue.evaluate import eval_overrides
-from actguide_plugin.verl_glue.export import export_checkpoint, is_checkpoint
 from actguide_plugin.verl_glue.validation import collect_validation, validation_level
 from recipe.actguide.main_actguide import compose_config
 

@@ -1,7 +1,7 @@
 """Summarize the ``actguide/*`` metrics of a run from verl's file logger (``trainer.logger=[...,file]``).
 
 verl's ``FileLogger`` writes one JSON object per step, ``{"step": N, "data": {metric: value}}``, to
-``$VERL_FILE_LOGGER_PATH``. ``python -m actguide_plugin.cpu.run_summary metrics.jsonl`` prints the guidance
+``$VERL_FILE_LOGGER_PATH``. ``python -m actguide_plugin.analysis.run_summary metrics.jsonl`` prints the guidance
 metrics per step as a small table, with the (always unguided) validation accuracy at the steps that validated;
 the CPU demo ends with it.
 """

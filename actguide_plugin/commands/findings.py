@@ -1,4 +1,4 @@
-"""Samples for the paper's two findings, drawn with :class:`~actguide_plugin.verl_glue.offline_agent.OfflineAgent`.
+"""Samples for the paper's two findings, drawn with :class:`~actguide_plugin.commands.offline_agent.OfflineAgent`.
 
 * :func:`level_sweeps` (Finding 2): every task at every guidance level k = 0..L, K samples each, with Δ of each
   guided sample (:class:`~actguide_plugin.analysis.levels.LevelSweep`);
@@ -19,10 +19,10 @@ from tqdm import tqdm
 
 from actguide_plugin.analysis.barrier import PrefixCurve
 from actguide_plugin.analysis.levels import LevelSweep
+from actguide_plugin.commands.offline_agent import OfflineAgent, Sample, prefix_after, tool_calling_turns
 from actguide_plugin.core.actions import loads_actions
 from actguide_plugin.core.guidance import level_from_ratio
 from actguide_plugin.logs import get_logger
-from actguide_plugin.verl_glue.offline_agent import OfflineAgent, Sample, prefix_after, tool_calling_turns
 from actguide_plugin.verl_glue.rows import task_id_of
 
 logger = get_logger(__name__)

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from actguide_plugin.cpu.run_summary import format_table, main, read_steps
+from actguide_plugin.analysis.run_summary import format_table, main, read_steps
 
 
 def write(path, records):
