@@ -6,16 +6,13 @@ Ray workers inherit the driver's environment, so setting the variable once confi
 from __future__ import annotations
 
 import logging
-import os
 
-from actguide_plugin.names import LOG_LEVEL_ENV
-
-DEFAULT_LEVEL = "WARNING"
+from actguide_plugin.names import LOG_LEVEL_ENV, env_value
 
 
 def get_logger(name: str) -> logging.Logger:
     """``logging.getLogger(name)`` at the level named by ``ACTGUIDE_LOGGING_LEVEL`` (default WARNING)."""
-    level = os.getenv(LOG_LEVEL_ENV, DEFAULT_LEVEL).strip().upper()
+    level = (env_value(LOG_LEVEL_ENV) or "").strip().upper()
     if not isinstance(logging.getLevelName(level), int):
         raise ValueError(f"{LOG_LEVEL_ENV}={level!r} is not a log level (DEBUG, INFO, WARNING, ERROR, CRITICAL)")
     logger = logging.getLogger(name)

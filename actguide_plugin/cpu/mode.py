@@ -33,7 +33,7 @@ from actguide_plugin.cpu.platform import (
     register_rollout_backends,
 )
 from actguide_plugin.logs import get_logger
-from actguide_plugin.names import DEVICE_ENV
+from actguide_plugin.names import DEVICE_ENV, env_value
 
 logger = get_logger(__name__)
 
@@ -45,7 +45,7 @@ _activated = False
 
 def cpu_requested() -> bool:
     """Whether this process was started for a CPU run (``ACTGUIDE_DEVICE=cpu``)."""
-    return os.getenv(DEVICE_ENV, "").strip().lower() == "cpu"
+    return (env_value(DEVICE_ENV) or "").strip().lower() == "cpu"
 
 
 def activate() -> None:

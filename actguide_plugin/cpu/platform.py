@@ -26,6 +26,8 @@ import os
 import types
 from typing import Any
 
+from actguide_plugin.names import CPU_VISIBLE_DEVICES_ENV
+
 PLATFORM_NAME = "cpu"
 RAY_DEVICE_RESOURCE = "actguide_cpu_device"
 """Custom Ray resource that stands for one training "device" slot (one worker rank) on CPU."""
@@ -152,7 +154,7 @@ def _platform_class() -> type:
             return "gloo"
 
         def visible_devices_envvar(self) -> str:
-            return "ACTGUIDE_CPU_VISIBLE_DEVICES"
+            return CPU_VISIBLE_DEVICES_ENV
 
         @contextlib.contextmanager
         def nvtx_range(self, msg: str):

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Literal
 
 from actguide_plugin.logs import get_logger
+from actguide_plugin.names import CACHE_DIR_ENV, env_value
 
 logger = get_logger(__name__)
 
@@ -152,7 +153,7 @@ Vocab = Literal["qwen", "bytes", "barrier"]
 
 
 def _cache_root() -> Path:
-    return Path(os.getenv("ACTGUIDE_CACHE_DIR", Path.home() / ".cache" / "actguide-rl"))
+    return Path(env_value(CACHE_DIR_ENV) or "").expanduser()
 
 
 def finish_tokenizer(backend, added_tokens: tuple[tuple[str, bool], ...], template: str = CHAT_TEMPLATE):

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actguide_plugin.logs import get_logger
+from actguide_plugin.names import CORPUS_ENV
 from actguide_plugin.text import valid_text
 from actguide_plugin.tools.bm25_index import LocalIndex, ScoredDocument, get_local_index
 from actguide_plugin.tools.corpus import CorpusFormatError
@@ -488,8 +489,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--corpus",
-        default=os.environ.get("ACTGUIDE_CORPUS"),
-        help="corpus: {id|docid, text, title?, url?} or Search-R1 {id, contents} lines (default: $ACTGUIDE_CORPUS)",
+        default=os.environ.get(CORPUS_ENV),  # no default corpus for a server: it must be named
+        help=f"corpus: {{id|docid, text, title?, url?}} or Search-R1 {{id, contents}} lines (default: ${CORPUS_ENV})",
     )
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: local only)")
     parser.add_argument("--port", type=int, default=8000)
@@ -532,7 +533,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # wants it back; 0.5 ms keeps /health and request parsing from queueing behind it (2x c=64 throughput).
     sys.setswitchinterval(0.0005)
     if not args.corpus:
-        _parser().error("--corpus is required (or set ACTGUIDE_CORPUS)")
+        _parser().error(f"--corpus is required (or set {CORPUS_ENV})")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limits = ServerLimits(
         max_queries=args.max_queries,

@@ -10,7 +10,9 @@ therefore checks the registration in a fresh interpreter. Registered here:
   puts it into every Ray worker's environment): workers must switch before verl builds engines or process groups;
 * OmegaConf resolver ``actguide_path``: ``${actguide_path:recipe/actguide/config/tools/search_local.yaml}``
   is the absolute path of a file shipped with actguide-rl, so configs work from any working directory and
-  on every Ray node.
+  on every Ray node;
+* OmegaConf resolver ``actguide_env``: ``${actguide_env:ACTGUIDE_CORPUS}`` in a tool yaml is the variable's value,
+  else the one default :data:`actguide_plugin.names.ENV_DEFAULTS` declares (an undeclared name is an error).
 """
 
 from pathlib import Path
@@ -18,7 +20,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from actguide_plugin.cpu import activate_if_requested
-from actguide_plugin.names import PATH_RESOLVER
+from actguide_plugin.names import ENV_RESOLVER, PATH_RESOLVER, env_value
 from actguide_plugin.verl_glue import agent_loop, loss  # noqa: F401  (registration happens at import)
 
 activate_if_requested()
@@ -36,3 +38,5 @@ def shipped_path(relative: str) -> str:
 
 if not OmegaConf.has_resolver(PATH_RESOLVER):
     OmegaConf.register_new_resolver(PATH_RESOLVER, shipped_path)
+if not OmegaConf.has_resolver(ENV_RESOLVER):
+    OmegaConf.register_new_resolver(ENV_RESOLVER, env_value)
