@@ -9,7 +9,9 @@
 #   DATA_DIR        train.parquet, val.parquet, corpus.jsonl        [./data/actguide]  (actguide-preprocess)
 #   TOOL_CONFIG     tool yaml (local / retrieval_server / web_api)  [recipe/actguide/config/tools/search_local.yaml]
 #   REWARD_MODE     judge | rule                                    [judge]
-#   ACTGUIDE_JUDGE_BASE_URL, ACTGUIDE_JUDGE_MODEL (ACTGUIDE_JUDGE_API_KEY optional): the judge endpoint
+#   JUDGE_BASE_URL, JUDGE_MODEL  the judge endpoint (OpenAI-compatible server root, model name); they go into the
+#                   config (reward.custom_reward_function.reward_kwargs.*) like every reward setting
+#   ACTGUIDE_JUDGE_API_KEY       the judge's key, optional: the only reward input read from the environment
 #   MODE            actguide.mode                                   [fallback_adaptive]
 #   NGPUS, NNODES   [8, 1]    ROLLOUT_NAME [sglang]    TP [2]    (the release: SGLang, tensor parallel 2)
 #   PROMPT_LEN [40960]  RESPONSE_LEN [40960]  MAX_MODEL_LEN [61440]   (the release's lengths)
@@ -28,6 +30,8 @@ MODEL_PATH=${MODEL_PATH:-$HOME/models/Qwen3-4B-Instruct-2507}
 DATA_DIR=${DATA_DIR:-./data/actguide}
 TOOL_CONFIG=${TOOL_CONFIG:-recipe/actguide/config/tools/search_local.yaml}
 REWARD_MODE=${REWARD_MODE:-judge}
+JUDGE_BASE_URL=${JUDGE_BASE_URL:-}
+JUDGE_MODEL=${JUDGE_MODEL:-}
 MODE=${MODE:-fallback_adaptive}
 NGPUS=${NGPUS:-8}
 NNODES=${NNODES:-1}
@@ -56,8 +60,8 @@ if [[ "$TOOL_CONFIG" == *search_local.yaml ]]; then
 fi
 case "$REWARD_MODE" in
   judge)
-    [[ -n "${ACTGUIDE_JUDGE_BASE_URL:-}" ]] || missing+=("judge: set ACTGUIDE_JUDGE_BASE_URL (an OpenAI-compatible server) or REWARD_MODE=rule")
-    [[ -n "${ACTGUIDE_JUDGE_MODEL:-}" ]] || missing+=("judge: set ACTGUIDE_JUDGE_MODEL (the judge model name) or REWARD_MODE=rule")
+    [[ -n "$JUDGE_BASE_URL" ]] || missing+=("judge: set JUDGE_BASE_URL (an OpenAI-compatible server) or REWARD_MODE=rule")
+    [[ -n "$JUDGE_MODEL" ]] || missing+=("judge: set JUDGE_MODEL (the judge model name) or REWARD_MODE=rule")
     ;;
   rule) ;;
   *) missing+=("REWARD_MODE=$REWARD_MODE is not judge or rule") ;;
@@ -75,12 +79,16 @@ fi
 DRY_RUN_ARGS=()
 [[ "${DRY_RUN:-0}" == 1 ]] && DRY_RUN_ARGS=(--dry-run)
 
-export ACTGUIDE_CORPUS=$(realpath "$DATA_DIR/corpus.jsonl" 2>/dev/null || echo "")
-export ACTGUIDE_REWARD_MODE=$REWARD_MODE
+export ACTGUIDE_CORPUS=$(realpath "$DATA_DIR/corpus.jsonl" 2>/dev/null || echo "")  # resolved into the saved tool config
+JUDGE_ARGS=()  # null in the config unless given (rule mode needs neither)
+[[ -n "$JUDGE_BASE_URL" ]] && JUDGE_ARGS+=(reward.custom_reward_function.reward_kwargs.judge_base_url="$JUDGE_BASE_URL")
+[[ -n "$JUDGE_MODEL" ]] && JUDGE_ARGS+=(reward.custom_reward_function.reward_kwargs.judge_model="$JUDGE_MODEL")
 
 python3 -m recipe.actguide.main_actguide "${DRY_RUN_ARGS[@]}" \
   +actguide_reward=answer \
-  +reward.custom_reward_function.reward_kwargs.judge_input="$JUDGE_INPUT" \
+  reward.custom_reward_function.reward_kwargs.reward_mode="$REWARD_MODE" \
+  reward.custom_reward_function.reward_kwargs.judge_input="$JUDGE_INPUT" \
+  "${JUDGE_ARGS[@]}" \
   actguide.mode="$MODE" \
   data.train_files="$(realpath -m "$DATA_DIR/train.parquet")" \
   data.val_files="$(realpath -m "$DATA_DIR/val.parquet")" \

@@ -35,7 +35,7 @@ def test_console_script_runs_the_same_entry_point(tmp_path):
 
 
 def run_script(name, tmp_path, **env_overrides):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ACTGUIDE_JUDGE")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACTGUIDE_JUDGE", "JUDGE_"))}
     env.update(MODEL_PATH=str(tmp_path / "no-model"), DATA_DIR=str(tmp_path / "no-data"), **env_overrides)
     return subprocess.run(["bash", str(REPO / "scripts" / name)], env=env, capture_output=True, text=True, timeout=60)
 
@@ -44,14 +44,14 @@ def run_script(name, tmp_path, **env_overrides):
 def test_paper_scripts_list_everything_missing_and_exit_nonzero(script, tmp_path):
     result = run_script(script, tmp_path)
     assert result.returncode == 2
-    for expected in ("MODEL_PATH=", "train.parquet", "val.parquet", "corpus.jsonl", "ACTGUIDE_JUDGE_BASE_URL"):
+    for expected in ("MODEL_PATH=", "train.parquet", "val.parquet", "corpus.jsonl", "JUDGE_BASE_URL"):
         assert expected in result.stderr, expected
     assert "Traceback" not in result.stderr  # nothing was started
 
 
 def test_rule_reward_needs_no_judge(tmp_path):
     result = run_script("run_qwen3_4b.sh", tmp_path, REWARD_MODE="rule")
-    assert result.returncode == 2 and "ACTGUIDE_JUDGE" not in result.stderr
+    assert result.returncode == 2 and "JUDGE" not in result.stderr
 
 
 def test_paper_script_composes_the_released_batch_settings(tmp_path):
@@ -62,7 +62,7 @@ def test_paper_script_composes_the_released_batch_settings(tmp_path):
     (model / "config.json").write_text("{}")
     for name in ("train.parquet", "val.parquet", "corpus.jsonl"):
         (data / name).write_text("")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ACTGUIDE_JUDGE")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACTGUIDE_JUDGE", "JUDGE_"))}
     env.update(
         MODEL_PATH=str(model),
         DATA_DIR=str(data),
@@ -181,7 +181,7 @@ def test_dry_run_checks_the_paper_run_and_prints_its_arithmetic_without_starting
 
 
 def test_dry_run_reports_verls_own_batch_check_in_one_line(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ACTGUIDE_JUDGE")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACTGUIDE_JUDGE", "JUDGE_"))}
     env.update(MODEL_PATH=str(tmp_path / "m"), DATA_DIR=str(tmp_path / "d"), DRY_RUN="1", REWARD_MODE="rule",
                NGPUS="3", PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")  # fmt: skip
     result = subprocess.run(
@@ -192,3 +192,11 @@ def test_dry_run_reports_verls_own_batch_check_in_one_line(tmp_path):
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: real_train_batch_size (256) must be divisible by minimal possible batch size (3)")
+
+
+def test_a_variable_replaced_by_a_config_key_is_refused_by_name(monkeypatch):
+    from recipe.actguide.main_actguide import PreflightError, check_retired_env
+
+    monkeypatch.setenv("ACTGUIDE_REWARD_MODE", "judge")
+    with pytest.raises(PreflightError, match=r"ACTGUIDE_REWARD_MODE \(now the config key reward\.custom_reward_f"):
+        check_retired_env()

@@ -13,30 +13,31 @@ Score: 1 when the assistant's final ``<answer>`` is correct, else 0 (also 0 when
 every gold answer is empty once normalized, e.g. ``"The"``: nothing can match it, not even an empty answer). Where
 the answer is read from, and why never from tool output: :mod:`actguide_plugin.reward.answer`.
 
-Settings (keyword argument, else environment variable, else default):
+Settings: the ``reward_kwargs`` below, so the logged config holds every one (``actguide_reward/answer.yaml`` lists
+them all with their defaults, :class:`RewardKwargs`; override on the command line, e.g.
+``reward.custom_reward_function.reward_kwargs.reward_mode=judge``). No setting comes from the environment except the
+judge's key, read from the variable ``judge_api_key_env`` names (never logged; stripped; an unusable key is a judge
+fallback).
 
-============================  ==========================  ===============================================
-keyword (``reward_kwargs``)   environment                 meaning
-============================  ==========================  ===============================================
-``reward_mode``               ``ACTGUIDE_REWARD_MODE``    ``rule`` (default) or ``judge``
-``f1_threshold``              —                           rule: token F1 that counts as correct (0.8)
-``judge_base_url``            ``ACTGUIDE_JUDGE_BASE_URL`` judge: OpenAI-compatible server root
-``judge_model``               ``ACTGUIDE_JUDGE_MODEL``    judge: model name
-—                             ``ACTGUIDE_JUDGE_API_KEY``  judge: bearer key (environment only, never logged;
-                                                          stripped; an unusable key is a judge fallback)
-``judge_timeout_s``           —                           per attempt (30)
-``judge_max_attempts``        —                           attempts in all (4)
-``judge_backoff_base_s``      —                           first retry delay, doubling (0.5)
-``judge_backoff_max_s``       —                           cap on one delay (8)
-``judge_max_concurrency``     —                           judge requests in flight per process (32)
-``judge_circuit_failures``    —                           consecutive failed calls that open the breaker (5;
-                                                          0: never skip the judge)
-``judge_circuit_open_s``      —                           an open breaker skips the judge this long (30)
-``judge_max_tokens``          —                           reply budget (8)
-``judge_input``               —                           judge: ``answer`` (default: the final ``<answer>``)
-                                                          or ``response`` (the whole decoded response, tool
-                                                          results included: the authors' release)
-============================  ==========================  ===============================================
+============================  ===============================================
+keyword (``reward_kwargs``)   meaning
+============================  ===============================================
+``reward_mode``               ``rule`` (default) or ``judge``
+``f1_threshold``              rule: token F1 that counts as correct (0.8)
+``judge_base_url``            judge: OpenAI-compatible server root
+``judge_model``               judge: model name
+``judge_api_key_env``         judge: name of the variable with the bearer key (``ACTGUIDE_JUDGE_API_KEY``)
+``judge_timeout_s``           per attempt (30)
+``judge_max_attempts``        attempts in all (4)
+``judge_backoff_base_s``      first retry delay, doubling (0.5)
+``judge_backoff_max_s``       cap on one delay (8)
+``judge_max_concurrency``     judge requests in flight per process (32)
+``judge_circuit_failures``    consecutive failed calls that open the breaker (5; 0: never skip the judge)
+``judge_circuit_open_s``      an open breaker skips the judge this long (30)
+``judge_max_tokens``          reply budget (8)
+``judge_input``               judge: ``answer`` (default: the final ``<answer>``) or ``response`` (the whole
+                              decoded response, tool results included: the authors' release)
+============================  ===============================================
 
 In ``judge`` mode an exact (normalized) match is scored 1 without asking the judge; otherwise the judge
 decides, and if it cannot (unreachable, retries exhausted, unparseable reply, unusable key) the rule verdict is
@@ -52,11 +53,11 @@ Returned extras (every key, every time, all numeric so verl can average them): `
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from actguide_plugin.logs import get_logger
+from actguide_plugin.names import JUDGE_API_KEY_ENV, REWARD_KWARGS
 from actguide_plugin.reward.answer import extract_answer, normalize_answer, parse_gold_answers, rule_match
 from actguide_plugin.reward.judge import JudgeConfig, JudgeError, judge_answer
 from actguide_plugin.tools.httpclient import RetryPolicy
@@ -64,7 +65,8 @@ from actguide_plugin.tools.httpclient import RetryPolicy
 logger = get_logger(__name__)
 
 REWARD_MODES = ("rule", "judge")
-_RETRY_KWARGS = {
+JUDGE_INPUTS = ("answer", "response")
+_RETRY_FIELDS = {
     "judge_timeout_s": "timeout_s",
     "judge_max_attempts": "max_attempts",
     "judge_backoff_base_s": "backoff_base_s",
@@ -73,17 +75,58 @@ _RETRY_KWARGS = {
     "judge_circuit_failures": "circuit_failures",
     "judge_circuit_open_s": "circuit_open_s",
 }
-_OWN_KWARGS = {
-    "reward_mode", "f1_threshold", "judge_base_url", "judge_model", "judge_max_tokens", "judge_input", *_RETRY_KWARGS
-}  # fmt: skip
-JUDGE_INPUTS = ("answer", "response")
 # verl's reward managers add these when a reward model router is configured; they are not ours to read.
 _VERL_KWARGS = {"reward_router_address", "reward_model_tokenizer"}
 
 
 @dataclass(frozen=True)
+class RewardKwargs:
+    """``reward.custom_reward_function.reward_kwargs``: every setting of the reward (the module docstring's table),
+    mirrored key for key, with the same defaults, by ``actguide_reward/answer.yaml``."""
+
+    reward_mode: str = "rule"
+    f1_threshold: float = 0.8
+    judge_base_url: str | None = None
+    judge_model: str | None = None
+    judge_api_key_env: str = JUDGE_API_KEY_ENV
+    judge_timeout_s: float = RetryPolicy.timeout_s
+    judge_max_attempts: int = RetryPolicy.max_attempts
+    judge_backoff_base_s: float = RetryPolicy.backoff_base_s
+    judge_backoff_max_s: float = RetryPolicy.backoff_max_s
+    judge_max_concurrency: int = 32
+    judge_circuit_failures: int = RetryPolicy.circuit_failures
+    judge_circuit_open_s: float = RetryPolicy.circuit_open_s
+    judge_max_tokens: int = 8
+    judge_input: str = "answer"
+
+    def __post_init__(self) -> None:
+        if self.reward_mode not in REWARD_MODES:
+            raise ValueError(f"{REWARD_KWARGS}.reward_mode must be one of {REWARD_MODES}, got {self.reward_mode!r}")
+        if not 0.0 < float(self.f1_threshold) <= 1.0:
+            raise ValueError(f"{REWARD_KWARGS}.f1_threshold must be in (0, 1], got {self.f1_threshold}")
+        if self.judge_input not in JUDGE_INPUTS:
+            raise ValueError(f"{REWARD_KWARGS}.judge_input must be one of {JUDGE_INPUTS}, got {self.judge_input!r}")
+        if self.reward_mode == "judge" and not (self.judge_base_url and self.judge_model):
+            raise ValueError(
+                f"{REWARD_KWARGS}: reward_mode=judge needs judge_base_url and judge_model "
+                f"(got judge_base_url={self.judge_base_url!r}, judge_model={self.judge_model!r})"
+            )
+
+    @classmethod
+    def from_kwargs(cls, kwargs: dict[str, Any]) -> RewardKwargs:
+        """The keyword arguments of one call; unknown keys are rejected by name (verl's own are ignored)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - known - _VERL_KWARGS)
+        if unknown:
+            named = "judge_api_key" in unknown
+            hint = " (the judge key is read from the variable judge_api_key_env names)" if named else ""
+            raise ValueError(f"compute_score: unknown {REWARD_KWARGS} {unknown}; allowed: {sorted(known)}{hint}")
+        return cls(**{key: value for key, value in kwargs.items() if key in known})
+
+
+@dataclass(frozen=True)
 class RewardSettings:
-    """Resolved settings of one call (see the module docstring for the sources)."""
+    """Resolved settings of one call."""
 
     mode: str
     f1_threshold: float
@@ -92,39 +135,18 @@ class RewardSettings:
 
 
 def resolve_settings(kwargs: dict[str, Any]) -> RewardSettings:
-    """Merge keyword arguments over environment variables; reject unknown keys and bad values by name."""
-    unknown = sorted(set(kwargs) - _OWN_KWARGS - _VERL_KWARGS)
-    if unknown:
-        hint = " (the judge key is read from ACTGUIDE_JUDGE_API_KEY only)" if "judge_api_key" in unknown else ""
-        raise ValueError(f"compute_score: unknown reward_kwargs {unknown}; allowed: {sorted(_OWN_KWARGS)}{hint}")
-    mode = kwargs.get("reward_mode") or os.environ.get("ACTGUIDE_REWARD_MODE") or "rule"
-    if mode not in REWARD_MODES:
-        raise ValueError(f"compute_score: reward_mode must be one of {REWARD_MODES}, got {mode!r}")
-    f1_threshold = float(kwargs.get("f1_threshold", 0.8))
-    if not 0.0 < f1_threshold <= 1.0:
-        raise ValueError(f"compute_score: f1_threshold must be in (0, 1], got {f1_threshold}")
-    judge_input = kwargs.get("judge_input", "answer")
-    if judge_input not in JUDGE_INPUTS:
-        raise ValueError(f"compute_score: judge_input must be one of {JUDGE_INPUTS}, got {judge_input!r}")
-    if mode == "rule":
-        return RewardSettings(mode, f1_threshold, None)
-    base_url = kwargs.get("judge_base_url") or os.environ.get("ACTGUIDE_JUDGE_BASE_URL")
-    model = kwargs.get("judge_model") or os.environ.get("ACTGUIDE_JUDGE_MODEL")
-    if not base_url or not model:
-        raise ValueError(
-            "compute_score: judge mode needs judge_base_url and judge_model "
-            "(reward_kwargs, or ACTGUIDE_JUDGE_BASE_URL / ACTGUIDE_JUDGE_MODEL)"
-        )
-    retry_fields = {"max_concurrency": 32} | {
-        field: kwargs[key] for key, field in _RETRY_KWARGS.items() if key in kwargs
-    }
+    """The call's ``reward_kwargs`` as settings; unknown keys and bad values are rejected by name."""
+    settings = RewardKwargs.from_kwargs(kwargs)
+    if settings.reward_mode == "rule":
+        return RewardSettings("rule", float(settings.f1_threshold), None)
     judge = JudgeConfig(
-        base_url=base_url,
-        model=model,
-        retry=RetryPolicy(**retry_fields),
-        max_tokens=int(kwargs.get("judge_max_tokens", 8)),
+        base_url=settings.judge_base_url,
+        model=settings.judge_model,
+        retry=RetryPolicy(**{field: getattr(settings, key) for key, field in _RETRY_FIELDS.items()}),
+        api_key_env=settings.judge_api_key_env,
+        max_tokens=int(settings.judge_max_tokens),
     )
-    return RewardSettings(mode, f1_threshold, judge, judge_input)
+    return RewardSettings("judge", float(settings.f1_threshold), judge, settings.judge_input)
 
 
 async def compute_score(

@@ -19,6 +19,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from actguide_plugin.names import JUDGE_API_KEY_ENV
 from actguide_plugin.reward.answer import without_blocks
 from actguide_plugin.tools.config import ConfigError, check_variable_name, read_api_key
 from actguide_plugin.tools.httpclient import HttpCallError, JsonHttpClient, RetryPolicy, UnexpectedResponse
@@ -98,7 +99,7 @@ class JudgeConfig:
     base_url: str
     model: str
     retry: RetryPolicy
-    api_key_env: str = "ACTGUIDE_JUDGE_API_KEY"
+    api_key_env: str = JUDGE_API_KEY_ENV
     max_tokens: int = 8
 
     def __post_init__(self) -> None:

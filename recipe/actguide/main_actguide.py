@@ -6,6 +6,7 @@ of the settings the recipe needs (the ``actguide:`` section included) and of the
 reference actions) before Ray starts, and CPU mode for ``--config-name actguide_cpu`` (``trainer.device=cpu``).
 """
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,13 +15,13 @@ import hydra
 import yaml
 from omegaconf import open_dict
 
+from actguide_plugin.names import RETIRED_ENV, RUN_INFO
 from actguide_plugin.verl_glue.config import actguide_config, check_verl_config
 from actguide_plugin.verl_glue.reward_check import check_default_scorer, reward_in_use
 from actguide_plugin.verl_glue.rollout import uses_v1
 from actguide_plugin.verl_glue.rows import check_train_files
 
 CONFIG_NAME = "actguide_trainer"
-RUN_INFO = "actguide_run"  # top-level config key: what the entry point decided (the reward in use)
 LAYER = "actguide_layer"  # config group of the recipe's required settings (config/actguide_layer/required.yaml)
 RECIPE_CONFIG_PACKAGE = "pkg://recipe.actguide.config"
 VERL_CONFIG_PACKAGE = "pkg://verl.trainer.config"  # ppo_trainer.yaml of the installed verl
@@ -59,6 +60,7 @@ def launch(config, dry_run: bool = False) -> None:
             activate()  # the driver; Ray workers activate through the runtime_env of actguide_cpu_settings.yaml
         auto_set_device(config)
     val_only = bool(config.trainer.get("val_only", False))
+    check_retired_env()
     try:
         actguide = check_verl_config(config)
         if actguide.mode != "off" and not val_only:
@@ -82,6 +84,13 @@ def launch(config, dry_run: bool = False) -> None:
     else:  # verl's classic RayPPOTrainer; TransferQueue is never imported
         from actguide_plugin.verl_glue.trainer_v0 import ActGuideTaskRunnerV0 as runner
     run_ppo(config, task_runner_class=runner)
+
+
+def check_retired_env() -> None:
+    """Refuse a variable of an earlier release whose setting is now a config key: it would be silently ignored."""
+    stale = [f"{name} (now the config key {key})" for name, key in RETIRED_ENV.items() if name in os.environ]
+    if stale:
+        raise PreflightError(f"unset {', '.join(stale)}: a run's settings live in its logged config")
 
 
 def compose_config(config_name: str = CONFIG_NAME, overrides: list[str] | None = None, config_dir: str | None = None):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
 
 import pytest
 from aiohttp import web
@@ -244,32 +245,77 @@ async def test_concurrent_calls_share_the_judge():
     assert all(r["judge_used"] == 1.0 and r["score"] == 1.0 for r in results) and len(fake.requests) == 20
 
 
-async def test_mode_and_endpoint_from_environment(monkeypatch):
+async def test_the_environment_sets_no_reward_setting(monkeypatch):
+    """The variables of earlier releases select nothing: a run's reward is what its logged config says."""
     fake = FakeJudge(["A"])
     async with TestServer(fake.app, host="127.0.0.1") as server:
         monkeypatch.setenv("ACTGUIDE_REWARD_MODE", "judge")
         monkeypatch.setenv("ACTGUIDE_JUDGE_BASE_URL", str(server.make_url("")))
         monkeypatch.setenv("ACTGUIDE_JUDGE_MODEL", "env-model")
         result = await compute_score("d", "<answer>x</answer>", "Paris", {})
-    assert result["judge_used"] == 1.0 and fake.requests[0]["model"] == "env-model"
+    assert result["judge_used"] == 0.0 and fake.requests == []
+
+
+async def test_the_key_variable_is_named_in_the_config(monkeypatch):
+    monkeypatch.setenv("MY_JUDGE_KEY", JUDGE_KEY)
+    monkeypatch.delenv("ACTGUIDE_JUDGE_API_KEY", raising=False)
+    result, fake = await judged(["A"], "<answer>Lyon</answer>", judge_api_key_env="MY_JUDGE_KEY")
+    assert result["judge_used"] == 1.0 and fake.auth == [f"Bearer {JUDGE_KEY}"]
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"reward_mode": "llm"}, "reward_mode must be one of"),
-        ({"judge_api_key": "x"}, "read from ACTGUIDE_JUDGE_API_KEY only"),
-        ({"f1_threshhold": 0.5}, "unknown reward_kwargs"),
-        ({"f1_threshold": 0}, "f1_threshold must be in"),
-        ({"reward_mode": "judge"}, "judge mode needs judge_base_url and judge_model"),
-        ({"judge_input": "all"}, "judge_input must be one of"),
+        ({"reward_mode": "llm"}, "reward_kwargs.reward_mode must be one of"),
+        ({"judge_api_key": "x"}, "read from the variable judge_api_key_env names"),
+        ({"f1_threshhold": 0.5}, "unknown reward.custom_reward_function.reward_kwargs"),
+        ({"f1_threshold": 0}, "reward_kwargs.f1_threshold must be in"),
+        ({"reward_mode": "judge"}, "reward_mode=judge needs judge_base_url and judge_model"),
+        ({"judge_input": "all"}, "reward_kwargs.judge_input must be one of"),
+        (
+            {"reward_mode": "judge", "judge_base_url": "u", "judge_model": "m", "judge_api_key_env": "a-b"},
+            r"api_key_env must be the \*name\*",
+        ),
     ],
 )
-async def test_config_errors_are_named(kwargs, message, monkeypatch):
-    for name in ("ACTGUIDE_REWARD_MODE", "ACTGUIDE_JUDGE_BASE_URL", "ACTGUIDE_JUDGE_MODEL"):
-        monkeypatch.delenv(name, raising=False)
+async def test_config_errors_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         await compute_score("d", "<answer>x</answer>", "x", {}, **kwargs)
+
+
+def test_the_reward_yaml_lists_every_setting_with_its_default():
+    """``actguide_reward/answer.yaml`` mirrors :class:`RewardKwargs`, so the logged config holds every setting."""
+    from dataclasses import asdict
+
+    from actguide_plugin.reward import RewardKwargs
+    from actguide_plugin.verl_glue.plugin import shipped_path
+
+    yaml_path = shipped_path("recipe/actguide/config/actguide_reward/answer.yaml")
+    listed = OmegaConf.to_container(OmegaConf.load(yaml_path).reward.custom_reward_function.reward_kwargs)
+    assert listed == asdict(RewardKwargs())
+
+
+@pytest.mark.parametrize("mode", ["rule", "judge"])
+async def test_two_runs_that_differ_only_in_a_reward_override_score_differently(mode, monkeypatch):
+    """The recipe's config composed as ``actguide-train`` composes it, with one override on the command line, and the
+    reward loaded from it by verl's own hook; no ACTGUIDE_* variable is set."""
+    from verl.trainer.ppo.reward import get_custom_reward_fn
+
+    from recipe.actguide.main_actguide import compose_config
+
+    for name in [n for n in os.environ if n.startswith("ACTGUIDE_")]:
+        monkeypatch.delenv(name)
+    fake = FakeJudge(["A"])
+    async with TestServer(fake.app, host="127.0.0.1") as server:
+        kwargs = "reward.custom_reward_function.reward_kwargs"
+        judge = [f"{kwargs}.judge_base_url={server.make_url('')}", f"{kwargs}.judge_model=judge-model"]
+        config = compose_config("actguide_cpu", [*judge, f"{kwargs}.reward_mode={mode}"])
+        score = get_custom_reward_fn(config)
+        result = await score(
+            data_source="d", solution_str="<answer>Lyon</answer>", ground_truth="Paris", extra_info={"question": "q"}
+        )
+    assert result["score"] == (1.0 if mode == "judge" else 0.0)  # the judge says A; the rule sees Lyon != Paris
+    assert len(fake.requests) == (mode == "judge") and result["judge_used"] == (mode == "judge")
 
 
 async def test_loaded_through_verls_custom_reward_hook():
