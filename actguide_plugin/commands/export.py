@@ -7,9 +7,10 @@ tokenizer, chat template) → a ``transformers`` model directory with safetensor
 weight to bfloat16, as ``python -m verl.model_merger merge --backend fsdp`` does).
 
 Beside the weights it writes what the checkpoint folder ``global_step_N/`` holds about the run: the resolved config
-(``actguide_run_config.yaml``, saved by the recipe's trainer), the warm-start level cache, the evaluation summary if
-one was made (``eval.json``/``eval.md`` from ``actguide-eval``) and a manifest ``actguide_export.json``. The
-directory is assembled next to the target and renamed into place, so a failed export leaves nothing behind.
+(``actguide_run_config.yaml``, saved by the recipe's trainer) and tool config (``actguide_tool_config.yaml``), the
+warm-start level cache, the evaluation summary if one was made (``eval.json``/``eval.md`` from ``actguide-eval``) and
+a manifest ``actguide_export.json``. The directory is assembled next to the target and renamed into place, so a
+failed export leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from omegaconf import OmegaConf
 
 from actguide_plugin.analysis.eval_summary import EVAL_JSON, EVAL_MARKDOWN
 from actguide_plugin.logs import get_logger
-from actguide_plugin.names import RUN_CONFIG_FILE
+from actguide_plugin.names import RUN_CONFIG_FILE, TOOL_CONFIG_FILE
 from actguide_plugin.verl_glue.config import ActGuideConfig
 
 logger = get_logger(__name__)
@@ -105,9 +106,10 @@ def export_checkpoint(
 
 
 def _copy_run_files(checkpoint: Path, staging: Path, eval_dir: Path) -> list[str]:
-    """Copy the run config, the level cache and an evaluation summary; returns the names copied."""
+    """Copy the run config, the level cache, the resolved tool config and an evaluation summary; returns the names
+    copied."""
     expected = [checkpoint / RUN_CONFIG_FILE, checkpoint / _cache_file_name(checkpoint)]
-    optional = [eval_dir / EVAL_JSON, eval_dir / EVAL_MARKDOWN]
+    optional = [checkpoint / TOOL_CONFIG_FILE, eval_dir / EVAL_JSON, eval_dir / EVAL_MARKDOWN]
     shipped = []
     for source in expected + optional:
         if source.is_file():

@@ -1,11 +1,19 @@
 """What ActGuide's trainer does the same way on both of verl's trainers (:mod:`.trainer_v1`, the V1 sync trainer;
-:mod:`.trainer_v0`, the classic ``RayPPOTrainer``): the loss, the warm-start cache and run config in checkpoints,
-the ``val-actguide/*`` metrics, and the per-row dump.
+:mod:`.trainer_v0`, the classic ``RayPPOTrainer``): the loss, the warm-start cache, run config and resolved tool
+config in checkpoints, the ``val-actguide/*`` metrics, and the per-row dump.
 
-verl 0.9.1 APIs relied on (identical on both trainers): ``self.config``, ``self.tokenizer``, ``self.global_steps``,
-``self.val_dataloader``, ``self.actor_rollout_wg.set_loss_fn(fn)`` (the actor's loss wrapper on every worker),
-``_save_checkpoint()`` / ``_load_checkpoint()`` writing and reading ``{default_local_dir}/global_step_{N}/`` (the
-latter sets ``global_steps``, 0 when nothing was resumed), and ``_validate()`` returning the validation metrics.
+The tool yaml (``multi_turn.tool_config_path``) is resolved once when the trainer is built (corpus path, URLs and
+cache paths as this run uses them, ``${actguide_env:...}`` included) and put into the config as
+``actguide_run.tool_config``, so verl's loggers record it; every ``global_step_*`` folder gets it as
+``actguide_tool_config.yaml`` next to ``actguide_run_config.yaml`` and the warm-start cache. Those files are written
+*before* verl's own save: verl ends ``_save_checkpoint`` with the ``on_save`` of the user's
+``trainer.checkpoint_callback_class`` (an upload, a model registry), which must find the checkpoint complete.
+
+verl 0.9.1 APIs relied on (identical on both trainers): ``self.config`` (read by ``fit()`` for its loggers),
+``self.tokenizer``, ``self.global_steps``, ``self.val_dataloader``, ``self.actor_rollout_wg.set_loss_fn(fn)`` (the
+actor's loss wrapper on every worker), ``_save_checkpoint()`` / ``_load_checkpoint()`` writing and reading
+``{default_local_dir}/global_step_{N}/`` (the latter sets ``global_steps``, 0 when nothing was resumed; the V1
+former calls ``checkpoint_callback.on_save`` last), and ``_validate()`` returning the validation metrics.
 """
 
 from __future__ import annotations
@@ -18,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 from verl.utils.config import omega_conf_to_dataclass
 
 from actguide_plugin.core.level_cache import LevelCache
 from actguide_plugin.logs import get_logger
-from actguide_plugin.names import GUIDED_PROMPT_TEXT, RUN_CONFIG_FILE
+from actguide_plugin.names import GUIDED_PROMPT_TEXT, RUN_CONFIG_FILE, RUN_INFO, RUN_INFO_TOOLS, TOOL_CONFIG_FILE
 from actguide_plugin.outputs import StagedOutputs
 from actguide_plugin.verl_glue.loss import make_actguide_loss_fn
 from actguide_plugin.verl_glue.validation import collect_validation
@@ -44,9 +52,27 @@ def rebound(module: str, name: str, value: Any) -> Iterator[None]:
         setattr(target, name, original)
 
 
+def resolved_tool_config(config) -> dict[str, Any] | None:
+    """The tool yaml the rollout workers load, resolved in this process (None: no ``tool_config_path``)."""
+    path = config.actor_rollout_ref.rollout.multi_turn.get("tool_config_path")
+    if not path:
+        return None
+    try:
+        return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    except Exception as err:  # a missing file, bad YAML, an undeclared ${actguide_env:...} name
+        raise ValueError(f"actor_rollout_ref.rollout.multi_turn.tool_config_path={path}: {err}") from err
+
+
 class ActGuideTrainerMixin:
     """Mixed in before verl's trainer class; the subclass sets ``self.actguide`` and ``self.state`` (the state
     actor) before verl's ``_load_checkpoint`` runs."""
+
+    def _record_tool_config(self) -> None:
+        """``actguide_run.tool_config``: the resolved tool yaml, in the config verl's loggers record."""
+        tools = resolved_tool_config(self.config)
+        if tools is not None:
+            with open_dict(self.config):
+                OmegaConf.update(self.config, f"{RUN_INFO}.{RUN_INFO_TOOLS}", tools, force_add=True)
 
     def _install_loss(self) -> None:
         """ActGuide's loss wrapper on every actor worker (guided flags required while guidance is on)."""
@@ -79,12 +105,16 @@ class ActGuideTrainerMixin:
         return folder / self.actguide.cache_file
 
     def _save_checkpoint(self):
-        super()._save_checkpoint()
+        """The recipe's files first, then verl's save, which ends with the user's checkpoint callback."""
         folder = Path(self.config.trainer.default_local_dir) / f"global_step_{self.global_steps}"
         LevelCache.from_dict(ray.get(self.state.cache_state.remote())).save(folder / self.actguide.cache_file)
+        tools = self.config.get(RUN_INFO, {}).get(RUN_INFO_TOOLS)
         with StagedOutputs(folder) as out:
             out.text(RUN_CONFIG_FILE, OmegaConf.to_yaml(self.config, resolve=True))
+            if tools is not None:
+                out.text(TOOL_CONFIG_FILE, OmegaConf.to_yaml(tools))
             out.commit()
+        super()._save_checkpoint()
 
     def _load_checkpoint(self):
         result = super()._load_checkpoint()

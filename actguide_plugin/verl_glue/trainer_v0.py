@@ -90,6 +90,7 @@ class ActGuideRayTrainer(ActGuideTrainerMixin, RayPPOTrainer):
         self._step_metrics: dict[str, float] = {}
         super().__init__(config, *args, **kwargs)
         self.state = state_actor()  # before fit(): _load_checkpoint restores the cache into it
+        self._record_tool_config()
 
     def init_workers(self):
         super().init_workers()

@@ -141,7 +141,16 @@ class TrainedRun:
 @pytest.fixture(scope="session")
 def trained_run(demo_inputs) -> TrainedRun:
     root, data, model = demo_inputs
-    steps, stdout = _run_demo(root, data, model, "run", 2, f"trainer.rollout_data_dir={root / 'run' / 'rollouts'}")
+    steps, stdout = _run_demo(
+        root,
+        data,
+        model,
+        "run",
+        2,
+        f"trainer.rollout_data_dir={root / 'run' / 'rollouts'}",
+        "trainer.checkpoint_callback_class=upload_callback.RecordingUploadCallback",  # a user's upload callback
+        PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
+    )
     metrics_copy = root / "run_metrics_steps_1_2.jsonl"
     shutil.copy(root / "run" / "metrics.jsonl", metrics_copy)
     return TrainedRun(steps, stdout, root, data, model, metrics_copy)

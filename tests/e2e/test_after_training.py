@@ -91,7 +91,8 @@ def test_export_loads_with_transformers_and_matches_the_checkpointed_actor(train
     console_script("actguide-export", str(checkpoint), str(target))
     names = {p.name for p in target.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja"} <= names
-    assert {"actguide_run_config.yaml", "actguide_level_cache.json", "eval.json", "eval.md"} <= names
+    run_files = {"actguide_run_config.yaml", "actguide_tool_config.yaml", "actguide_level_cache.json"}
+    assert run_files | {"eval.json", "eval.md"} <= names
     assert json.loads((target / "actguide_export.json").read_text())["source_checkpoint"] == str(checkpoint)
 
     exported = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32).eval()

@@ -13,11 +13,15 @@ import json
 
 import pytest
 import torch
+import yaml
 
 from actguide_plugin.names import (
     GUIDED_PROMPT_TEXT,
     IS_GUIDED_FIELD,
     RUN_CONFIG_FILE,
+    RUN_INFO,
+    RUN_INFO_TOOLS,
+    TOOL_CONFIG_FILE,
     UNGUIDED_PROMPT_IDS_FIELD,
 )
 
@@ -63,6 +67,14 @@ def test_guided_training_rescues_expected_levels_then_resumes_with_the_warm_star
     assert "ActGuide metrics per step" in stdout and "| step |" in stdout
     run_config = (checkpoint / RUN_CONFIG_FILE).read_text()  # the resolved config, what actguide-export ships
     assert f"path: {model}" in run_config and "${" not in run_config
+    tools = yaml.safe_load((checkpoint / TOOL_CONFIG_FILE).read_text())  # the tool yaml as this run resolved it
+    assert tools["backend"]["corpus_path"] == str(data / "corpus.jsonl")
+    assert yaml.safe_load(run_config)[RUN_INFO][RUN_INFO_TOOLS] == tools  # in the config verl's loggers record
+    # the user's checkpoint callback (trainer.checkpoint_callback_class) found the recipe's files already there
+    uploads = (checkpoint.parent / "uploads.jsonl").read_text().splitlines()  # upload_callback.UPLOADS
+    uploads = [json.loads(line) for line in uploads]
+    assert [u["global_step"] for u in uploads] == [2]
+    assert {RUN_CONFIG_FILE, TOOL_CONFIG_FILE, "actguide_level_cache.json", "data.pt"} <= set(uploads[0]["files"])
 
     # resume from global_step_2: a fresh Ray cluster, so warm starts can only come from the checkpointed cache
     resumed, _ = run_demo(root, data, model, "run", 3, "trainer.resume_mode=auto")
