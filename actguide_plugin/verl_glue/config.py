@@ -223,6 +223,12 @@ def check_verl_config(config: Any) -> ActGuideConfig:
         )
     if v1 and config.trainer.v1.trainer_mode != "sync":
         problems.append("trainer.v1.trainer_mode must be 'sync' (ActGuide's trainer extends the sync trainer)")
+    refill = bool(config.trainer.get("v1", {}).get("sampler", {}).get("sync_refill_failed_groups", False))
+    if v1 and actguide.on_full_failure == "drop" and not refill:
+        problems.append(
+            "actguide.on_full_failure=drop needs trainer.v1.sampler.sync_refill_failed_groups=true: a dropped group is "
+            "replaced by a fresh prompt through verl's replay-buffer refill"
+        )
     if not v1:
         problems += _classic_trainer_problems(config, actguide)
     bypass = bool(config.algorithm.get("rollout_correction", {}).get("bypass_mode", False))
@@ -260,6 +266,10 @@ def _classic_trainer_problems(config: Any, actguide: ActGuideConfig) -> list[str
         problems.append(
             "actguide.on_full_failure=drop needs trainer.use_v1=true: the classic trainer joins each prompt with "
             "exactly n rollouts by position, so a group cannot be left out (use keep or unguided)"
+        )
+    if config.trainer.get("checkpoint_callback_class"):
+        problems.append(
+            "trainer.checkpoint_callback_class needs trainer.use_v1=true: verl 0.9.1's classic trainer never calls it"
         )
     return problems
 

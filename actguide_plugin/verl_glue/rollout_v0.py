@@ -174,7 +174,9 @@ class ActGuideAgentLoopManagerV0(AgentLoopManager):
         output = assemble_groups(chunks, ranges, bounds)
         if output is None:
             failures = await state_actor().failures_of.remote(list(prompts.non_tensor_batch["uid"]))
-            raise EmptyStepError(explain_failures(failures, len(bounds), prompts.meta_info.get("global_steps", -1)))
+            step = prompts.meta_info.get("global_steps", -1)
+            what = f"no group of training step {step} produced a trajectory"
+            raise EmptyStepError(explain_failures(failures, len(bounds), what))
         output.meta_info = {"timing": self._performance_metrics(metrics, output), **output.meta_info}
         return output
 

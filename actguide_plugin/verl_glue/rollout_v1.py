@@ -7,10 +7,11 @@ verl 0.9.1 APIs relied on (``verl/trainer/ppo/v1/agent_loop_tq.py``, ``verl/expe
 
 * ``AgentLoopWorkerTQ._run_prompt(prompt, sampling_params, trajectory, trace)`` runs the n sessions of one
   prompt in one coroutine and publishes the prompt status (``running`` → ``finished``/``failure``) under the
-  key ``{uid}`` in TransferQueue; we replace it for training prompts. Validation stays verl's, with the prompt's
-  fields passed to every session's agent loop: we add the validation guidance level there (0 unless
-  ``actguide.val_level``/``val_level_ratio`` ask, :mod:`.validation`), and record each scored validation
-  trajectory in the state actor.
+  key ``{uid}`` in TransferQueue; we replace it for training prompts, publishing ``failure`` for a group left with no
+  trajectory (failed or dropped), which the sync replay buffer then refills (:mod:`.empty_step`). Validation stays
+  verl's, with the prompt's fields passed to every session's agent loop: we add the validation guidance level
+  there (0 unless ``actguide.val_level``/``val_level_ratio`` ask, :mod:`.validation`), and record each scored
+  validation trajectory in the state actor.
 * ``AgentLoopWorker._run_agent_loop(...)`` instantiates the agent loop from the registry, runs it and calls
   ``_agent_loop_postprocess(output, validate, **kwargs)``, which computes the reward with the streaming
   reward workers (``_compute_score``) and puts the trajectory into TransferQueue under
@@ -53,15 +54,16 @@ class ActGuideAgentLoopWorkerImpl(ActGuideWorkerMixin, AgentLoopWorkerTQ.__ray_a
             return await super()._run_prompt(prompt, sampling_params, trajectory, trace)
         uid = prompt["uid"]
         await tq.async_kv_put(key=uid, partition_id="train", tag={"status": "running"})
-        status = "finished"
+        status = "failure"  # also a group with no trajectory (dropped): verl's refill replaces it (empty_step)
         try:
-            await self._run_guided_group(prompt, sampling_params, trajectory, trace)
+            if await self._run_guided_group(prompt, sampling_params, trajectory, trace):
+                status = "finished"
         except Exception as err:  # every rollout of the group has settled (group.settled)
-            status = "failure"
             await self._record_failure(prompt, err)
         await tq.async_kv_put(key=uid, partition_id="train", tag={"status": status})
 
-    async def _run_guided_group(self, prompt: dict, sampling_params: dict, trajectory: dict, trace: bool) -> None:
+    async def _run_guided_group(self, prompt: dict, sampling_params: dict, trajectory: dict, trace: bool) -> int:
+        """Search, then publish the chosen trajectories; returns how many (0: the group was dropped)."""
         n = prompt.pop("__rollout_n__", self.config.actor_rollout_ref.rollout.n)
         prompt.pop("__do_sample__", None)
         prompt, changed, clean = with_action_noise(prompt, self.actguide)  # training groups only
@@ -83,6 +85,7 @@ class ActGuideAgentLoopWorkerImpl(ActGuideWorkerMixin, AgentLoopWorkerTQ.__ray_a
         await publish_group(
             outcome, lambda session_id, outputs: self._publish(outputs, session_id, outcome.level, prompt)
         )
+        return len(outcome.trajectories)
 
     async def _agent_loop_postprocess(self, output, validate, **kwargs):
         if not _search_in_progress.get():

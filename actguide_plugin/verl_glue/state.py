@@ -67,6 +67,10 @@ class ActGuideState:
         wanted = set(uids)
         return [f for f in self.failures if f.get("uid") in wanted]
 
+    def unread_failures(self) -> list[dict[str, Any]]:
+        """The failures recorded since the trainer last popped them (this training step's, on the V1 trainer)."""
+        return list(self.failures)
+
     def pop_failures(self) -> list[dict[str, Any]]:
         failures, self.failures = self.failures, []
         return failures

@@ -9,7 +9,7 @@ verl 0.9.1 APIs relied on (``verl/trainer/ppo/v1/trainer_base.py``, ``trainer_sy
   mode and substitute the class in our own TaskRunner instead of registering a new mode name.
 * The loss wrapper, the warm-start cache and run config in checkpoints and the ``val-actguide/*`` metrics are the
   classic trainer's too (:mod:`.trainer_common`).
-* ``replay_buffer`` and ``_add_batch_to_generate()``: a step with no trajectory at all is explained or refilled
+* ``replay_buffer.refill_fn``: groups with no trajectory are replaced by fresh prompts, within a bound
   (:mod:`.empty_step`).
 * ``ReplayBuffer.poll_interval``: the sync replay buffer checks TransferQueue for finished rollouts every 2 s, a
   constructor default that no config key reaches (``_build_replay_buffer`` passes only
@@ -53,7 +53,7 @@ from actguide_plugin.names import (
     UNGUIDED_PROMPT_IDS_FIELD,
 )
 from actguide_plugin.verl_glue.config import check_verl_config
-from actguide_plugin.verl_glue.empty_step import guard_empty_steps
+from actguide_plugin.verl_glue.empty_step import guard_refills
 from actguide_plugin.verl_glue.metrics import loss_metrics, search_metrics
 from actguide_plugin.verl_glue.prompt_swap import guided_and_padding_rows, swap_to_unguided
 from actguide_plugin.verl_glue.state import state_actor
@@ -89,7 +89,8 @@ class ActGuideTrainer(ActGuideTrainerMixin, PPOTrainerSync):
         super().__init__(config)
         set_poll_interval(self.replay_buffer, config.trainer.v1.sampler)
         self.state = state_actor()  # before init(): _load_checkpoint restores the cache into it
-        guard_empty_steps(self.replay_buffer, self.state, refill=self._add_batch_to_generate)
+        self._record_tool_config()
+        guard_refills(self.replay_buffer, self.state, lambda: self.global_steps, config.data.train_batch_size)
 
     def init(self):
         super().init()

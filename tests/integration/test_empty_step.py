@@ -1,4 +1,4 @@
-"""A training step whose groups produced no trajectory, through verl's real sync replay buffer and TransferQueue."""
+"""Training groups with no trajectory, through verl's real sync replay buffer, its refill and TransferQueue."""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ from omegaconf import OmegaConf
 from tensordict import TensorDict
 from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
 
-from actguide_plugin.verl_glue.empty_step import MAX_REFILLS, EmptyStepError, guard_empty_steps
+from actguide_plugin.verl_glue.empty_step import MAX_REFILLS, EmptyStepError, guard_refills
 from actguide_plugin.verl_glue.state import state_actor
 
 pytestmark = pytest.mark.integration
 
 
-def replay_buffer() -> ReplayBuffer:
+def replay_buffer(refill_fn, refill_failed: bool = True) -> ReplayBuffer:
+    """verl's sync buffer as the trainer builds it (the recipe sets ``sync_refill_failed_groups``)."""
     return ReplayBuffer(
         trainer_mode="sync",
         trainer_config=OmegaConf.create({}),
@@ -26,6 +27,10 @@ def replay_buffer() -> ReplayBuffer:
         max_off_policy_strategy="wait",
         sampler_kwargs=OmegaConf.create({}),
         poll_interval=0.01,
+        refill_fn=refill_fn,
+        train_batch_size=2,
+        gen_batch_size=1 if refill_failed else 2,
+        sync_refill_failed_groups=refill_failed,
     )
 
 
@@ -53,38 +58,56 @@ def clean_partition(state):
     ray.get(state.pop_failures.remote())
 
 
-def test_verl_alone_fails_with_its_replay_buffer_message(clean_partition):
-    put_group("finished", 0)
-    with pytest.raises(RuntimeError, match="no materializable trajectories"):
-        replay_buffer().sample(global_steps=1, partition_id="train", batch_size=1)
+def test_verl_alone_pads_a_step_whose_groups_all_failed_with_its_own_message(clean_partition):
+    put_group("failure", 0)
+    buffer = replay_buffer(refill_fn=None, refill_failed=False)  # verl's default
+    with pytest.raises(RuntimeError, match=r"Enable trainer\.v1\.sampler\.sync_refill_failed_groups"):
+        buffer.sample(global_steps=1, partition_id="train", batch_size=1)
 
 
-def test_every_group_failed_names_rows_and_causes(clean_partition, state):
-    failed = [put_group("failure", 0) for _ in range(2)]
-    for i, uid in enumerate(failed):
-        row = f"data_source='hotpot' index={i} uid={uid}"
-        ray.get(state.record_failure.remote({"uid": uid, "row": row, "kind": "bad_row", "cause": "ValueError: x"}))
-    buffer = replay_buffer()
-    guard_empty_steps(buffer, state, refill=lambda: pytest.fail("failed groups must not be refilled"))
-    with pytest.raises(EmptyStepError, match=r"2 of 2 groups failed \(2 bad data rows\).*index=0.*ValueError: x"):
+def test_groups_with_no_trajectory_are_replaced_by_fresh_prompts(clean_partition, state):
+    """A dropped and a failed group (the rollout marks both ``failure``); verl evicts them and refills two prompts."""
+    empty = [put_group("failure", 0) for _ in range(2)]
+    kept = put_group("finished", 2)
+    refilled: list[str] = []
+    buffer = replay_buffer(lambda count: refilled.extend(put_group("finished", 2) for _ in range(count)))
+    guard_refills(buffer, state, current_step=lambda: 1, batch_size=3)
+    batch, metrics = buffer.sample(global_steps=1, partition_id="train", batch_size=3)
+    assert {key.split("_")[0] for key in batch.keys} == {kept, *refilled} and len(refilled) == 2
+    assert metrics["training/rollout_failure/evicted_samples"] == 2
+    assert not set(empty) & set(tq.kv_list("train").get("train", {}))  # the empty groups were cleared
+
+
+def test_a_step_whose_rows_keep_failing_stops_naming_rows_and_causes(clean_partition, state):
+    def refill(count: int) -> None:
+        for _ in range(count):
+            uid = put_group("failure", 0)
+            row = f"data_source='hotpot' index=7 uid={uid}"
+            ray.get(state.record_failure.remote({"uid": uid, "row": row, "kind": "bad_row", "cause": "ValueError: x"}))
+
+    refill(2)
+    buffer = replay_buffer(refill)
+    guard_refills(buffer, state, current_step=lambda: 3, batch_size=2)
+    with pytest.raises(EmptyStepError, match=r"training step 3 lost more than 6 groups.*bad data rows.*index=7.*x"):
         buffer.sample(global_steps=3, partition_id="train", batch_size=2)
 
 
-def test_every_group_dropped_refills_the_step_with_fresh_prompts(clean_partition, state):
-    dropped = [put_group("finished", 0) for _ in range(2)]
-    refilled: list[str] = []
-    buffer = replay_buffer()
-    guard_empty_steps(buffer, state, refill=lambda: refilled.extend(put_group("finished", 2) for _ in range(2)))
-    batch, _ = buffer.sample(global_steps=1, partition_id="train", batch_size=2)
-    assert {key.split("_")[0] for key in batch.keys} == set(refilled) and len(batch.keys) == 4  # 2 groups of 2
-    assert not set(dropped) & set(tq.kv_list("train").get("train", {}))  # the dropped groups were cleared
-
-
 def test_a_step_that_stays_empty_stops_with_advice(clean_partition, state):
-    put_group("finished", 0)
-    buffer = replay_buffer()
-    refills = []
-    guard_empty_steps(buffer, state, refill=lambda: refills.append(put_group("finished", 0)))
+    put_group("failure", 0)
+    refills: list[str] = []
+    buffer = replay_buffer(lambda count: refills.extend(put_group("failure", 0) for _ in range(count)))
+    guard_refills(buffer, state, current_step=lambda: 1, batch_size=1)
     with pytest.raises(EmptyStepError, match="on_full_failure=unguided or keep"):
         buffer.sample(global_steps=1, partition_id="train", batch_size=1)
     assert len(refills) == MAX_REFILLS
+
+
+def test_the_bound_is_per_training_step(clean_partition, state):
+    step = {"now": 1}
+    buffer = replay_buffer(lambda count: [put_group("finished", 1) for _ in range(count)])
+    guard_refills(buffer, state, current_step=lambda: step["now"], batch_size=1)
+    for now in range(1, 2 * MAX_REFILLS + 1):  # one refill per step, more steps than the bound
+        step["now"] = now
+        put_group("failure", 0)
+        batch, _ = buffer.sample(global_steps=now, partition_id="train", batch_size=1)
+        tq.kv_clear(keys=[*batch.keys, *{k.split("_")[0] for k in batch.keys}], partition_id="train")

@@ -117,6 +117,7 @@ def test_both_trainer_paths_are_accepted_with_the_manager_that_serves_them():
     [
         ("trainer.critic_warmup=1", r"trainer\.critic_warmup must be 0 with trainer\.use_v1=false"),
         ("actguide.on_full_failure=drop", r"on_full_failure=drop needs trainer\.use_v1=true"),
+        ("trainer.checkpoint_callback_class=my.Upload", r"checkpoint_callback_class needs trainer\.use_v1=true"),
     ],
 )
 def test_what_the_classic_trainer_needs_is_checked_by_key(override, message):
@@ -146,6 +147,14 @@ def test_what_the_classic_trainer_needs_is_checked_by_key(override, message):
 def test_verl_settings_the_recipe_needs_are_checked_by_key(override, message):
     with pytest.raises(ValueError, match=message):
         check_verl_config(config(override))
+
+
+def test_dropping_groups_on_v1_needs_verls_refill():
+    """A dropped group is replaced through verl's refill of failed groups, which the recipe's layer turns on."""
+    assert config().trainer.v1.sampler.sync_refill_failed_groups is True
+    check_verl_config(config("actguide.on_full_failure=drop"))
+    with pytest.raises(ValueError, match=r"on_full_failure=drop needs trainer\.v1\.sampler\.sync_refill_failed_groups"):
+        check_verl_config(config("actguide.on_full_failure=drop", "trainer.v1.sampler.sync_refill_failed_groups=false"))
 
 
 def test_printing_the_config_reports_an_invalid_section_before_anything_runs():
