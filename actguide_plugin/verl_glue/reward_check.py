@@ -4,11 +4,12 @@ The recipe does not swap a user's reward: with no ``reward.custom_reward_functio
 verl scores each row with ``default_compute_score`` by its ``data_source``, as their GRPO runs did; the recipe's
 answer reward is opt-in (``+actguide_reward=answer``). A row whose ``data_source`` verl has no scorer for, or
 whose ``ground_truth`` its scorer cannot read (a Search-R1 ``{"target": [...]}`` turned into text), would fail
-only in the first step's reward workers; it is found here, before Ray, with the fix.
+only in the first step's reward workers; it is found here, before Ray, with the fix. So are the recipe's own
+reward settings (``reward_kwargs``: a misspelt key, ``reward_mode=judge`` with no endpoint).
 
 verl 0.9.1 APIs relied on: ``verl.utils.reward_score.default_compute_score(data_source, solution_str,
 ground_truth, extra_info=None, ...)`` raising ``NotImplementedError`` for an unknown source; the config keys
-``reward.custom_reward_function.{path,name}`` and ``reward.reward_model.enable``.
+``reward.custom_reward_function.{path,name,reward_kwargs}`` and ``reward.reward_model.enable``.
 """
 
 from __future__ import annotations
@@ -16,19 +17,26 @@ from __future__ import annotations
 from typing import Any
 
 from actguide_plugin.logs import describe_error
+from actguide_plugin.reward import RewardKwargs
 
 OPT_IN = "+actguide_reward=answer"
+RECIPE_REWARD = "pkg://actguide_plugin.reward"  # reward.custom_reward_function.path of actguide_reward/answer.yaml
 # verl's scorers for these run the solution as code (a sandbox or local processes): never probed with a dummy answer
 _CODE_SOURCES = ("codecontests", "apps", "codeforces", "taco")
 _PROBE = "<answer>probe</answer>"
 
 
 def reward_in_use(config: Any) -> str:
-    """One line naming the reward of this run (printed at start and stored as ``actguide_run.reward``)."""
+    """One line naming the reward of this run (printed at start and stored as ``actguide_run.reward``); the recipe's
+    own reward settings are checked here (a ``ValueError`` names the key)."""
     reward = config.get("reward") or {}
     if (reward.get("reward_model") or {}).get("enable", False):
         return f"reward model {reward.reward_model.get('model_path')} (reward.reward_model)"
     custom = reward.get("custom_reward_function") or {}
+    if custom.get("path") == RECIPE_REWARD:
+        settings = RewardKwargs.from_kwargs(dict(custom.get("reward_kwargs") or {}))
+        judge = f", judge_model={settings.judge_model}" if settings.reward_mode == "judge" else ""
+        return f"the recipe's answer reward ({RECIPE_REWARD}), reward_mode={settings.reward_mode}{judge}"
     if custom.get("path"):
         return f"custom_reward_function {custom.path}:{custom.get('name') or 'compute_score'}"
     return "verl's default_compute_score by each row's data_source (no reward.custom_reward_function.path)"

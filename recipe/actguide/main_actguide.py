@@ -67,9 +67,9 @@ def launch(config, dry_run: bool = False) -> None:
             check_train_files(config.data.train_files)
         check_default_scorer(config, config.data.val_files if val_only else config.data.train_files)
         validate_config(config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+        reward = reward_in_use(config)
     except (ValueError, AssertionError) as err:  # verl's own checks assert
         raise PreflightError(str(err)) from err
-    reward = reward_in_use(config)
     print(f"actguide-train: reward: {reward}", file=sys.stderr, flush=True)
     if dry_run:
         from actguide_plugin.verl_glue.dry_run import batch_plan

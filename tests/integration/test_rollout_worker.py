@@ -111,7 +111,7 @@ def test_worker_searches_each_group_and_publishes_exactly_n(
     assert cache["impossible"] == {"num_actions": 3, "level": 4, "full_failures": 1}  # L + 1, once
 
 
-def test_drop_policy_publishes_no_trajectories_but_finishes_the_prompt(
+def test_drop_policy_publishes_no_trajectories_and_marks_the_prompt_for_verls_refill(
     ray_and_tq, tiny_qwen_model, corpus_env, recipe_config, scripted_server, qwen_tokenizer
 ):
     prompt = prompt_for("dropped", TASKS["impossible"])
@@ -119,8 +119,9 @@ def test_drop_policy_publishes_no_trajectories_but_finishes_the_prompt(
         tiny_qwen_model, recipe_config, scripted_server(qwen_tokenizer), [prompt], "actguide.on_full_failure=drop"
     )
     listing = tq.kv_list("train")["train"]
-    assert listing[prompt["uid"]]["status"] == "finished"
-    assert not [k for k in listing if k.startswith(prompt["uid"] + "_")]  # verl's sync sampler pads the batch
+    assert listing[prompt["uid"]]["status"] == "failure"  # verl's sync sampler replaces it (empty_step)
+    assert not [k for k in listing if k.startswith(prompt["uid"] + "_")]
+    assert ray.get(worker.state.failures_of.remote([prompt["uid"]])) == []  # dropped, not failed: no cause
     summary = next(s for s in ray.get(worker.state.pop_summaries.remote()) if s["task_id"] == "dropped")
     assert summary["status"] == "full_failed" and summary["trajectories"] == []
 

@@ -48,7 +48,20 @@ def test_a_named_reward_is_used_as_named_and_not_probed(tmp_path):
     files = [train_file(tmp_path, "fanoutqa", "x")]
     check_default_scorer(config("pkg://actguide_plugin.reward"), files)
     check_default_scorer(config(reward_model=True), files)
+    assert reward_in_use(config("my_reward.py")) == "custom_reward_function my_reward.py:compute_score"
     assert reward_in_use(config("pkg://actguide_plugin.reward")) == (
-        "custom_reward_function pkg://actguide_plugin.reward:compute_score"
+        "the recipe's answer reward (pkg://actguide_plugin.reward), reward_mode=rule"
     )
     assert reward_in_use(config(reward_model=True)).startswith("reward model /rm")
+
+
+def test_the_recipes_reward_settings_are_checked_before_ray_naming_the_key():
+    judge = config("pkg://actguide_plugin.reward")
+    judge.reward.custom_reward_function.reward_kwargs = {"reward_mode": "judge", "judge_base_url": "http://j:8001"}
+    with pytest.raises(ValueError, match=r"reward_kwargs: reward_mode=judge needs judge_base_url and judge_model"):
+        reward_in_use(judge)
+    judge.reward.custom_reward_function.reward_kwargs.judge_model = "qwen-judge"
+    assert reward_in_use(judge).endswith("reward_mode=judge, judge_model=qwen-judge")
+    judge.reward.custom_reward_function.reward_kwargs.judge_modle = "typo"
+    with pytest.raises(ValueError, match=r"unknown reward\.custom_reward_function\.reward_kwargs \['judge_modle'\]"):
+        reward_in_use(judge)
