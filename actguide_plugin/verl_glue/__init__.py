@@ -18,5 +18,6 @@ Each module's docstring names the verl APIs it relies on (the upgrade checklist)
 * :mod:`.state` — the Ray actor shared by rollout workers and trainer (warm-start cache, group summaries);
 * :mod:`.validation` — validation at a guidance level, trajectory records, ``val-actguide/*`` metrics;
 * :mod:`.rows` — what the recipe reads from a dataset row; :mod:`.reward_check` — the reward said and tried before
-  a run; :mod:`.empty_step` — a step with no trajectory; :mod:`.dry_run` — ``actguide-train --dry-run``.
+  a run; :mod:`.empty_step` — groups with no trajectory (verl's refill, bounded); :mod:`.dry_run` —
+  ``actguide-train --dry-run``.
 """
