@@ -37,6 +37,7 @@ from actguide_plugin.core.actions import dumps_actions
 from actguide_plugin.logs import get_logger
 from actguide_plugin.names import AGENT_NAME
 from actguide_plugin.outputs import StagedOutputs as BaseStagedOutputs
+from actguide_plugin.outputs import current_umask, swap_dir
 from actguide_plugin.reward.answer import parse_gold_answers
 from data_preprocess.formats import ParsedTask, answer_text
 
@@ -318,14 +319,9 @@ class StagingDirectory:
         target = self.directory
         if target.exists() and not target.is_dir():
             raise OSError(f"{target}: exists and is not a directory")
-        os.chmod(self.path, target.stat().st_mode & 0o7777 if target.exists() else 0o777 & ~_umask())
-        if not target.exists():
-            os.rename(self.path, target)
-        elif self._swappable():
-            old = Path(tempfile.mkdtemp(prefix=f"{self._prefixes[1]}{os.getpid()}-", dir=target.parent))
-            os.rename(target, old)  # onto the empty directory mkdtemp made: allowed by rename(2)
-            os.rename(self.path, target)
-            shutil.rmtree(old, ignore_errors=True)
+        os.chmod(self.path, target.stat().st_mode & 0o7777 if target.exists() else 0o777 & ~current_umask())
+        if not target.exists() or self._swappable():
+            swap_dir(self.path, target, old_prefix=f"{self._prefixes[1]}{os.getpid()}-")
         else:
             for name in names:
                 os.replace(self.path / name, target / name)
@@ -344,9 +340,3 @@ def _pid_alive(text: str) -> bool:
     except PermissionError:
         return True  # another user's live process
     return True
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
