@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from actguide_plugin.core.actions import Action, loads_actions
+from actguide_plugin.core.actions import REFERENCE_ACTIONS_KEY, Action, row_actions
 
 
 class BadRowError(ValueError):
@@ -40,11 +40,10 @@ def task_id_of(prompt: dict[str, Any]) -> str:
 
 def actions_of(prompt: dict[str, Any]) -> list[Action]:
     """The row's reference actions ([] when it has none)."""
-    extra_info = prompt.get("extra_info") or {}
     try:
-        return loads_actions(extra_info.get("reference_actions"))
+        return row_actions(prompt)
     except ValueError as err:
-        raise BadRowError(f"row {row_name(prompt)}: bad extra_info.reference_actions: {err}") from err
+        raise BadRowError(f"row {row_name(prompt)}: bad extra_info.{REFERENCE_ACTIONS_KEY}: {err}") from err
 
 
 def num_actions_of(prompt: dict[str, Any]) -> int:
