@@ -76,7 +76,8 @@ def run_loop(make_loop, level, min_level=2, data=None):
 
     async def go():
         loop, server = make_loop()
-        output = await loop.run({"temperature": 1.0, "top_p": 1.0}, actguide_level=level, **(data or sample(min_level)))
+        fields = {**(data or sample(min_level)), LEVEL_FIELD: level}
+        output = await loop.run({"temperature": 1.0, "top_p": 1.0}, **fields)
         return output, server, loop
 
     return asyncio.run(go())
