@@ -7,7 +7,7 @@ file (or folder), the new one, or absent. The temp always sits in the target's o
 never crosses a file system.
 
 - :func:`atomic_file` / :func:`atomic_dir`: one file / one folder, written under a temp name and renamed on success.
-- :func:`swap_dir`: put a finished folder in the place of another, which a reader sees whole, old or new.
+- :func:`swap_dir`: put a finished folder in the place of another; a reader never sees a mix of the two.
 - :class:`StagedOutputs`: several files that appear together on ``commit``.
 """
 
@@ -77,13 +77,18 @@ def atomic_dir(target: str | os.PathLike[str], *, replace: bool = True) -> Itera
 
 def swap_dir(staging: Path, target: Path, old_prefix: str | None = None) -> None:
     """Rename folder ``staging`` (beside ``target``) to ``target``; an existing ``target`` is moved aside first
-    (to a temp folder named ``old_prefix…``) and deleted after, so no moment shows half of either."""
+    (to a temp folder named ``old_prefix…``) and deleted after: a reader finds the old folder, the new one or, for
+    an instant, none, never a mix of the two."""
     if not target.exists():
         os.rename(staging, target)
         return
     old = Path(tempfile.mkdtemp(prefix=old_prefix or f".{target.name}.old-", dir=target.parent))
     os.rename(target, old)  # onto the empty folder mkdtemp made: allowed by rename(2)
-    os.rename(staging, target)
+    try:
+        os.rename(staging, target)
+    except BaseException:
+        os.rename(old, target)  # the previous folder goes back: nothing already written is lost
+        raise
     shutil.rmtree(old, ignore_errors=True)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from actguide_plugin.outputs import StagedOutputs, atomic_dir, atomic_file
@@ -71,3 +74,21 @@ def test_atomic_dir_without_replace_keeps_a_folder_that_another_process_finished
         (target / "theirs").write_text("theirs")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index"]
     assert sorted(p.name for p in target.iterdir()) == ["theirs"]
+
+
+def test_a_swap_that_fails_halfway_puts_the_previous_folder_back(tmp_path, monkeypatch):
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "a").write_text("old")
+    rename = os.rename
+
+    def refuse_the_new_folder(source, destination):
+        if Path(destination) == target and Path(source).name.startswith(".model.") and "old-" not in Path(source).name:
+            raise OSError("disk gone")
+        rename(source, destination)
+
+    monkeypatch.setattr(os, "rename", refuse_the_new_folder)
+    with pytest.raises(OSError, match="disk gone"), atomic_dir(target) as tmp:
+        (tmp / "a").write_text("new")
+    assert (target / "a").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
