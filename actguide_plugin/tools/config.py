@@ -20,7 +20,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
-from actguide_plugin.tools.httpclient import RetryPolicy
+from actguide_plugin.tools.httpclient import RETRY_FIELDS, RetryPolicy
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -118,7 +118,6 @@ class LocalBackendConfig(ToolConfigModel):
 
 
 _RETRY_HINTS = typing.get_type_hints(RetryPolicy)
-RETRY_FIELDS = tuple(f.name for f in dataclasses.fields(RetryPolicy))
 
 # The retry keys of a network backend's block: RetryPolicy's fields with its defaults, by name.
 _RetryKeys: type[ToolConfigModel] = create_model(
