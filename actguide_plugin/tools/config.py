@@ -98,7 +98,7 @@ class ToolConfigModel(BaseModel):
 
 def _http_url(key: str, value: str) -> str:
     if not value.startswith(("http://", "https://")):
-        raise ValueError(f"{key} must be an http(s) URL, got {value!r}")
+        raise ValueError(f"{key} must be an http(s) URL (http://... or https://...)")  # a URL may carry a key
     return value
 
 
