@@ -33,7 +33,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from actguide_plugin.core.actions import dumps_actions
+from actguide_plugin.core.actions import REFERENCE_ACTIONS_KEY, dumps_actions
 from actguide_plugin.logs import get_logger
 from actguide_plugin.names import AGENT_NAME
 from actguide_plugin.outputs import StagedOutputs as BaseStagedOutputs
@@ -90,7 +90,7 @@ def row_schema(tools: Sequence[str], ground_truth_format: str = "text") -> pa.Sc
                         ("task_id", pa.string()),
                         ("question", pa.string()),
                         ("answer", pa.string()),
-                        ("reference_actions", pa.string()),
+                        (REFERENCE_ACTIONS_KEY, pa.string()),
                         ("num_reference_actions", pa.int64()),
                         ("tools_kwargs", pa.struct([(tool, create_kwargs) for tool in tools])),
                     ]
@@ -128,7 +128,7 @@ def build_row(
             "task_id": task_id,
             "question": task.question,
             "answer": gold,
-            "reference_actions": dumps_actions(task.actions),
+            REFERENCE_ACTIONS_KEY: dumps_actions(task.actions),
             "num_reference_actions": len(task.actions),
             "tools_kwargs": {tool: {"create_kwargs": {"task_id": task_id}} for tool in tools},
         },
@@ -141,7 +141,7 @@ def place_in_split(row: dict[str, Any], split: str, index: int) -> dict[str, Any
     info = row["extra_info"]
     info["split"], info["index"] = split, index
     if split == VAL:
-        info["reference_actions"], info["num_reference_actions"] = dumps_actions(()), 0
+        info[REFERENCE_ACTIONS_KEY], info["num_reference_actions"] = dumps_actions(()), 0
     return row
 
 

@@ -87,8 +87,8 @@ def check_train_files(files: Any) -> None:
                     f"to {AGENT_NAME!r} (actguide-preprocess attach does)"
                 )
         extra = schema.field("extra_info").type if "extra_info" in schema.names else None
-        if extra is not None and getattr(extra, "num_fields", 0) and "reference_actions" in [f.name for f in extra]:
-            column = pq.read_table(path, columns=["extra_info.reference_actions"]).column(0).to_pylist()
+        if extra is not None and getattr(extra, "num_fields", 0) and REFERENCE_ACTIONS_KEY in [f.name for f in extra]:
+            column = pq.read_table(path, columns=[f"extra_info.{REFERENCE_ACTIONS_KEY}"]).column(0).to_pylist()
             with_actions += sum(_has_actions(value) for value in column)
     if checked and not with_actions:
         problems.append(
