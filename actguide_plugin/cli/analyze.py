@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from actguide_plugin.core.search import SearchConfig
 from actguide_plugin.outputs import StagedOutputs
 
 
@@ -42,14 +43,19 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--temperature", type=float, default=1.0)
         sub.add_argument("--device", default="cpu", help="torch device of the model (cpu, cuda)")
         sub.add_argument("--scripted", action="store_true", help="the scripted test policy (CPU tests, demos)")
-        sub.add_argument("--success-threshold", type=float, default=0.0, help="a sample succeeds above this")
+        sub.add_argument(
+            "--success-threshold",
+            type=float,
+            default=SearchConfig.success_threshold,
+            help="a sample succeeds above this",
+        )
         sub.add_argument("--out", type=Path, default=Path("analysis"))
         sub.add_argument("overrides", nargs="*", help="hydra overrides of the recipe config (key=value)")
         if name == "barrier":
             sub.add_argument("--level-ratio", type=float, default=1.0, help="guidance of the guided trajectory")
             sub.add_argument("--guided-tries", type=int, default=4, help="guided samples tried for a success")
         else:
-            sub.add_argument("--tau", type=int, default=1, help="successes that make a level sufficient")
+            sub.add_argument("--tau", type=int, default=SearchConfig.tau, help="successes that make a level sufficient")
     return parser
 
 

@@ -59,20 +59,12 @@ from typing import Any
 from actguide_plugin.logs import get_logger
 from actguide_plugin.reward.answer import extract_answer, normalize_answer, parse_gold_answers, rule_match
 from actguide_plugin.reward.judge import JudgeConfig, JudgeError, judge_answer
-from actguide_plugin.tools.httpclient import RetryPolicy
+from actguide_plugin.tools.httpclient import RETRY_FIELDS, RetryPolicy
 
 logger = get_logger(__name__)
 
 REWARD_MODES = ("rule", "judge")
-_RETRY_KWARGS = {
-    "judge_timeout_s": "timeout_s",
-    "judge_max_attempts": "max_attempts",
-    "judge_backoff_base_s": "backoff_base_s",
-    "judge_backoff_max_s": "backoff_max_s",
-    "judge_max_concurrency": "max_concurrency",
-    "judge_circuit_failures": "circuit_failures",
-    "judge_circuit_open_s": "circuit_open_s",
-}
+_RETRY_KWARGS = {f"judge_{name}": name for name in RETRY_FIELDS}  # the judge's retry keys: RetryPolicy's fields
 _OWN_KWARGS = {
     "reward_mode", "f1_threshold", "judge_base_url", "judge_model", "judge_max_tokens", "judge_input", *_RETRY_KWARGS
 }  # fmt: skip
