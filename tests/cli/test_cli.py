@@ -47,3 +47,15 @@ def test_analyze_training_overlays_runs_and_writes_plot_and_summaries(tmp_path, 
     with pytest.raises(SystemExit):
         analyze.main(["training"])
     assert analyze.main(["training", str(runs["grpo"]), "--label", "a", "--label", "b"]) == 2
+
+
+def test_eval_device_picks_the_recipe_config_and_the_old_cpu_flag_still_works(capsys):
+    base = ["--model", "m", "--data", "d.parquet"]
+    assert evaluate._parser().parse_args(base).device == "cuda"
+    assert evaluate._parser().parse_args([*base, "--device", "cpu"]).device == "cpu"
+    assert evaluate._parser().parse_args([*base, "--cpu"]).device == "cpu"  # the former spelling
+    assert evaluate.DEVICE_CONFIGS == {"cuda": "actguide_trainer", "cpu": "actguide_cpu"}
+    assert "--cpu" not in evaluate._parser().format_help()  # documented once, as --device
+    with pytest.raises(SystemExit) as info:
+        evaluate._parser().parse_args([*base, "--device", "tpu"])
+    assert info.value.code == 2 and "invalid choice: 'tpu'" in capsys.readouterr().err

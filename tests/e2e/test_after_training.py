@@ -57,7 +57,8 @@ def evaluated(trained_run, task_writer):
     questions = {task_id: f"Who wrote the first program? {marker}" for task_id, marker in EVAL_TASKS.items()}
     data = task_writer(trained_run.root / "eval_tasks", questions)
     env = dict(os.environ, ACTGUIDE_CORPUS=str(data / "corpus.jsonl"), TOKENIZERS_PARALLELISM="false")
-    args = ["--model", str(trained_run.checkpoint), "--data", str(data / "val.parquet"), "--samples", str(K), "--cpu"]
+    args = ["--model", str(trained_run.checkpoint), "--data", str(data / "val.parquet"), "--samples", str(K)]
+    args += ["--device", "cpu"]
     result = console_script("actguide-eval", *args, *SETTINGS, env=env)
     return trained_run.checkpoint / "eval", result
 
