@@ -59,3 +59,37 @@ def test_eval_device_picks_the_recipe_config_and_the_old_cpu_flag_still_works(ca
     with pytest.raises(SystemExit) as info:
         evaluate._parser().parse_args([*base, "--device", "tpu"])
     assert info.value.code == 2 and "invalid choice: 'tpu'" in capsys.readouterr().err
+
+
+def _levels_args(*argv: str):
+    return analyze._parser().parse_args(["levels", "--model", "m", "--data", "d.parquet", *argv])
+
+
+def test_analyze_tau_and_success_threshold_are_the_configs_never_a_silent_override():
+    from actguide_plugin.verl_glue.config import actguide_config
+    from recipe.actguide.main_actguide import compose_config
+
+    def section(*argv: str):
+        args = _levels_args(*argv)
+        return actguide_config(compose_config("actguide_trainer", [*args.overrides, *analyze.section_overrides(args)]))
+
+    recipe = section()
+    assert (recipe.tau, recipe.success_threshold) == (1, 0.0)  # no flag: the recipe's values
+    assert section("actguide.tau=2").tau == 2  # an override is no longer replaced by the flag's default
+    assert section("--tau", "2").tau == 2 and section("--success-threshold", "0.5").success_threshold == 0.5
+    assert section("--tau", "2", "actguide.tau=2").tau == 2  # both, agreeing
+    with pytest.raises(ValueError, match=r"--tau 2 contradicts the override actguide.tau=3: give one of them"):
+        analyze.section_overrides(_levels_args("--tau", "2", "actguide.tau=3"))
+    with pytest.raises(ValueError, match=r"--success-threshold 0.5 contradicts the override actguide.success_thresh"):
+        analyze.section_overrides(_levels_args("--success-threshold", "0.5", "+actguide.success_threshold=0.2"))
+    with pytest.raises(ValueError, match=r"actguide.tau must be in \[1, probe_m=2\], got 3"):
+        section("--tau", "3")  # checked by the config, as for training
+
+
+def test_analyze_reports_a_contradicting_flag_in_one_line_with_status_2(tmp_path, capsys):
+    (tmp_path / "config.json").write_text("{}")
+    argv = ["levels", "--model", str(tmp_path), "--data", "x.parquet", "--tau", "2", "actguide.tau=3"]
+    assert analyze.main(argv) == 2
+    assert capsys.readouterr().err.strip() == (
+        "actguide-analyze levels: --tau 2 contradicts the override actguide.tau=3: give one of them"
+    )
