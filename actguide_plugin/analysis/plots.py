@@ -30,15 +30,21 @@ def _save(fig: Figure, path: str | Path) -> None:
     fig.savefig(path, dpi=110, format="png")
 
 
+def _legend_beside(ax: Any, **options: Any) -> None:
+    """The panel's legend to the right of its axes, where it covers no data (the figure's constrained layout makes
+    the room)."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False, **options)
+
+
 def _no_data(ax: Any) -> None:
     ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes, color="gray")
 
 
 def plot_training(runs: Mapping[str, Steps], path: str | Path) -> Drawn:
     """One figure of a run (or several overlaid, one color each): every panel of :data:`.training.PANELS`."""
-    columns = 4
+    columns = 3
     rows = math.ceil(len(PANELS) / columns)
-    fig = Figure(figsize=(4.2 * columns, 3.2 * rows))
+    fig = Figure(figsize=(6.0 * columns, 3.2 * rows), layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False)
     drawn: Drawn = {}
     for ax, panel in zip(axes.flat, PANELS, strict=False):
@@ -50,8 +56,10 @@ def plot_training(runs: Mapping[str, Steps], path: str | Path) -> Drawn:
         ax.set_xlabel("step")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(panel.ylabel)
+        if panel.stacked:  # bars count groups
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         if drawn[panel.title]:
-            ax.legend(fontsize=6)
+            _legend_beside(ax)
         else:
             _no_data(ax)
     for ax in list(axes.flat)[len(PANELS) :]:
@@ -89,7 +97,7 @@ def _stacked_bars(ax: Any, series: dict[str, list[tuple[int, float]]]) -> list[s
 
 def plot_barrier(summary: Mapping[str, Any], path: str | Path) -> Drawn:
     """Prefix Pass@K along guided trajectories and the guided-vs-unguided log-prob difference, easy vs hard."""
-    fig = Figure(figsize=(10, 3.8))
+    fig = Figure(figsize=(12, 3.8), layout="constrained")
     left, right = fig.subplots(1, 2)
     drawn: Drawn = {"prefix": [], "logprob": []}
     colors = {"easy": "tab:blue", "hard": "tab:red"}
@@ -112,7 +120,7 @@ def plot_barrier(summary: Mapping[str, Any], path: str | Path) -> Drawn:
     for ax, key in ((left, "prefix"), (right, "logprob")):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if drawn[key]:
-            ax.legend(fontsize=7)
+            _legend_beside(ax)
         else:
             _no_data(ax)
     _save(fig, path)
@@ -130,7 +138,7 @@ def _k_star_category(task: Mapping[str, Any], categories: list[str]) -> str:
 
 def plot_levels(summary: Mapping[str, Any], path: str | Path) -> Drawn:
     """Success against k/L per task, the minimal-sufficient-level histogram, and Δ per level."""
-    fig = Figure(figsize=(14, 3.8))
+    fig = Figure(figsize=(15, 3.8), layout="constrained")
     curves, hist, shift = fig.subplots(1, 3)
     drawn: Drawn = {"success": [], "k_star": [], "shift": []}
     categories = list(summary["k_star_histogram"])
@@ -148,11 +156,12 @@ def plot_levels(summary: Mapping[str, Any], path: str | Path) -> Drawn:
     curves.set(title="Success against guidance level", xlabel="guidance level k/L", ylabel="success rate")
     curves.set_ylim(-0.05, 1.05)
     if drawn["success"]:
-        curves.legend(fontsize=6, title="task's k*", title_fontsize=6)
+        _legend_beside(curves, title="task's k*", title_fontsize=7)
     names, counts = list(summary["k_star_histogram"]), list(summary["k_star_histogram"].values())
     hist.bar(range(len(names)), counts, color="tab:purple")
     hist.set_xticks(range(len(names)), [n.replace(" in ", "\n") for n in names], fontsize=6)
     hist.set(title="Minimal sufficient level k*", ylabel="tasks")
+    hist.yaxis.set_major_locator(MaxNLocator(integer=True))
     drawn["k_star"] = [n for n, c in zip(names, counts, strict=True) if c]
     levels = summary["shift_by_level"]
     if levels:
@@ -160,7 +169,7 @@ def plot_levels(summary: Mapping[str, Any], path: str | Path) -> Drawn:
         means = [s["mean"] for s in levels.values()]
         stds = [math.sqrt(s["var"]) for s in levels.values()]
         shift.errorbar(ks, means, yerr=stds, fmt="-o", capsize=3, color="tab:green", label="Δ mean ± std")
-        shift.legend(fontsize=7)
+        _legend_beside(shift)
         drawn["shift"] = [f"level {k}" for k in ks]
     else:
         _no_data(shift)

@@ -9,6 +9,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.image import imread
 from matplotlib.ticker import MaxNLocator
 
+from actguide_plugin.analysis import plots
 from actguide_plugin.analysis.barrier import PrefixCurve, summarize_barrier
 from actguide_plugin.analysis.learning import CurveRow
 from actguide_plugin.analysis.levels import LevelSweep, summarize_levels
@@ -141,3 +142,41 @@ def test_learning_figure_counts_steps_in_integers_and_its_legend_covers_no_panel
     assert not any(box.overlaps(ax.get_window_extent(renderer)) for ax in fig.axes)
     labels = [t.get_text() for t in legend.get_texts()]
     assert labels == ["off", "cispo", "fallback_adaptive", "seed 0", "seed 1", "seed 2"]
+
+
+def _drawn_figure(monkeypatch, plot, *args):
+    """The figure a ``plot_*`` function saves, laid out as savefig lays it out."""
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+    plot(*args, "unused.png")
+    (fig,) = figures
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return fig, canvas.get_renderer()
+
+
+def test_every_panel_legend_sits_beside_its_panel_and_counts_tick_in_integers(monkeypatch, tmp_path):
+    steps = read_steps(metrics_file(tmp_path / "m.jsonl", RUN))
+    histogram = [(1, {"actguide/level_ratio_hist/0-25": 1.0, "actguide/level_ratio_hist/75-100": 2.0})]
+    levels = summarize_levels([LevelSweep("t", "b", 2, 2, (0, 1, 2), ((), (0.5, 1.5), (2.0, 2.0)))])
+    barrier = summarize_barrier([PrefixCurve("t", "b", 2, 2, True, 2, (0, 1, 2), (0.1, 0.2, 0.0))])
+    figures = [
+        _drawn_figure(monkeypatch, plots.plot_training, {"actguide": steps, "grpo": steps[:2]}),
+        _drawn_figure(monkeypatch, plots.plot_training, {"actguide": histogram}),
+        _drawn_figure(monkeypatch, plots.plot_levels, levels),
+        _drawn_figure(monkeypatch, plots.plot_barrier, barrier),
+    ]
+    legends = 0
+    for fig, renderer in figures:
+        panels = [ax.get_window_extent(renderer) for ax in fig.axes if ax.axison]
+        for ax in fig.axes:
+            if ax.get_legend() is not None:
+                legends += 1
+                box = ax.get_legend().get_window_extent(renderer)
+                assert not any(box.overlaps(panel) for panel in panels), ax.get_title()
+    assert legends == 3 + 1 + 2 + 2  # every legend drawn was checked
+    by_title = {ax.get_title(): ax for fig, _ in figures for ax in fig.axes}
+    for title in ("k*/L histogram", "Minimal sufficient level k*"):  # bars that count groups / tasks
+        locator = by_title[title].yaxis.get_major_locator()
+        assert isinstance(locator, MaxNLocator) and locator._integer
+        assert all(float(tick).is_integer() for tick in by_title[title].get_yticks())
