@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from actguide_plugin.cli import usage_error
 from actguide_plugin.outputs import StagedOutputs
 
 
@@ -161,8 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         written = COMMANDS[args.command](args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"actguide-analyze {args.command}: {err}", file=sys.stderr)
+    except Exception as err:
+        if (line := usage_error(err)) is None:
+            raise
+        print(f"actguide-analyze {args.command}: {line}", file=sys.stderr)
         return 2
     markdown = next(p for p in written if p.suffix == ".md")
     print(markdown.read_text(encoding="utf-8"))

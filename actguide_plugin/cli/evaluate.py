@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from actguide_plugin.analysis.eval_summary import EVAL_JSON, EVAL_MARKDOWN
+from actguide_plugin.cli import usage_error
 
 DEVICE_CONFIGS = {"cuda": "actguide_trainer", "cpu": "actguide_cpu"}  # --device → the recipe config it starts from
 
@@ -74,8 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         (out / EVAL_JSON).unlink(missing_ok=True)  # never report a previous run's result
         with ProgressMonitor(f"evaluating {model.name}"):
             launch(config)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"actguide-eval: {err}", file=sys.stderr)
+    except Exception as err:
+        if (line := usage_error(err)) is None:
+            raise
+        print(f"actguide-eval: {line}", file=sys.stderr)
         return 2
     finally:
         if exported is not None and not args.keep_model:

@@ -93,3 +93,12 @@ def test_analyze_reports_a_contradicting_flag_in_one_line_with_status_2(tmp_path
     assert capsys.readouterr().err.strip() == (
         "actguide-analyze levels: --tau 2 contradicts the override actguide.tau=3: give one of them"
     )
+
+
+def test_a_config_error_of_analyze_is_one_line_as_for_actguide_train(tmp_path, capsys):
+    (tmp_path / "config.json").write_text("{}")
+    assert analyze.main(["levels", "--model", str(tmp_path), "--data", "x.parquet", "actguide.modee=1"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "actguide-analyze levels: Could not override 'actguide.modee'. To append to your config use "
+        "+actguide.modee=1 (Key 'modee' is not in struct)"
+    )
