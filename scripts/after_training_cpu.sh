@@ -35,7 +35,7 @@ PYTHON="$PYTHON" WORLD=offline ROLLOUT=scripted STEPS="$STEPS" N=4 BATCH=4 RESPO
   WORK_DIR="$WORK_DIR/run" bash scripts/run_demo_cpu.sh "${LIMITS[@]}"
 
 echo "== 3. export"
-"$BIN/actguide-export" "$WORK_DIR/run/checkpoints/global_step_$STEPS" "$WORK_DIR/exported" --overwrite
+"$BIN/actguide-export" "$WORK_DIR/run/checkpoints/global_step_$STEPS" --out "$WORK_DIR/exported" --overwrite
 
 echo "== 4. evaluation"
 "$BIN/actguide-eval" --model "$WORK_DIR/exported" --data "$DATA/val.parquet" --samples 3 --out "$WORK_DIR/eval" --device cpu \

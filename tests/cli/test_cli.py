@@ -21,8 +21,14 @@ def test_console_scripts_are_installed():
 def test_errors_name_the_problem(tmp_path, capsys):
     assert evaluate.main(["--model", str(tmp_path / "nope"), "--data", "x.parquet"]) == 2
     assert "nope does not exist" in capsys.readouterr().err
-    assert export.main([str(tmp_path), str(tmp_path / "out")]) == 2
+    assert export.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert "not a verl FSDP checkpoint folder" in capsys.readouterr().err
+    assert export.main([str(tmp_path), str(tmp_path / "out")]) == 2  # OUT_DIR as a positional, the former spelling
+    assert "not a verl FSDP checkpoint folder" in capsys.readouterr().err
+    for twice_or_never in ([str(tmp_path)], [str(tmp_path), "o", "--out", "o"]):
+        with pytest.raises(SystemExit) as info:
+            export.main(twice_or_never)
+        assert info.value.code == 2 and "give the model directory to write once, as --out" in capsys.readouterr().err
     assert analyze.main(["training", str(tmp_path / "missing.jsonl")]) == 2
     assert "missing.jsonl: no such metrics file" in capsys.readouterr().err
     assert analyze.main(["levels", "--model", str(tmp_path), "--data", "x.parquet"]) == 2

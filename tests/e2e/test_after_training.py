@@ -89,7 +89,7 @@ def test_export_loads_with_transformers_and_matches_the_checkpointed_actor(train
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     checkpoint, target = trained_run.checkpoint, tmp_path / "exported"
-    console_script("actguide-export", str(checkpoint), str(target))
+    console_script("actguide-export", str(checkpoint), "--out", str(target))
     names = {p.name for p in target.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja"} <= names
     assert {"actguide_run_config.yaml", "actguide_level_cache.json", "eval.json", "eval.md"} <= names
