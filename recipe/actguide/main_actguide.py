@@ -230,7 +230,7 @@ def layer_user_config(argv: list[str]) -> list[str]:
 
 # hydra flags after which the command line is not one job's config: hydra handles them itself
 _NOT_ONE_JOB = ("-m", "--multirun", "-h", "--help", "--hydra-help", "--version", "--info", "-i", "--shell-completion",
-                "-sc")  # fmt: skip
+                "-sc", "--experimental-rerun")  # fmt: skip
 
 
 def check_command_line(argv: list[str]) -> None:
