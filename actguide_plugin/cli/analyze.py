@@ -2,7 +2,7 @@
 
     actguide-analyze training RUN/metrics.jsonl [OTHER/metrics.jsonl ...] [--label grpo --label actguide]
     actguide-analyze barrier --model MODEL --data tasks.parquet [--samples 4] [--level-ratio 1.0] [overrides]
-    actguide-analyze levels  --model MODEL --data tasks.parquet [--samples 4] [--tau 1] [overrides]
+    actguide-analyze levels  --model MODEL --data tasks.parquet [--samples 4] [--tau T] [overrides]
 
 Each writes a PNG, a markdown and a JSON summary into ``--out`` (default ``./analysis``). ``barrier`` and
 ``levels`` run the recipe's agent loop, tools and reward with the model in this process (HF transformers,
