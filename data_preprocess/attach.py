@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from actguide_plugin.core.actions import Action, dumps_actions
+from actguide_plugin.core.actions import REFERENCE_ACTIONS_KEY, Action, dumps_actions
 from actguide_plugin.logs import get_logger
 from actguide_plugin.names import AGENT_NAME
 from actguide_plugin.reward.answer import normalize_answer, parse_gold_answers
@@ -235,7 +235,7 @@ def _attach_file(
         task_ids.append(None if has_id else hashlib.sha1(f"{path.name}/{index}/{key}".encode()).hexdigest()[:16])
         keep.append(chosen is not None or not options.drop_unmatched)
     table = _with_extra_info(table, {
-        "reference_actions": pa.array(actions, pa.string()),
+        REFERENCE_ACTIONS_KEY: pa.array(actions, pa.string()),
         "num_reference_actions": pa.array(numbers, pa.int64()),
         **({"task_id": pa.array(task_ids, pa.string())} if any(t is not None for t in task_ids) else {}),
     })  # fmt: skip

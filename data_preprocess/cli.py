@@ -52,6 +52,11 @@ def _ratio(value: str) -> float:
     return ratio
 
 
+def _add_out(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--out DIR``, the output-folder flag of every console script (``--output-dir``: its former spelling)."""
+    parser.add_argument("--out", "-o", "--output-dir", type=Path, required=True, metavar="DIR", help=f"writes {what}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="actguide-preprocess", description="Build ActGuide-RL parquet datasets with reference actions."
@@ -60,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     conv = commands.add_parser("convert", help="agent trajectories / QA records → train/val parquet")
     conv.add_argument("inputs", nargs="+", type=Path, help="input files: .jsonl, .json (array) or .parquet")
-    conv.add_argument("-o", "--output-dir", type=Path, required=True)
+    _add_out(conv, "train.parquet, val.parquet, stats.json (and rejects.jsonl)")
     _add_trace_reading(conv)
     conv.add_argument("--tools", type=_comma_list, default=DEFAULT_TOOLS, help="the agent's tools (comma-separated)")
     conv.add_argument("--unknown-tool", choices=UNKNOWN_TOOL_POLICIES, default="reject",
@@ -80,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     att.add_argument("data", nargs="+", type=Path, help="your parquet files (verl RLHFDataset rows), kept as they are")
     att.add_argument("--actions", action="append", type=Path, required=True, metavar="TRACES",
                      help="trace file (.jsonl, .json or .parquet, any convert format); repeatable")  # fmt: skip
-    att.add_argument("-o", "--output-dir", type=Path, required=True, help="one output file per input, same names")
+    _add_out(att, "one output file per input, same names")
     att.add_argument("--tool-config", type=Path, required=True,
                      help="your verl tool yaml: every reference action must fit one of its schemas")  # fmt: skip
     att.add_argument("--key", default=QUESTION_KEY,
@@ -94,13 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default, listed in rejects.jsonl) or fail with nothing written")  # fmt: skip
 
     off = commands.add_parser("build-offline", help="embedded FanOutQA + offline Wikipedia dataset, no network")
-    off.add_argument("-o", "--output-dir", type=Path, required=True)
+    _add_out(off, "train.parquet, val.parquet and corpus.jsonl")
     _add_split_and_prompt(off, val_ratio=0.25)
     off.add_argument("--multi-hop-only", action="store_true",
                      help="only whole FanOutQA questions, no single-hop tasks from their sub-questions")  # fmt: skip
 
     bar = commands.add_parser("build-barrier", help="the barrier world: multi-hop link chains, unseen val entities")
-    bar.add_argument("-o", "--output-dir", type=Path, required=True)
+    _add_out(bar, "train.parquet, val.parquet and corpus.jsonl")
     bar.add_argument("--seed", type=int, default=0, help="world seed: same seed, same files (default: %(default)s)")
     bar.add_argument("--train", type=_positive, default=256, help="training tasks (default: %(default)s)")
     bar.add_argument("--val", type=_positive, default=48, help="validation tasks (default: %(default)s)")
@@ -154,7 +159,7 @@ def _add_split_and_prompt(parser: argparse.ArgumentParser, val_ratio: float) -> 
 def _run_convert(args: argparse.Namespace) -> int:
     options = ConvertOptions(
         inputs=args.inputs,
-        output_dir=args.output_dir,
+        output_dir=args.out,
         format=args.format,
         fields=_field_map(args),
         policy=ActionPolicy(
@@ -199,7 +204,7 @@ def _run_attach(args: argparse.Namespace) -> int:
     options = AttachOptions(
         data=args.data,
         actions=args.actions,
-        output_dir=args.output_dir,
+        output_dir=args.out,
         tool_config=args.tool_config,
         key=args.key,
         format=args.format,
@@ -237,7 +242,7 @@ def _print_attach_summary(result: AttachResult) -> None:
 
 def _run_build_offline(args: argparse.Namespace) -> int:
     stats = build_offline(
-        args.output_dir,
+        args.out,
         val_ratio=args.val_ratio,
         seed=args.seed,
         system_prompt_file=args.system_prompt_file,
@@ -255,20 +260,20 @@ def _run_build_offline(args: argparse.Namespace) -> int:
         print(f"  single-hop: {stats['single_hop']['kept']} of {stats['single_hop']['evidence_nodes']} "
               f"evidence nodes kept; skipped: {skipped or 'none'}")  # fmt: skip
     for name in ("train.parquet", "val.parquet", CORPUS_FILE, "stats.json"):
-        print(f"wrote {args.output_dir / name}")
+        print(f"wrote {args.out / name}")
     return 0
 
 
 def _run_build_barrier(args: argparse.Namespace) -> int:
     stats = build_barrier(
-        args.output_dir, seed=args.seed, train=args.train, val=args.val, min_hops=args.min_hops, max_hops=args.max_hops
+        args.out, seed=args.seed, train=args.train, val=args.val, min_hops=args.min_hops, max_hops=args.max_hops
     )
     print(
         f"barrier world (seed {args.seed}): train {stats['train']['rows']} tasks, val {stats['val']['rows']} tasks, "
         f"{stats['corpus_documents']} pages; every reference plan checked against the search index"
     )
     for name in ("train.parquet", "val.parquet", CORPUS_FILE, "stats.json"):
-        print(f"wrote {args.output_dir / name}")
+        print(f"wrote {args.out / name}")
     return 0
 
 

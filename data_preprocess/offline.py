@@ -83,8 +83,10 @@ def locate(packaged: PackagedFile) -> tuple[Path, str]:
     raise OfflineDataError(f"{packaged.distribution} {dist.version} does not ship {packaged.path}")
 
 
-def load_corpus(path: Path) -> list[dict[str, str]]:
-    """One document per summary, sorted by title: ``{id, title, url, text}``; ``id`` is the URL's page name."""
+def corpus_records_from_summaries(path: Path) -> list[dict[str, str]]:
+    """The ``corpus.jsonl`` records made of the Wikipedia summaries file (title → summary): one per summary, sorted
+    by title, ``{id, title, url, text}`` with ``id`` the URL's page name. Reading a ``corpus.jsonl`` back is
+    :func:`actguide_plugin.tools.corpus.load_corpus`."""
     summaries = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(summaries, dict):
         raise OfflineDataError(f"{path}: expected an object of title → summary, got {type(summaries).__name__}")
@@ -161,7 +163,7 @@ def build_offline(
     """Write ``train.parquet``, ``val.parquet`` (no reference actions), ``corpus.jsonl`` and ``stats.json``."""
     questions_path, fanoutqa_version = locate(FANOUTQA_DEV)
     corpus_path, wiki_version = locate(WIKI_SUMMARIES)
-    corpus = load_corpus(corpus_path)
+    corpus = corpus_records_from_summaries(corpus_path)
     corpus_urls = {doc["url"] for doc in corpus}
 
     records = json.loads(questions_path.read_text(encoding="utf-8"))

@@ -33,10 +33,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from actguide_plugin.core.actions import dumps_actions
+from actguide_plugin.core.actions import REFERENCE_ACTIONS_KEY, dumps_actions
 from actguide_plugin.logs import get_logger
 from actguide_plugin.names import AGENT_NAME
 from actguide_plugin.outputs import StagedOutputs as BaseStagedOutputs
+from actguide_plugin.outputs import current_umask, swap_dir
 from actguide_plugin.reward.answer import parse_gold_answers
 from data_preprocess.formats import ParsedTask, answer_text
 
@@ -89,7 +90,7 @@ def row_schema(tools: Sequence[str], ground_truth_format: str = "text") -> pa.Sc
                         ("task_id", pa.string()),
                         ("question", pa.string()),
                         ("answer", pa.string()),
-                        ("reference_actions", pa.string()),
+                        (REFERENCE_ACTIONS_KEY, pa.string()),
                         ("num_reference_actions", pa.int64()),
                         ("tools_kwargs", pa.struct([(tool, create_kwargs) for tool in tools])),
                     ]
@@ -127,7 +128,7 @@ def build_row(
             "task_id": task_id,
             "question": task.question,
             "answer": gold,
-            "reference_actions": dumps_actions(task.actions),
+            REFERENCE_ACTIONS_KEY: dumps_actions(task.actions),
             "num_reference_actions": len(task.actions),
             "tools_kwargs": {tool: {"create_kwargs": {"task_id": task_id}} for tool in tools},
         },
@@ -140,7 +141,7 @@ def place_in_split(row: dict[str, Any], split: str, index: int) -> dict[str, Any
     info = row["extra_info"]
     info["split"], info["index"] = split, index
     if split == VAL:
-        info["reference_actions"], info["num_reference_actions"] = dumps_actions(()), 0
+        info[REFERENCE_ACTIONS_KEY], info["num_reference_actions"] = dumps_actions(()), 0
     return row
 
 
@@ -318,14 +319,9 @@ class StagingDirectory:
         target = self.directory
         if target.exists() and not target.is_dir():
             raise OSError(f"{target}: exists and is not a directory")
-        os.chmod(self.path, target.stat().st_mode & 0o7777 if target.exists() else 0o777 & ~_umask())
-        if not target.exists():
-            os.rename(self.path, target)
-        elif self._swappable():
-            old = Path(tempfile.mkdtemp(prefix=f"{self._prefixes[1]}{os.getpid()}-", dir=target.parent))
-            os.rename(target, old)  # onto the empty directory mkdtemp made: allowed by rename(2)
-            os.rename(self.path, target)
-            shutil.rmtree(old, ignore_errors=True)
+        os.chmod(self.path, target.stat().st_mode & 0o7777 if target.exists() else 0o777 & ~current_umask())
+        if not target.exists() or self._swappable():
+            swap_dir(self.path, target, old_prefix=f"{self._prefixes[1]}{os.getpid()}-")
         else:
             for name in names:
                 os.replace(self.path / name, target / name)
@@ -344,9 +340,3 @@ def _pid_alive(text: str) -> bool:
     except PermissionError:
         return True  # another user's live process
     return True
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

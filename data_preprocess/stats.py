@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from actguide_plugin.core.actions import loads_actions
+from actguide_plugin.core.actions import row_actions
 from actguide_plugin.core.guidance import guided_messages
 from data_preprocess.records import InputFileError
 
@@ -45,7 +45,7 @@ class DatasetStats:
         self.sources: Counter[str] = Counter()
 
     def add(self, row: Mapping[str, Any]) -> None:
-        actions = loads_actions(row["extra_info"]["reference_actions"])
+        actions = row_actions(row)
         self.per_row[len(actions)] += 1
         self.tools.update(a.name for a in actions)
         self.sources[row["data_source"]] += 1
@@ -145,7 +145,7 @@ def inspect_parquet(
         return report
     plain, guided, overflow = [], [], []
     for row in rows:
-        actions = loads_actions(row["extra_info"]["reference_actions"])
+        actions = row_actions(row)
         plain.append(prompt_tokens(tokenizer, row["prompt"], tools))
         guided.append(prompt_tokens(tokenizer, guided_messages(row["prompt"], actions, len(actions)), tools))
         if max_prompt_length is not None and guided[-1] > max_prompt_length:

@@ -35,10 +35,10 @@ PYTHON="$PYTHON" WORLD=offline ROLLOUT=scripted STEPS="$STEPS" N=4 BATCH=4 RESPO
   WORK_DIR="$WORK_DIR/run" bash scripts/run_demo_cpu.sh "${LIMITS[@]}"
 
 echo "== 3. export"
-"$BIN/actguide-export" "$WORK_DIR/run/checkpoints/global_step_$STEPS" "$WORK_DIR/exported" --overwrite
+"$BIN/actguide-export" "$WORK_DIR/run/checkpoints/global_step_$STEPS" --out "$WORK_DIR/exported" --overwrite
 
 echo "== 4. evaluation"
-"$BIN/actguide-eval" --model "$WORK_DIR/exported" --data "$DATA/val.parquet" --samples 3 --out "$WORK_DIR/eval" --cpu \
+"$BIN/actguide-eval" --model "$WORK_DIR/exported" --data "$DATA/val.parquet" --samples 3 --out "$WORK_DIR/eval" --device cpu \
   actor_rollout_ref.rollout.name=scripted data.max_prompt_length=2048 actor_rollout_ref.rollout.prompt_length=2048 \
   actor_rollout_ref.rollout.response_length=1024 actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=1 \
   actor_rollout_ref.actor.use_dynamic_bsz=false actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=1 \

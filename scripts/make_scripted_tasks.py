@@ -12,12 +12,11 @@ reference actions were executed, and only every other time, so groups get mixed 
 from __future__ import annotations
 
 import argparse
-import json
 import random
 from pathlib import Path
 
 from actguide_plugin.core.actions import Action
-from actguide_plugin.cpu.scripted_policy import task_marker
+from actguide_plugin.cpu.scripted_policy import scripted_record, task_marker, write_scripted_inputs
 
 PEOPLE = [
     ("Ada Lovelace", "Analytical Engine"),
@@ -39,23 +38,22 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-    with (args.out / "records.jsonl").open("w", encoding="utf-8") as records:
-        for index in range(args.tasks):
-            person, work = rng.choice(PEOPLE)
-            threshold = THRESHOLDS[index % len(THRESHOLDS)]
-            actions = [
-                Action("web_search", {"query": [f"inventor of {work}"]}),
-                Action("web_visit", {"url": [wiki(person)]}),
-                Action("web_search", {"query": [f"{person} {work}"]}),
-            ]
-            question = f"Who is behind the {work}? (task {index}) {task_marker(threshold, person, 2, 0, True)}"
-            task = {"id": f"task-{index}", "question": question, "answer": person}
-            records.write(json.dumps({**task, "actions": [a.to_dict() for a in actions]}) + "\n")
-    with (args.out / "corpus.jsonl").open("w", encoding="utf-8") as corpus:
-        for number, (person, work) in enumerate(PEOPLE):
-            page = {"id": str(number), "title": person, "url": wiki(person), "text": f"{person} is known for {work}."}
-            corpus.write(json.dumps(page) + "\n")
+    records = []
+    for index in range(args.tasks):
+        person, work = rng.choice(PEOPLE)
+        threshold = THRESHOLDS[index % len(THRESHOLDS)]
+        actions = [
+            Action("web_search", {"query": [f"inventor of {work}"]}),
+            Action("web_visit", {"url": [wiki(person)]}),
+            Action("web_search", {"query": [f"{person} {work}"]}),
+        ]
+        question = f"Who is behind the {work}? (task {index}) {task_marker(threshold, person, 2, 0, True)}"
+        records.append(scripted_record(f"task-{index}", question, person, actions))
+    corpus = [
+        {"id": str(number), "title": person, "url": wiki(person), "text": f"{person} is known for {work}."}
+        for number, (person, work) in enumerate(PEOPLE)
+    ]
+    write_scripted_inputs(args.out, records, corpus)
 
 
 if __name__ == "__main__":

@@ -134,3 +134,29 @@ def ray_and_tq(tmp_path_factory: pytest.TempPathFactory):
     yield
     tq.close()
     ray.shutdown()
+
+
+def _scripted_data(
+    directory: Path, questions: dict[str, str], answer: str = "Ada Lovelace", corpus: list[dict] | None = None
+) -> Path:
+    """Scripted tasks through ``actguide-preprocess convert`` into ``directory/data`` (train.parquet = val.parquet,
+    plus ``corpus.jsonl`` when given)."""
+    import shutil
+
+    from actguide_plugin.cpu.scripted_policy import CORPUS_FILE, scripted_record, write_scripted_inputs
+    from data_preprocess.cli import main as preprocess
+
+    records = write_scripted_inputs(directory, [scripted_record(t, q, answer) for t, q in questions.items()], corpus)
+    data = directory / "data"
+    assert preprocess(["convert", str(records), "-o", str(data), "--format", "actions", "--val-ratio", "0"]) == 0
+    shutil.copy(data / "train.parquet", data / "val.parquet")
+    if corpus is not None:
+        shutil.copy(directory / CORPUS_FILE, data / CORPUS_FILE)
+    return data
+
+
+@pytest.fixture(scope="session")
+def scripted_data():
+    """``scripted_data(directory, {task_id: question}, answer=..., corpus=[...])`` → a data folder of scripted tasks
+    with :data:`~actguide_plugin.cpu.scripted_policy.SCRIPTED_PLAN` as every task's reference actions."""
+    return _scripted_data

@@ -93,7 +93,7 @@ def test_rows_for_another_agent_loop_stop_the_run_before_ray_in_one_line(tmp_pat
         [sys.executable, "-m", "recipe.actguide.main_actguide", "--config-name", "actguide_cpu", data],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-    assert result.returncode == 1
+    assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ActGuide-RL data: data.train_files ") and "agent_name ['tool_agent']" in last
     assert "Traceback" not in result.stderr and "ray" not in last.lower()
@@ -189,7 +189,7 @@ def test_dry_run_reports_verls_own_batch_check_in_one_line(tmp_path):
          "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=1"],
         env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-    assert result.returncode == 1
+    assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: real_train_batch_size (256) must be divisible by minimal possible batch size (3)")
 
@@ -200,3 +200,48 @@ def test_a_variable_replaced_by_a_config_key_is_refused_by_name(monkeypatch):
     monkeypatch.setenv("ACTGUIDE_REWARD_MODE", "judge")
     with pytest.raises(PreflightError, match=r"ACTGUIDE_REWARD_MODE \(now the config key reward\.custom_reward_f"):
         check_retired_env()
+
+
+def train(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """``actguide-train ARGS`` from the repo root, verl's import-time warnings silenced (they are not ours)."""
+    return subprocess.run(
+        [sys.executable, "-m", "recipe.actguide.main_actguide", *args],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONWARNINGS": "ignore", **env},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["actguide.mode=bogus"], "actguide.mode='bogus' is not one of"),  # the recipe's section
+        (["actguide.modee=x"], "Could not override 'actguide.modee'"),  # hydra's composition
+        (["--cfg", "job", "actguide.modee=x"], "Could not override 'actguide.modee'"),  # the same, printing
+        (["actguide.mode=["], "cannot parse the override 'actguide.mode=['"),
+        # a verl dataclass refusing its section, before Ray: the key leads the line
+        (["actor_rollout_ref.actor.ppo_mini_batch_size=7"], "error: actor_rollout_ref.actor (verl.workers.config."),
+    ],
+)
+def test_a_config_error_of_a_real_run_is_one_line_naming_the_key_with_status_2(args, expected):
+    result = train(*args)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr[-3000:]
+    assert result.stderr.startswith("error: ") and expected in result.stderr
+
+
+def test_hydra_full_error_shows_the_traceback_of_a_config_error():
+    result = train("actguide.mode=bogus", HYDRA_FULL_ERROR="1")
+    assert result.returncode == 1 and "Traceback" in result.stderr
+    assert "actguide.mode='bogus' is not one of" in result.stderr
+
+
+@pytest.mark.integration
+def test_a_config_error_raised_in_the_ray_task_runner_is_one_line(tmp_path):
+    """verl builds the model config inside Ray: today's ~60 lines of chained worker tracebacks become one line."""
+    result = train("--config-name", "actguide_cpu", f"actor_rollout_ref.model.path={tmp_path / 'no-model'}")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Started a local Ray instance" in result.stderr  # the error came from the TaskRunner, not a preflight check
+    assert "Traceback" not in result.stderr and "The above exception" not in result.stderr, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert errors == [result.stderr.strip().splitlines()[-1]], result.stderr[-3000:]
+    assert errors[0].startswith("error: actor_rollout_ref.model (verl.workers.config.model.HFModelConfig): ")

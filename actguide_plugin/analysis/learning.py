@@ -70,6 +70,17 @@ def curves_csv(rows: Sequence[CurveRow]) -> str:
     return out.getvalue()
 
 
+def read_curves_csv(text: str) -> dict[tuple[int, str], list[CurveRow]]:
+    """The runs of a report's ``curves.csv`` (a ``seed`` column before :data:`COLUMNS`), by (seed, mode) in file
+    order: what the figure needs, for results kept without their ``metrics.jsonl``."""
+    runs: dict[tuple[int, str], list[CurveRow]] = {}
+    for record in csv.DictReader(io.StringIO(text)):
+        values = {column: float(record[column]) if record[column] else None for column in COLUMNS[2:]}
+        key = (int(record["seed"]), record["mode"])
+        runs.setdefault(key, []).append(CurveRow(record["mode"], int(record["step"]), values))
+    return runs
+
+
 def _mean(values: Sequence[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return sum(present) / len(present) if present else None

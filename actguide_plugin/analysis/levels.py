@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from actguide_plugin.core.metrics import RATIO_BINS, ratio_bin, ratio_histogram
+from actguide_plugin.core.search import SearchConfig
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def _stats(values: Sequence[float]) -> dict[str, float]:
     return {"count": len(values), "mean": mean, "var": sum((v - mean) ** 2 for v in values) / len(values)}
 
 
-def summarize_levels(sweeps: Sequence[LevelSweep], tau: int = 1) -> dict[str, Any]:
+def summarize_levels(sweeps: Sequence[LevelSweep], tau: int = SearchConfig.tau) -> dict[str, Any]:
     """Per-task success curves and k*, the k*/L distribution, and Δ statistics per level and per k/L bin."""
     tasks = []
     shifts_by_level: dict[int, list[float]] = defaultdict(list)

@@ -13,6 +13,7 @@ from typing import Any
 
 import matplotlib
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from actguide_plugin.analysis.learning import CurveRow
@@ -24,8 +25,15 @@ Drawn = dict[str, list[str]]
 
 
 def _save(fig: Figure, path: str | Path) -> None:
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:  # a figure with its own (constrained) layout keeps it
+        fig.tight_layout()
     fig.savefig(path, dpi=110, format="png")
+
+
+def _legend_beside(ax: Any, **options: Any) -> None:
+    """The panel's legend to the right of its axes, where it covers no data (the figure's constrained layout makes
+    the room)."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False, **options)
 
 
 def _no_data(ax: Any) -> None:
@@ -34,9 +42,9 @@ def _no_data(ax: Any) -> None:
 
 def plot_training(runs: Mapping[str, Steps], path: str | Path) -> Drawn:
     """One figure of a run (or several overlaid, one color each): every panel of :data:`.training.PANELS`."""
-    columns = 4
+    columns = 3
     rows = math.ceil(len(PANELS) / columns)
-    fig = Figure(figsize=(4.2 * columns, 3.2 * rows))
+    fig = Figure(figsize=(6.0 * columns, 3.2 * rows), layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False)
     drawn: Drawn = {}
     for ax, panel in zip(axes.flat, PANELS, strict=False):
@@ -48,8 +56,10 @@ def plot_training(runs: Mapping[str, Steps], path: str | Path) -> Drawn:
         ax.set_xlabel("step")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(panel.ylabel)
+        if panel.stacked:  # bars count groups
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         if drawn[panel.title]:
-            ax.legend(fontsize=6)
+            _legend_beside(ax)
         else:
             _no_data(ax)
     for ax in list(axes.flat)[len(PANELS) :]:
@@ -87,7 +97,7 @@ def _stacked_bars(ax: Any, series: dict[str, list[tuple[int, float]]]) -> list[s
 
 def plot_barrier(summary: Mapping[str, Any], path: str | Path) -> Drawn:
     """Prefix Pass@K along guided trajectories and the guided-vs-unguided log-prob difference, easy vs hard."""
-    fig = Figure(figsize=(10, 3.8))
+    fig = Figure(figsize=(12, 3.8), layout="constrained")
     left, right = fig.subplots(1, 2)
     drawn: Drawn = {"prefix": [], "logprob": []}
     colors = {"easy": "tab:blue", "hard": "tab:red"}
@@ -110,7 +120,7 @@ def plot_barrier(summary: Mapping[str, Any], path: str | Path) -> Drawn:
     for ax, key in ((left, "prefix"), (right, "logprob")):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if drawn[key]:
-            ax.legend(fontsize=7)
+            _legend_beside(ax)
         else:
             _no_data(ax)
     _save(fig, path)
@@ -128,7 +138,7 @@ def _k_star_category(task: Mapping[str, Any], categories: list[str]) -> str:
 
 def plot_levels(summary: Mapping[str, Any], path: str | Path) -> Drawn:
     """Success against k/L per task, the minimal-sufficient-level histogram, and Δ per level."""
-    fig = Figure(figsize=(14, 3.8))
+    fig = Figure(figsize=(15, 3.8), layout="constrained")
     curves, hist, shift = fig.subplots(1, 3)
     drawn: Drawn = {"success": [], "k_star": [], "shift": []}
     categories = list(summary["k_star_histogram"])
@@ -146,11 +156,12 @@ def plot_levels(summary: Mapping[str, Any], path: str | Path) -> Drawn:
     curves.set(title="Success against guidance level", xlabel="guidance level k/L", ylabel="success rate")
     curves.set_ylim(-0.05, 1.05)
     if drawn["success"]:
-        curves.legend(fontsize=6, title="task's k*", title_fontsize=6)
+        _legend_beside(curves, title="task's k*", title_fontsize=7)
     names, counts = list(summary["k_star_histogram"]), list(summary["k_star_histogram"].values())
     hist.bar(range(len(names)), counts, color="tab:purple")
     hist.set_xticks(range(len(names)), [n.replace(" in ", "\n") for n in names], fontsize=6)
     hist.set(title="Minimal sufficient level k*", ylabel="tasks")
+    hist.yaxis.set_major_locator(MaxNLocator(integer=True))
     drawn["k_star"] = [n for n, c in zip(names, counts, strict=True) if c]
     levels = summary["shift_by_level"]
     if levels:
@@ -158,7 +169,7 @@ def plot_levels(summary: Mapping[str, Any], path: str | Path) -> Drawn:
         means = [s["mean"] for s in levels.values()]
         stds = [math.sqrt(s["var"]) for s in levels.values()]
         shift.errorbar(ks, means, yerr=stds, fmt="-o", capsize=3, color="tab:green", label="Δ mean ± std")
-        shift.legend(fontsize=7)
+        _legend_beside(shift)
         drawn["shift"] = [f"level {k}" for k in ks]
     else:
         _no_data(shift)
@@ -168,46 +179,75 @@ def plot_levels(summary: Mapping[str, Any], path: str | Path) -> Drawn:
     return drawn
 
 
-def plot_learning(runs: Mapping[tuple[int, str], Sequence[CurveRow]], path: str | Path) -> Drawn:
-    """The barrier experiment: unguided validation accuracy and effective-signal fraction against step.
+BASELINE_ARM = "off"  # plain GRPO: the first colour (the pale band) in every figure, the ActGuide arms after it
+SEED_STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"))  # (line style, marker) of the i-th seed
+ARM_WIDTH = 6.0  # line width of the first arm, drawn pale and beneath: the later arms lie visibly inside it
+SIGNAL_WINDOW = 10  # steps averaged per point of the signal panel (each step's fraction moves in 1/batch jumps)
 
-    One colour per mode; one line per seed (thin, same colour); signal before guidance dashed, after solid.
-    """
-    modes = list(dict.fromkeys(mode for _, mode in runs))
-    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
-    fig = Figure(figsize=(10, 3.6))
-    acc_ax, signal_ax = fig.subplots(1, 2)
-    drawn: Drawn = {"accuracy": [], "signal": []}
-    for (seed, mode), rows in runs.items():
-        color = colors[modes.index(mode) % len(colors)]
-        val = [(r.step, r.values["val_acc_unguided"]) for r in rows if r.values["val_acc_unguided"] is not None]
-        if val:
-            label = f"{mode} (seed {seed})"
-            acc_ax.plot(*zip(*val, strict=True), "-", color=color, marker="o", ms=3, lw=1.2, label=label)
-            drawn["accuracy"].append(label)
-        for part, style in (("after", "-"), ("before", "--")):
-            column = f"effective_signal_frac_{part}"
-            points = [(r.step, r.values[column]) for r in rows if r.values[column] is not None]
-            if points:
-                label = f"{mode} {part} (seed {seed})"
-                signal_ax.plot(*zip(*points, strict=True), style, color=color, lw=1, alpha=0.8, label=label)
-                drawn["signal"].append(label)
-    for ax, title, ylabel in (
-        (acc_ax, "Unguided validation accuracy (held-out entities)", "accuracy"),
-        (signal_ax, "Groups with a GRPO signal (dashed: before guidance)", "fraction of prompts"),
-    ):
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("training step")
-        ax.set_ylabel(ylabel)
-        ax.set_ylim(-0.03, 1.03)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        handles = {}
-        for line in ax.get_lines():  # one legend entry per mode (and line style), not per seed
-            key = line.get_label().split(" (seed")[0]
-            handles.setdefault(key, line)
-        if handles:
-            ax.legend(list(handles.values()), list(handles), fontsize=7, loc="best")
-        else:
-            _no_data(ax)
+
+def plot_learning(runs: Mapping[tuple[int, str], Sequence[CurveRow]], path: str | Path) -> Drawn:
+    """The barrier experiment's figure (:func:`learning_figure`), saved to ``path``."""
+    fig, drawn = learning_figure(runs)
     _save(fig, path)
     return drawn
+
+
+def learning_figure(runs: Mapping[tuple[int, str], Sequence[CurveRow]]) -> tuple[Figure, Drawn]:
+    """Unguided validation accuracy (top) and the groups with a GRPO signal after guidance (bottom) against step.
+
+    Read at README width (one column, ~800 px): a categorical colour per arm, a line style and marker per seed,
+    and every arm drawn thinner and above the arms before it (the first as a pale band), so arms that coincide
+    (plain GRPO and the paper-default objective both at 0.00) stay visible one inside the other; one legend above
+    the panels.
+    """
+    arms = sorted(dict.fromkeys(arm for _, arm in runs), key=lambda arm: arm != BASELINE_ARM)  # same colours always
+    seed_styles = {seed: SEED_STYLES[i % len(SEED_STYLES)] for i, seed in enumerate(dict.fromkeys(s for s, _ in runs))}
+    fig = Figure(figsize=(8, 6.4), layout="constrained")  # makes room for the legend outside the panels
+    acc_ax, signal_ax = fig.subplots(2, 1, sharex=True)
+    drawn: Drawn = {"accuracy": [], "signal": []}
+    for (seed, arm), rows in runs.items():
+        index = arms.index(arm)
+        linestyle, marker = seed_styles[seed]
+        style = dict(_arm_style(index), linestyle=linestyle, marker=marker, mfc="none", label=f"{arm} (seed {seed})")
+        val = [(r.step, r.values["val_acc_unguided"]) for r in rows if r.values["val_acc_unguided"] is not None]
+        if val:
+            acc_ax.plot(*zip(*val, strict=True), ms=5, **style)
+            drawn["accuracy"].append(style["label"])
+        signal = [(r.step, r.values["effective_signal_frac_after"]) for r in rows]
+        signal = [(step, value) for step, value in signal if value is not None]
+        if signal:
+            steps = [step for step, _ in signal]
+            signal_ax.plot(steps, _trailing_mean([v for _, v in signal], SIGNAL_WINDOW), ms=4,
+                           markevery=SIGNAL_WINDOW, **style)  # fmt: skip
+            drawn["signal"].append(style["label"])
+    acc_ax.set_title("Unguided validation accuracy (held-out entities)", fontsize=10)
+    acc_ax.set_ylabel("accuracy")
+    signal_ax.set_title(f"Groups with a GRPO signal after guidance (mean of the last {SIGNAL_WINDOW} steps)",
+                        fontsize=10)  # fmt: skip
+    signal_ax.set_ylabel("fraction of prompts")
+    signal_ax.set_xlabel("training step")
+    for ax, key in ((acc_ax, "accuracy"), (signal_ax, "signal")):
+        ax.set_ylim(-0.04, 1.04)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
+        ax.grid(alpha=0.3)
+        if not drawn[key]:
+            _no_data(ax)
+    if runs:
+        handles = [Line2D([], [], **dict(_arm_style(i), lw=3), label=arm) for i, arm in enumerate(arms)]
+        handles += [Line2D([], [], color="black", linestyle=linestyle, marker=marker, mfc="none", label=f"seed {seed}")
+                    for seed, (linestyle, marker) in seed_styles.items()]  # fmt: skip
+        fig.legend(handles=handles, loc="outside upper center", ncol=min(len(handles), 6), fontsize=8, frameon=False)
+    return fig, drawn
+
+
+def _arm_style(index: int) -> dict[str, Any]:
+    """Colour, width and drawing order of the ``index``-th arm: widths 6, 3, 2, ... so a later arm fits inside an
+    earlier one, drawn above it; the first arm is a pale band."""
+    colors = matplotlib.colormaps["tab10"].colors
+    return dict(color=colors[index % len(colors)], lw=ARM_WIDTH / (1 + index), alpha=0.45 if index == 0 else 1.0,
+                zorder=2 + index)  # fmt: skip
+
+
+def _trailing_mean(values: Sequence[float], window: int) -> list[float]:
+    """Mean of each value and the ``window - 1`` before it (fewer at the start)."""
+    return [sum(values[max(0, i + 1 - window) : i + 1]) / (i + 1 - max(0, i + 1 - window)) for i in range(len(values))]

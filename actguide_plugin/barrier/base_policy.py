@@ -70,6 +70,7 @@ from actguide_plugin.barrier.world import (
 from actguide_plugin.core.actions import Action
 from actguide_plugin.core.guidance import guided_messages
 from actguide_plugin.logs import get_logger
+from actguide_plugin.outputs import atomic_dir
 from actguide_plugin.tools.backends import SearchHit
 from actguide_plugin.tools.formatting import format_search
 
@@ -326,7 +327,7 @@ def train(out_dir: str | Path, settings: BasePolicySettings) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
 
-    from actguide_plugin.cpu.tiny_model import atomic_save_dir, build_tiny_model
+    from actguide_plugin.cpu.tiny_model import build_tiny_model
 
     out = Path(out_dir)
     started = time.perf_counter()
@@ -374,7 +375,8 @@ def train(out_dir: str | Path, settings: BasePolicySettings) -> Path:
         }
         (tmp / SETTINGS_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
-    atomic_save_dir(save, out)
+    with atomic_dir(out) as tmp:
+        save(tmp)
     return out
 
 
@@ -396,9 +398,8 @@ def ensure_base_policy(
     if cached(out_dir, settings):
         return Path(out_dir)
     if from_shipped and cached(SHIPPED, settings):
-        from actguide_plugin.cpu.tiny_model import atomic_save_dir
-
-        atomic_save_dir(lambda tmp: shutil.copytree(SHIPPED, tmp, dirs_exist_ok=True), Path(out_dir))
+        with atomic_dir(out_dir) as tmp:
+            shutil.copytree(SHIPPED, tmp, dirs_exist_ok=True)
     else:
         train(out_dir, settings)
     return Path(out_dir)

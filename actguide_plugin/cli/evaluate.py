@@ -1,7 +1,7 @@
 """``actguide-eval``: evaluate a model or a checkpoint on parquet files through verl's validation loop.
 
     actguide-eval --model MODEL_OR_global_step_N --data test.parquet [--data other.parquet] [--samples 3]
-                  [--out DIR] [--level K | --level-ratio A] [--temperature T] [--top-p P] [--cpu]
+                  [--out DIR] [--level K | --level-ratio A] [--temperature T] [--top-p P] [--device cpu]
                   [hydra overrides of the recipe config ...]
 
 Per data source it reports avg@K, unbiased pass@k (k = 1..K), Avg Pass@K / Best Pass@1, tool calls, turns,
@@ -20,6 +20,9 @@ import sys
 from pathlib import Path
 
 from actguide_plugin.analysis.eval_summary import EVAL_JSON, EVAL_MARKDOWN
+from actguide_plugin.cli import usage_error
+
+DEVICE_CONFIGS = {"cuda": "actguide_trainer", "cpu": "actguide_cpu"}  # --device → the recipe config it starts from
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,7 +36,9 @@ def _parser() -> argparse.ArgumentParser:
     guidance.add_argument("--level-ratio", type=float, default=0.0, help="guidance level k = ceil(a * L)")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
     parser.add_argument("--top-p", type=float, default=1.0)
-    parser.add_argument("--cpu", action="store_true", help="CPU run: the actguide_cpu config (hf rollout)")
+    parser.add_argument("--device", choices=DEVICE_CONFIGS, default="cuda",
+                        help="cuda: the actguide_trainer config; cpu: actguide_cpu (%(default)s)")  # fmt: skip
+    parser.add_argument("--cpu", dest="device", action="store_const", const="cpu", help=argparse.SUPPRESS)  # old name
     parser.add_argument("--config-name", default=None, help="recipe config to start from (default actguide_trainer)")
     parser.add_argument("--keep-model", action="store_true", help="keep the model exported from a checkpoint")
     parser.add_argument("overrides", nargs="*", help="hydra overrides of the recipe config (key=value)")
@@ -65,13 +70,15 @@ def main(argv: list[str] | None = None) -> int:
             temperature=args.temperature,
             top_p=args.top_p,
         )
-        config_name = args.config_name or ("actguide_cpu" if args.cpu else "actguide_trainer")
+        config_name = args.config_name or DEVICE_CONFIGS[args.device]
         config = compose_config(config_name, overrides + list(args.overrides))
         (out / EVAL_JSON).unlink(missing_ok=True)  # never report a previous run's result
         with ProgressMonitor(f"evaluating {model.name}"):
             launch(config)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"actguide-eval: {err}", file=sys.stderr)
+    except Exception as err:
+        if (line := usage_error(err)) is None:
+            raise
+        print(f"actguide-eval: {line}", file=sys.stderr)
         return 2
     finally:
         if exported is not None and not args.keep_model:

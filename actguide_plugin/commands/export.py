@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -26,6 +25,7 @@ from omegaconf import OmegaConf
 from actguide_plugin.analysis.eval_summary import EVAL_JSON, EVAL_MARKDOWN
 from actguide_plugin.logs import get_logger
 from actguide_plugin.names import RUN_CONFIG_FILE, TOOL_CONFIG_FILE
+from actguide_plugin.outputs import atomic_dir
 from actguide_plugin.verl_glue.config import ActGuideConfig
 
 logger = get_logger(__name__)
@@ -73,9 +73,7 @@ def export_checkpoint(
         raise ValueError(f"{actor / 'huggingface'}: the checkpoint has no model config (config.json) to export with")
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists; choose another directory or overwrite it explicitly")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_dir(target) as staging:
         merger = FSDPModelMerger(
             ModelMergerConfig(
                 operation="merge",
@@ -94,13 +92,6 @@ def export_checkpoint(
             "run_files": shipped,
         }
         (staging / EXPORT_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        os.chmod(staging, 0o755)  # mkdtemp creates 0700
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     logger.info(f"exported {checkpoint} to {target} (files beside the weights: {shipped})")
     return target
 

@@ -20,16 +20,12 @@ from tqdm import tqdm
 from actguide_plugin.analysis.barrier import PrefixCurve
 from actguide_plugin.analysis.levels import LevelSweep
 from actguide_plugin.commands.offline_agent import OfflineAgent, Sample, prefix_after, tool_calling_turns
-from actguide_plugin.core.actions import loads_actions
 from actguide_plugin.core.guidance import level_from_ratio
+from actguide_plugin.core.search import SearchConfig
 from actguide_plugin.logs import get_logger
-from actguide_plugin.verl_glue.rows import task_id_of
+from actguide_plugin.verl_glue.rows import num_actions_of, task_id_of
 
 logger = get_logger(__name__)
-
-
-def _num_actions(row: dict[str, Any]) -> int:
-    return len(loads_actions((row.get("extra_info") or {}).get("reference_actions")))
 
 
 def _task(row: dict[str, Any]) -> dict[str, Any]:
@@ -37,12 +33,12 @@ def _task(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "task_id": task_id_of(row),
         "data_source": str(row.get("data_source", "unknown")),
-        "num_actions": _num_actions(row),
+        "num_actions": num_actions_of(row),
     }
 
 
 def _guided_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    kept = [row for row in rows if _num_actions(row) > 0]
+    kept = [row for row in rows if num_actions_of(row) > 0]
     if len(kept) < len(rows):
         logger.warning(f"{len(rows) - len(kept)} of {len(rows)} tasks have no reference actions: skipped")
     if not kept:
@@ -51,7 +47,10 @@ def _guided_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def level_sweeps(
-    agent: OfflineAgent, rows: Sequence[dict[str, Any]], samples: int, success_threshold: float = 0.0
+    agent: OfflineAgent,
+    rows: Sequence[dict[str, Any]],
+    samples: int,
+    success_threshold: float = SearchConfig.success_threshold,
 ) -> list[LevelSweep]:
     """K samples of each task at every level 0..L; Δ for every guided sample."""
     sweeps = []
@@ -72,7 +71,7 @@ async def prefix_curves(
     samples: int,
     level_ratio: float = 1.0,
     guided_tries: int = 4,
-    success_threshold: float = 0.0,
+    success_threshold: float = SearchConfig.success_threshold,
 ) -> list[PrefixCurve]:
     """Per task: a guided trajectory at k = ceil(ratio · L) (the first success of ``guided_tries``), then K
     unguided continuations from the state after each of its tool-calling turns."""

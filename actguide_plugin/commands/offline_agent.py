@@ -40,7 +40,7 @@ from verl.utils.reward_score import default_compute_score
 
 from actguide_plugin.core.objective import sequence_shift
 from actguide_plugin.cpu.hf_rollout import HFRolloutServer
-from actguide_plugin.names import UNGUIDED_PROMPT_IDS_FIELD
+from actguide_plugin.names import LEVEL_FIELD, UNGUIDED_PROMPT_IDS_FIELD
 from actguide_plugin.verl_glue.agent_loop import ActGuideToolAgentLoop
 
 
@@ -169,7 +169,7 @@ class OfflineAgent:
             raise ValueError("a continuation runs unguided (level 0) from its prefix state")
         loop = self._loop(prefix)
         fields = {k: v for k, v in row.items() if k not in ("dummy_tensor",)}
-        output = await loop.run(dict(self.sampling), actguide_level=level, **fields)
+        output = await loop.run(dict(self.sampling), **{LEVEL_FIELD: level}, **fields)
         score, extra = await self._score(output, row)
         return Sample(output, score, extra, list(loop._agent_data.messages), len(row["raw_prompt"]))
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+REFERENCE_ACTIONS_KEY = "reference_actions"  # the key of a dataset row's ``extra_info`` that holds them
 _PLAN_ESCAPES = str.maketrans({c: f"\\u{ord(c):04x}" for c in "<>\u2028\u2029"})
 
 
@@ -111,3 +112,8 @@ def loads_actions(value: str | Sequence[Mapping[str, Any]] | None) -> list[Actio
     if not isinstance(value, list):
         raise ActionFormatError(f"reference_actions must be a list of actions, got {type(value).__name__}")
     return [Action.from_dict(item) for item in value]
+
+
+def row_actions(row: Mapping[str, Any]) -> list[Action]:
+    """The reference actions of a dataset row (``[]`` when it has none); :class:`ActionFormatError` when unparseable."""
+    return loads_actions((row.get("extra_info") or {}).get(REFERENCE_ACTIONS_KEY))

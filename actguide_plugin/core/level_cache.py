@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
+
+from actguide_plugin.outputs import atomic_file
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -90,16 +91,8 @@ class LevelCache:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write atomically (temp file + rename): a crash never leaves a truncated cache behind."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(self.to_dict(), f, indent=0, sort_keys=True)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(path) as tmp, tmp.open("w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f, indent=0, sort_keys=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> LevelCache:

@@ -18,16 +18,24 @@ of its prompt action by action (the exact reference tool calls), then answers; t
 at least K reference actions were executed in the trajectory. At level k that is success iff k ≥ K, as above;
 continued *unguided* from a state where a guided trajectory already executed j actions, it answers at once and
 succeeds iff j ≥ K: the first K actions are the barrier.
+
+Scripted *tasks* (the demo's, the example's and the tests') are written by one function, :func:`write_scripted_inputs`:
+``records.jsonl`` lines made by :func:`scripted_record` (the input of ``actguide-preprocess convert --format
+actions``) and optionally a ``corpus.jsonl``; :data:`SCRIPTED_PLAN` is the reference plan they share by default.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+from actguide_plugin.core.actions import Action
 from actguide_plugin.core.guidance import level_in_text, plan_in_text
+from actguide_plugin.outputs import StagedOutputs
 
 LevelFn = Callable[[str], int]
 
@@ -38,6 +46,12 @@ _MARKER = re.compile(
 _USER_TURN = "<|im_start|>user\n"
 _TOOL_RESPONSE = "<tool_response>"
 WRONG_ANSWER = "I do not know"
+RECORDS_FILE, CORPUS_FILE = "records.jsonl", "corpus.jsonl"
+SCRIPTED_PLAN = (  # L = 3: search, visit the answer's page, search again
+    Action("web_search", {"query": ["first computer program"]}),
+    Action("web_visit", {"url": ["https://en.wikipedia.org/wiki/Ada_Lovelace"]}),
+    Action("web_search", {"query": ["Analytical Engine"]}),
+)
 
 
 def task_marker(min_level: int, answer: str, every: int = 1, calls: int = 1, follow: bool = False) -> str:
@@ -120,3 +134,23 @@ def scripted_response(prompt_text: str, level_fn: LevelFn = level_from_prompt, c
 def _tool_call(name: str, arguments: dict) -> str:
     call = json.dumps({"name": name, "arguments": arguments}, ensure_ascii=False)
     return f"<tool_call>\n{call}\n</tool_call><|im_end|>"
+
+
+def scripted_record(
+    task_id: str, question: str, answer: str, actions: Sequence[Action] = SCRIPTED_PLAN
+) -> dict[str, Any]:
+    """One task as a line of ``actguide-preprocess convert --format actions``'s input; ``question`` carries a
+    :func:`task_marker`."""
+    return {"id": task_id, "question": question, "answer": answer, "actions": [a.to_dict() for a in actions]}
+
+
+def write_scripted_inputs(
+    directory: str | Path, records: Iterable[Mapping[str, Any]], corpus: Iterable[Mapping[str, str]] | None = None
+) -> Path:
+    """Write ``records.jsonl`` (and ``corpus.jsonl`` when given) into ``directory``, together; returns the records."""
+    with StagedOutputs(directory) as out:
+        written = out.jsonl(RECORDS_FILE, records)
+        if corpus is not None:
+            out.jsonl(CORPUS_FILE, corpus)
+        out.commit()
+    return written

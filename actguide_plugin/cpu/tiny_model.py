@@ -28,14 +28,13 @@ import argparse
 import hashlib
 import importlib.resources
 import os
-import shutil
-import tempfile
 from importlib.metadata import version
 from pathlib import Path
 from typing import Literal
 
 from actguide_plugin.logs import get_logger
 from actguide_plugin.names import CACHE_DIR_ENV, env_value
+from actguide_plugin.outputs import atomic_dir
 
 logger = get_logger(__name__)
 
@@ -204,20 +203,6 @@ def _bytes_tokenizer():
     return finish_tokenizer(backend, BYTES_ADDED_TOKENS)
 
 
-def atomic_save_dir(save, target: Path) -> None:
-    """Run ``save(tmp_dir)`` and move the finished directory into place, so readers never see half a save."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        save(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-
-
 def load_tokenizer(vocab: Vocab = "qwen"):
     """Return the tokenizer for ``vocab``; the Qwen one is converted once and then loaded from the cache."""
     from transformers import AutoTokenizer
@@ -234,7 +219,8 @@ def load_tokenizer(vocab: Vocab = "qwen"):
     cached = _cache_root() / "tokenizers" / f"qwen-{key}"
     if not (cached / "tokenizer.json").is_file():
         logger.info("converting qwen.tiktoken to a fast tokenizer (one time) into %s", cached)
-        atomic_save_dir(lambda tmp: _convert_qwen_tokenizer().save_pretrained(tmp), cached)
+        with atomic_dir(cached) as tmp:
+            _convert_qwen_tokenizer().save_pretrained(tmp)
     return AutoTokenizer.from_pretrained(str(cached))
 
 
@@ -281,12 +267,9 @@ def build_tiny_model(
         bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id
     )
     target = Path(out_dir)
-
-    def save(tmp: Path) -> None:
+    with atomic_dir(target) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-
-    atomic_save_dir(save, target)
     return target
 
 

@@ -60,21 +60,13 @@ from actguide_plugin.logs import get_logger
 from actguide_plugin.names import JUDGE_API_KEY_ENV, REWARD_KWARGS
 from actguide_plugin.reward.answer import extract_answer, normalize_answer, parse_gold_answers, rule_match
 from actguide_plugin.reward.judge import JudgeConfig, JudgeError, judge_answer
-from actguide_plugin.tools.httpclient import RetryPolicy
+from actguide_plugin.tools.httpclient import RETRY_FIELDS, RetryPolicy
 
 logger = get_logger(__name__)
 
 REWARD_MODES = ("rule", "judge")
 JUDGE_INPUTS = ("answer", "response")
-_RETRY_FIELDS = {
-    "judge_timeout_s": "timeout_s",
-    "judge_max_attempts": "max_attempts",
-    "judge_backoff_base_s": "backoff_base_s",
-    "judge_backoff_max_s": "backoff_max_s",
-    "judge_max_concurrency": "max_concurrency",
-    "judge_circuit_failures": "circuit_failures",
-    "judge_circuit_open_s": "circuit_open_s",
-}
+_RETRY_FIELDS = {f"judge_{name}": name for name in RETRY_FIELDS}  # the judge's retry keys: RetryPolicy's fields
 # verl's reward managers add these when a reward model router is configured; they are not ours to read.
 _VERL_KWARGS = {"reward_router_address", "reward_model_tokenizer"}
 

@@ -32,6 +32,7 @@ from actguide_plugin.tools.config import (
     HttpBackendConfig,
     LocalBackendConfig,
     RetrievalServerBackendConfig,
+    ToolConfigModel,
     WebApiBackendConfig,
     parse_config,
 )
@@ -85,11 +86,14 @@ class SearchBackend(ABC):
         """The page for each url (or title), in order."""
 
 
-_BACKENDS: dict[str, tuple[type[SearchBackend], type]] = {}
+_BACKENDS: dict[str, tuple[type[SearchBackend], type[ToolConfigModel]]] = {}
 
 
-def register_backend(name: str, config_type: type) -> Callable[[type[SearchBackend]], type[SearchBackend]]:
-    """Make a backend class selectable as ``backend.name: <name>``; it is built as ``cls(config_type(**block))``."""
+def register_backend(
+    name: str, config_type: type[ToolConfigModel]
+) -> Callable[[type[SearchBackend]], type[SearchBackend]]:
+    """Make a backend class selectable as ``backend.name: <name>``; it is built from ``block`` parsed as
+    ``config_type``."""
 
     def decorator(cls: type[SearchBackend]) -> type[SearchBackend]:
         _BACKENDS[name] = (cls, config_type)
@@ -98,7 +102,7 @@ def register_backend(name: str, config_type: type) -> Callable[[type[SearchBacke
     return decorator
 
 
-def parse_backend_config(raw: Mapping[str, Any]) -> Any:
+def parse_backend_config(raw: Mapping[str, Any]) -> ToolConfigModel:
     """Validate a ``backend:`` block without opening anything (tools call this in their constructor)."""
     if not isinstance(raw, Mapping) or "name" not in raw:
         raise ConfigError(f"backend: a mapping with a 'name' is required, got {raw!r}")

@@ -24,8 +24,6 @@ import hashlib
 import logging
 import os
 import re
-import shutil
-import tempfile
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -36,6 +34,7 @@ import bm25s
 import numpy as np
 
 from actguide_plugin.logs import get_logger
+from actguide_plugin.outputs import atomic_dir
 from actguide_plugin.tools.corpus import Corpus, Document, load_corpus
 
 logger = get_logger(__name__)
@@ -214,18 +213,13 @@ def _load_cached(cache_dir: Path, corpus: Corpus) -> bm25s.BM25 | None:
 
 
 def _save_atomically(index: LocalIndex, cache_dir: Path) -> None:
+    """Cache the index; a copy that another process renamed into place first is kept: it is as good as ours."""
     try:
-        cache_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{cache_dir.name}.", dir=cache_dir.parent))
+        with atomic_dir(cache_dir, replace=False) as tmp_dir:
+            index.retriever.save(str(tmp_dir), show_progress=False)
     except OSError as err:
-        logger.warning("cannot cache the BM25 index next to the corpus (%s); keeping it in memory only", err)
-        return
-    try:
-        index.retriever.save(str(tmp_dir), show_progress=False)
-        os.rename(tmp_dir, cache_dir)
-    except OSError:
-        # Another process renamed its copy into place first (or the disk refused): theirs is as good as ours.
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+        if not cache_dir.is_dir():
+            logger.warning("cannot cache the BM25 index next to the corpus (%s); keeping it in memory only", err)
 
 
 def open_local_index(corpus_path: str | os.PathLike[str], k1: float = 1.5, b: float = 0.75) -> LocalIndex:

@@ -1,8 +1,12 @@
 """Typed configs for the tools and backends, read from the ``config:`` blocks of the tool yaml files.
 
-Each config is a dataclass; :func:`parse_config` rejects unknown keys and wrong types with a message that
-names the yaml section, the key and what is allowed, so a typo in a yaml fails at the first tool call
-instead of silently falling back to a default.
+Each config is a pydantic model that forbids unknown keys and checks types strictly; :func:`parse_config`
+turns a validation failure into one :class:`ConfigError` that names the yaml section and every bad key (with
+what is allowed), so a typo in a yaml fails at the first tool call instead of silently falling back to a
+default. Messages never quote a value: a pasted API key must not reach the logs or the model.
+
+The retry settings of the network backends are :class:`~actguide_plugin.tools.httpclient.RetryPolicy`'s fields,
+taken from it by name (the one retry policy of the plugin), so a default is written once.
 """
 
 from __future__ import annotations
@@ -10,13 +14,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
-from actguide_plugin.tools.httpclient import RetryPolicy
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
-T = TypeVar("T")
+from actguide_plugin.tools.httpclient import RETRY_FIELDS, RetryPolicy
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class ConfigError(ValueError):
@@ -56,28 +62,47 @@ def read_api_key(variable: str) -> str | None:
     return key
 
 
-def parse_config(config_type: type[T], raw: Mapping[str, Any], where: str) -> T:
+def parse_config(config_type: type[M], raw: Any, where: str) -> M:
     """Build ``config_type`` from ``raw``; ``where`` names the yaml section in error messages."""
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    allowed = {f.name for f in dataclasses.fields(config_type)}  # type: ignore[arg-type]
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
     try:
-        return config_type(**raw)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{where}: {err}") from err
+        return config_type.model_validate(dict(raw))
+    except ValidationError as err:
+        raise ConfigError(f"{where}: {describe_errors(err, config_type)}") from None  # the cause holds the values
 
 
-def _require_positive(where: str, **values: float) -> None:
-    for name, value in values.items():
-        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"{name} must be a positive number, got {value!r} ({where})")
+def describe_errors(err: ValidationError, config_type: type[BaseModel]) -> str:
+    """The errors of one validation, each naming its key, without the values given (one may be a secret)."""
+    unknown = sorted(".".join(map(str, e["loc"])) for e in err.errors() if e["type"] == "extra_forbidden")
+    parts = [f"unknown key(s) {unknown}; allowed: {sorted(config_type.model_fields)}"] if unknown else []
+    for error in err.errors():
+        key = ".".join(map(str, error["loc"]))
+        if error["type"] == "extra_forbidden":
+            continue
+        if error["type"] == "missing":
+            parts.append(f"{key} is required")
+        elif error["type"] == "value_error":  # our own checks: the message names the key
+            parts.append(str(error["ctx"]["error"]))
+        else:
+            parts.append(f"{key}: {error['msg']}")
+    return "; ".join(parts)
 
 
-@dataclass(frozen=True)
-class LocalBackendConfig:
+class ToolConfigModel(BaseModel):
+    """Base of every tool and backend config: unknown keys and wrong types are errors, a config is immutable, and
+    a :class:`~pydantic.ValidationError` of one built in code does not quote the values either."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, hide_input_in_errors=True)
+
+
+def _http_url(key: str, value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"{key} must be an http(s) URL (http://... or https://...)")  # a URL may carry a key
+    return value
+
+
+class LocalBackendConfig(ToolConfigModel):
     """``backend.name: local`` — in-process BM25 over ``corpus.jsonl``, no network.
 
     Fields:
@@ -86,26 +111,28 @@ class LocalBackendConfig:
         k1, b: BM25 parameters.
     """
 
-    name: str
-    corpus_path: str
-    k1: float = 1.5
-    b: float = 0.75
-
-    def __post_init__(self) -> None:
-        if not self.corpus_path:
-            raise ValueError("corpus_path is required for the local backend")
-        _require_positive("local backend", k1=self.k1)
-        if not 0.0 <= self.b <= 1.0:
-            raise ValueError(f"b must be in [0, 1], got {self.b}")
+    name: Literal["local"]
+    corpus_path: str = Field(min_length=1)
+    k1: float = Field(1.5, gt=0)
+    b: float = Field(0.75, ge=0, le=1)
 
 
-@dataclass(frozen=True)
-class HttpBackendConfig:
+_RETRY_HINTS = typing.get_type_hints(RetryPolicy)
+
+# The retry keys of a network backend's block: RetryPolicy's fields with its defaults, by name.
+_RetryKeys: type[ToolConfigModel] = create_model(
+    "_RetryKeys",
+    __base__=ToolConfigModel,
+    **{f.name: (_RETRY_HINTS[f.name], f.default) for f in dataclasses.fields(RetryPolicy)},
+)
+
+
+class HttpBackendConfig(_RetryKeys):
     """Settings every network backend shares: retries, concurrency and the SQLite cache.
 
     Fields:
         timeout_s, max_attempts, backoff_base_s, backoff_max_s, max_concurrency, circuit_failures,
-            circuit_open_s: see :class:`actguide_plugin.tools.httpclient.RetryPolicy`.
+            circuit_open_s: the fields of :class:`actguide_plugin.tools.httpclient.RetryPolicy`, with its defaults.
         cache_path: SQLite file for cached responses (``~`` expanded); empty or null disables the cache.
         search_ttl_s, visit_ttl_s: how long cached search results / page texts stay valid, seconds.
         api_key_env: name of the environment variable holding the API key (the key itself is never in a
@@ -113,30 +140,27 @@ class HttpBackendConfig:
         api_key_header: HTTP header that carries the key.
     """
 
-    timeout_s: float = 30.0
-    max_attempts: int = 4
-    backoff_base_s: float = 0.5
-    backoff_max_s: float = 8.0
-    max_concurrency: int = 16
-    circuit_failures: int = 5
-    circuit_open_s: float = 30.0
     cache_path: str | None = None
-    search_ttl_s: float = 86_400.0
-    visit_ttl_s: float = 604_800.0
+    search_ttl_s: float = Field(86_400.0, gt=0)
+    visit_ttl_s: float = Field(604_800.0, gt=0)
     api_key_env: str | None = None
     api_key_header: str = "X-API-KEY"
 
+    @field_validator("api_key_env")
+    @classmethod
+    def _variable_name(cls, value: str | None) -> str | None:
+        if value is not None:  # null: no key
+            check_variable_name("api_key_env", value)
+        return value
+
+    @model_validator(mode="after")
+    def _retry_checks(self) -> HttpBackendConfig:
+        _ = self.retry_policy  # validates the retry fields now, not at the first request
+        return self
+
     @property
     def retry_policy(self) -> RetryPolicy:
-        return RetryPolicy(
-            timeout_s=self.timeout_s,
-            max_attempts=self.max_attempts,
-            backoff_base_s=self.backoff_base_s,
-            backoff_max_s=self.backoff_max_s,
-            max_concurrency=self.max_concurrency,
-            circuit_failures=self.circuit_failures,
-            circuit_open_s=self.circuit_open_s,
-        )
+        return RetryPolicy(**{name: getattr(self, name) for name in RETRY_FIELDS})
 
     @property
     def resolved_cache_path(self) -> str | None:
@@ -151,14 +175,7 @@ class HttpBackendConfig:
             raise ConfigError(f"environment variable {self.api_key_env} is not set")
         return {self.api_key_header: key}
 
-    def __post_init__(self) -> None:
-        _ = self.retry_policy  # validates the retry fields now, not at the first request
-        _require_positive("cache", search_ttl_s=self.search_ttl_s, visit_ttl_s=self.visit_ttl_s)
-        if self.api_key_env is not None:  # null: no key
-            check_variable_name("api_key_env", self.api_key_env)
 
-
-@dataclass(frozen=True)
 class RetrievalServerBackendConfig(HttpBackendConfig):
     """``backend.name: retrieval_server`` — a Search-R1 ``/retrieve`` server (``actguide-retriever`` or theirs).
 
@@ -168,16 +185,15 @@ class RetrievalServerBackendConfig(HttpBackendConfig):
         api_key_env, api_key_header: optional, for a server behind an authenticating proxy (see the base).
     """
 
-    name: str = "retrieval_server"
-    base_url: str = ""
+    name: Literal["retrieval_server"] = "retrieval_server"
+    base_url: str
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must be an http(s) URL, got {self.base_url!r}")
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _http_url("base_url", value)
 
 
-@dataclass(frozen=True)
 class WebApiBackendConfig(HttpBackendConfig):
     """``backend.name: web_api`` — Serper-style search and page-fetch APIs.
 
@@ -188,27 +204,24 @@ class WebApiBackendConfig(HttpBackendConfig):
         api_key_env, api_key_header: see the base; required here (default ``SERPER_API_KEY`` in ``X-API-KEY``).
     """
 
-    name: str = "web_api"
+    name: Literal["web_api"] = "web_api"
     search_url: str = "https://google.serper.dev/search"
     visit_url: str = "https://scrape.serper.dev"
     api_key_env: str = "SERPER_API_KEY"
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for key in ("search_url", "visit_url"):
-            if not getattr(self, key).startswith(("http://", "https://")):
-                raise ValueError(f"{key} must be an http(s) URL, got {getattr(self, key)!r}")
-        if self.api_key_env is None:
-            raise ValueError("api_key_env must name an environment variable (this backend needs a key)")
+    @field_validator("search_url", "visit_url")
+    @classmethod
+    def _urls(cls, value: str, info: Any) -> str:
+        return _http_url(info.field_name, value)
 
 
-@dataclass(frozen=True)
-class SearchToolConfig:
+class SearchToolConfig(ToolConfigModel):
     """``config:`` of the ``web_search`` tool.
 
     Fields:
         type: verl tool type, always ``native``.
-        backend: the backend block (``name`` selects local / retrieval_server / web_api).
+        backend: the backend block (``name`` selects local / retrieval_server / web_api); checked by
+            :func:`actguide_plugin.tools.backends.parse_backend_config` against the named backend's model.
         topk: hits per query.
         snippet_chars: longest snippet shown per hit (cut at a word boundary).
         max_queries_per_call: queries beyond this are not run (the response says so).
@@ -217,24 +230,14 @@ class SearchToolConfig:
     """
 
     backend: dict[str, Any]
-    type: str = "native"
-    topk: int = 5
-    snippet_chars: int = 300
-    max_queries_per_call: int = 5
-    max_query_chars: int = 2048
-
-    def __post_init__(self) -> None:
-        _require_positive(
-            "web_search",
-            topk=self.topk,
-            snippet_chars=self.snippet_chars,
-            max_queries=self.max_queries_per_call,
-            max_query_chars=self.max_query_chars,
-        )
+    type: Literal["native"] = "native"
+    topk: int = Field(5, gt=0)
+    snippet_chars: int = Field(300, gt=0)
+    max_queries_per_call: int = Field(5, gt=0)
+    max_query_chars: int = Field(2048, gt=0)
 
 
-@dataclass(frozen=True)
-class VisitToolConfig:
+class VisitToolConfig(ToolConfigModel):
     """``config:`` of the ``web_visit`` tool.
 
     Fields:
@@ -246,15 +249,7 @@ class VisitToolConfig:
     """
 
     backend: dict[str, Any]
-    type: str = "native"
-    max_page_chars: int = 5000
-    max_urls_per_call: int = 3
-    max_url_chars: int = 2048
-
-    def __post_init__(self) -> None:
-        _require_positive(
-            "web_visit",
-            max_page_chars=self.max_page_chars,
-            max_urls=self.max_urls_per_call,
-            max_url_chars=self.max_url_chars,
-        )
+    type: Literal["native"] = "native"
+    max_page_chars: int = Field(5000, gt=0)
+    max_urls_per_call: int = Field(3, gt=0)
+    max_url_chars: int = Field(2048, gt=0)

@@ -32,7 +32,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -116,6 +116,9 @@ class RetryPolicy:
                 pass  # an HTTP-date Retry-After: fall back to our own schedule
         delay = min(self.backoff_base_s * (2**retry_index), self.backoff_max_s)
         return delay * random.uniform(0.5, 1.0)
+
+
+RETRY_FIELDS = tuple(f.name for f in fields(RetryPolicy))  # the keys configs take it from, by name
 
 
 class CircuitBreaker:

@@ -41,18 +41,24 @@ from actguide_plugin.verl_glue.rows import actions_of
 
 @register(AGENT_NAME)
 class ActGuideToolAgentLoop(ToolAgentLoop):
-    """``ToolAgentLoop`` whose prompt is G_k; ``actguide_level`` (default 0) comes from the rollout manager."""
+    """``ToolAgentLoop`` whose prompt is G_k.
 
-    async def run(self, sampling_params: dict[str, Any], actguide_level: int = 0, **kwargs) -> AgentLoopOutput:
+    The level k arrives among the dataset fields, under the key :data:`~actguide_plugin.names.LEVEL_FIELD` (default
+    0): the rollout workers set it by that name and this loop reads it by that name, never by a parameter name of
+    its own that could drift from the key.
+    """
+
+    async def run(self, sampling_params: dict[str, Any], **kwargs) -> AgentLoopOutput:
+        level = int(kwargs.pop(LEVEL_FIELD, 0))
         actions = actions_of(kwargs)  # a BadRowError names the row
         self._unguided_messages = list(kwargs["raw_prompt"])
-        self._guided = actguide_level > 0
+        self._guided = level > 0
         self._stop_reason = "stop"
-        kwargs["raw_prompt"] = guided_messages(self._unguided_messages, actions, actguide_level)
+        kwargs["raw_prompt"] = guided_messages(self._unguided_messages, actions, level)
         output = await super().run(sampling_params, **kwargs)
         output.extra_fields.update(
             {
-                LEVEL_FIELD: actguide_level,
+                LEVEL_FIELD: level,
                 NUM_ACTIONS_FIELD: len(actions),
                 UNGUIDED_PROMPT_IDS_FIELD: self._unguided_prompt_ids if self._guided else list(output.prompt_ids),
                 STOP_REASON_FIELD: self._stop_reason,

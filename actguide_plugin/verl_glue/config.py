@@ -63,21 +63,22 @@ class ActGuideConfig(BaseConfig):
         written; a val-only run writes into the folder itself, a training run into ``global_step_N/`` below it).
     """
 
-    mode: str = "fallback_adaptive"
-    probe_m: int = 2
-    tau: int = 1
-    success_threshold: float = 0.0
-    fixed_k: int = 1
-    fixed_ratio: float = 0.5
-    ladder: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])
-    on_full_failure: str = "unguided"
-    full_level_check: str = "group"
-    probe_only_after: int = 2
-    warm_start: bool = True
-    reuse_probes: str = "all"
-    guided_clip: str = "same"
-    guided_ratio_cap: float = 5.0
-    shaping_gamma: float = 0.1
+    # The knobs of the pure core take their defaults from it: each default is written once, in the core config.
+    mode: str = SearchConfig.mode
+    probe_m: int = SearchConfig.probe_m
+    tau: int = SearchConfig.tau
+    success_threshold: float = SearchConfig.success_threshold
+    fixed_k: int = SearchConfig.fixed_k
+    fixed_ratio: float = SearchConfig.fixed_ratio
+    ladder: list[float] = field(default_factory=lambda: list(SearchConfig.ladder))
+    on_full_failure: str = SearchConfig.on_full_failure
+    full_level_check: str = SearchConfig.full_level_check
+    probe_only_after: int = SearchConfig.probe_only_after
+    warm_start: bool = SearchConfig.warm_start
+    reuse_probes: str = SearchConfig.reuse_probes
+    guided_clip: str = ObjectiveConfig.guided_clip
+    guided_ratio_cap: float = ObjectiveConfig.guided_ratio_cap
+    shaping_gamma: float = ObjectiveConfig.shaping_gamma
     ratio_source: str = "actor"
     ratio_context: str = "unguided"
     cache_file: str = "actguide_level_cache.json"

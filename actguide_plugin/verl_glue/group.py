@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from actguide_plugin.core.action_noise import perturb_actions
-from actguide_plugin.core.actions import dumps_actions
+from actguide_plugin.core.actions import REFERENCE_ACTIONS_KEY, dumps_actions
 from actguide_plugin.core.level_cache import LevelCache
 from actguide_plugin.core.search import GroupOutcome, GroupStatus, run_group, settled
 from actguide_plugin.names import AGENT_NAME
@@ -55,7 +55,7 @@ def with_action_noise(prompt: dict[str, Any], actguide: ActGuideConfig) -> tuple
         return prompt, 0, len(actions)
     key = f"{task_id_of(prompt)}/{prompt.get('global_steps')}"
     noisy, changed = perturb_actions(actions, actguide.action_noise, actguide.action_noise_frac, key)
-    extra_info = {**(prompt.get("extra_info") or {}), "reference_actions": dumps_actions(noisy)}
+    extra_info = {**(prompt.get("extra_info") or {}), REFERENCE_ACTIONS_KEY: dumps_actions(noisy)}
     return {**prompt, "extra_info": extra_info}, changed, len(actions)
 
 

@@ -115,7 +115,7 @@ class ActGuideAgentLoopWorkerV0Impl(ActGuideWorkerMixin, AgentLoopWorker):
                 info = {**trajectory, "rollout_n": session_id}
                 return [
                     await self._run_agent_loop(
-                        dict(sampling_params), info, trace=False, actguide_level=level, session_id=session_id, **noisy
+                        dict(sampling_params), info, trace=False, session_id=session_id, **{LEVEL_FIELD: level}, **noisy
                     )
                 ]
 

@@ -76,7 +76,7 @@ class ActGuideAgentLoopWorkerImpl(ActGuideWorkerMixin, AgentLoopWorkerTQ.__ray_a
                 trajectory=trajectory,
                 trace=trace,
                 session_id=session_id,
-                actguide_level=level,
+                **{LEVEL_FIELD: level},
                 **prompt,
             )
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from actguide_plugin.core.actions import Action, loads_actions
+from actguide_plugin.core.actions import REFERENCE_ACTIONS_KEY, Action, row_actions
 
 
 class BadRowError(ValueError):
@@ -40,11 +40,10 @@ def task_id_of(prompt: dict[str, Any]) -> str:
 
 def actions_of(prompt: dict[str, Any]) -> list[Action]:
     """The row's reference actions ([] when it has none)."""
-    extra_info = prompt.get("extra_info") or {}
     try:
-        return loads_actions(extra_info.get("reference_actions"))
+        return row_actions(prompt)
     except ValueError as err:
-        raise BadRowError(f"row {row_name(prompt)}: bad extra_info.reference_actions: {err}") from err
+        raise BadRowError(f"row {row_name(prompt)}: bad extra_info.{REFERENCE_ACTIONS_KEY}: {err}") from err
 
 
 def num_actions_of(prompt: dict[str, Any]) -> int:
@@ -88,8 +87,8 @@ def check_train_files(files: Any) -> None:
                     f"to {AGENT_NAME!r} (actguide-preprocess attach does)"
                 )
         extra = schema.field("extra_info").type if "extra_info" in schema.names else None
-        if extra is not None and getattr(extra, "num_fields", 0) and "reference_actions" in [f.name for f in extra]:
-            column = pq.read_table(path, columns=["extra_info.reference_actions"]).column(0).to_pylist()
+        if extra is not None and getattr(extra, "num_fields", 0) and REFERENCE_ACTIONS_KEY in [f.name for f in extra]:
+            column = pq.read_table(path, columns=[f"extra_info.{REFERENCE_ACTIONS_KEY}"]).column(0).to_pylist()
             with_actions += sum(_has_actions(value) for value in column)
     if checked and not with_actions:
         problems.append(

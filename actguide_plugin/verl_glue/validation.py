@@ -25,7 +25,6 @@ from typing import Any
 
 from actguide_plugin.analysis.eval_summary import flat_metrics, summarize, write_evaluation
 from actguide_plugin.analysis.trajectory import TrajectoryRecord, build_record
-from actguide_plugin.core.actions import loads_actions
 from actguide_plugin.logs import get_logger
 from actguide_plugin.names import (
     AGENT_NAME,
@@ -37,7 +36,7 @@ from actguide_plugin.names import (
     VAL_METRIC_PREFIX,
 )
 from actguide_plugin.verl_glue.config import ActGuideConfig
-from actguide_plugin.verl_glue.rows import task_id_of
+from actguide_plugin.verl_glue.rows import num_actions_of, task_id_of
 
 logger = get_logger(__name__)
 
@@ -51,8 +50,7 @@ def validation_level(prompt: dict[str, Any], actguide: ActGuideConfig) -> int:
             f"validation sample uid={prompt.get('uid')} has agent_name={prompt.get('agent_name')!r}; guided "
             f"validation needs {AGENT_NAME!r}"
         )
-    num_actions = len(loads_actions((prompt.get("extra_info") or {}).get("reference_actions")))
-    return actguide.validation_level(num_actions)
+    return actguide.validation_level(num_actions_of(prompt))
 
 
 def trajectory_record(

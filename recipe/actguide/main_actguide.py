@@ -4,6 +4,11 @@ Same flow as verl's ``verl.trainer.main_ppo`` (device detection, config validati
 ActGuide's TaskRunner for the trainer ``trainer.use_v1`` picks (V1, or the classic ``RayPPOTrainer``), the checks
 of the settings the recipe needs (the ``actguide:`` section included) and of the training rows (agent loop,
 reference actions) before Ray starts, and CPU mode for ``--config-name actguide_cpu`` (``trainer.device=cpu``).
+
+A config error prints one line naming the key and exits with status 2 (as argparse does), on a real run as with
+``--cfg job``: the command line is composed once before hydra runs, and the recipe's checks, hydra's composition and
+verl's config dataclasses (in the driver or in the Ray TaskRunner) are reported by :func:`config_error_line`. A
+genuine crash keeps its traceback; ``HYDRA_FULL_ERROR=1`` shows the traceback of a config error too.
 """
 
 import os
@@ -33,6 +38,10 @@ class PreflightError(ValueError):
     """A setting or the training data cannot work; the message names what to change."""
 
 
+CONFIG_ERROR_STATUS = 2  # exit status of a config error: the command line or a config is wrong (argparse's usage)
+FULL_ERROR_VARIABLE = "HYDRA_FULL_ERROR"  # hydra's own switch; "1": tracebacks of config errors too
+
+
 DRY_RUN_FLAG = "--dry-run"
 _dry_run = False  # set by main() from the command line (hydra's own parser does not know the flag)
 
@@ -41,8 +50,46 @@ _dry_run = False  # set by main() from the command line (hydra's own parser does
 def run(config) -> None:
     try:
         launch(config, dry_run=_dry_run)
-    except PreflightError as err:  # one line naming what to change, no traceback
-        sys.exit(f"error: {err}")
+    except Exception as err:
+        _exit_on_config_error(err)
+        raise
+
+
+def config_error_line(err: BaseException) -> str | None:
+    """The one line that states a config error, or None for a crash (which keeps its traceback).
+
+    Config errors are the recipe's checks (:class:`PreflightError`), hydra's composition of the command line
+    (unknown key, bad override, missing config) and a verl config dataclass refusing its section — hydra's
+    ``InstantiationException``, in the driver or re-raised from the Ray TaskRunner, whose message ends in
+    ``full_key: <section>``; that key leads the line.
+    """
+    from hydra.errors import CompactHydraException, InstantiationException, OverrideParseException
+    from ray.exceptions import RayTaskError
+
+    if isinstance(err, RayTaskError):  # the exception the TaskRunner raised, without the worker's traceback text
+        err = err.cause
+    if isinstance(err, PreflightError):
+        return str(err)
+    if isinstance(err, InstantiationException):  # "Error in call to target 'T':\nrepr(cause)\nfull_key: K"
+        lines = str(err).strip().splitlines()
+        key = lines.pop()[len("full_key: ") :] if lines and lines[-1].startswith("full_key: ") else None
+        target = lines[0].removeprefix("Error in call to target ").rstrip(":").strip("'")
+        return f"{key or 'config'} ({target}): {' '.join(lines[1:])}"
+    if isinstance(err, CompactHydraException):  # composition: the first paragraph, and what the cause says
+        line = " ".join(str(err).strip().split("\n\n")[0].split())
+        if isinstance(err, OverrideParseException):
+            line = f"cannot parse the override {err.override!r}: {line}"
+        cause = str(err.__cause__).strip().splitlines()[0] if err.__cause__ else ""
+        return f"{line} ({cause})" if cause else line
+    return None
+
+
+def _exit_on_config_error(err: BaseException) -> None:
+    """Exit with one ``error:`` line and status 2 if ``err`` is a config error; return (to re-raise) otherwise."""
+    line = config_error_line(err)
+    if line is not None and os.environ.get(FULL_ERROR_VARIABLE) != "1":
+        print(f"error: {line}", file=sys.stderr, flush=True)
+        sys.exit(CONFIG_ERROR_STATUS)
 
 
 def launch(config, dry_run: bool = False) -> None:
@@ -189,8 +236,30 @@ def layer_user_config(argv: list[str]) -> list[str]:
     return args.argv()
 
 
-def _check_printed_config(argv: list[str]) -> None:
-    """``--cfg job`` prints the config without running ``run``: validate the ``actguide:`` section first."""
+# hydra flags after which the command line is not one job's config: hydra handles them itself
+_NOT_ONE_JOB = ("-m", "--multirun", "-h", "--help", "--hydra-help", "--version", "--info", "-i", "--shell-completion",
+                "-sc", "--experimental-rerun")  # fmt: skip
+
+
+def check_command_line(argv: list[str]) -> None:
+    """Compose the command line's config before hydra does, so a composition error is one line (hydra prints seven),
+    and validate the ``actguide:`` section when ``--cfg`` prints the config without running ``run``."""
+    if any(arg.split("=")[0] in _NOT_ONE_JOB for arg in argv):
+        return
+    try:
+        config = _compose_command_line(argv)
+        if any(arg in ("--cfg", "-c") or arg.startswith("--cfg=") for arg in argv):
+            try:
+                actguide_config(config)
+            except ValueError as err:
+                raise PreflightError(str(err)) from err
+    except Exception as err:
+        _exit_on_config_error(err)
+        raise
+
+
+def _compose_command_line(argv: list[str]):
+    """The config hydra's ``run`` will get for ``argv`` (its ``hydra.*`` settings aside)."""
     args = parse_hydra_args(argv)
     overrides = [
         o for o in args.overrides if not o.startswith(("hydra.", "+hydra.")) or o.startswith("hydra.searchpath=")
@@ -198,19 +267,14 @@ def _check_printed_config(argv: list[str]) -> None:
     if args.config_dir and not args.config_path:
         overrides.append(f"hydra.searchpath=[file://{Path(args.config_dir).resolve()}]")
     folder = str(Path(args.config_path).resolve()) if args.config_path else None
-    config = compose_config(args.config_name, overrides, folder)
-    try:
-        actguide_config(config)
-    except ValueError as err:
-        sys.exit(f"error: {err}")
+    return compose_config(args.config_name, overrides, folder)
 
 
 def main() -> None:
     global _dry_run
     _dry_run = DRY_RUN_FLAG in sys.argv[1:]
     sys.argv = [sys.argv[0], *layer_user_config([a for a in sys.argv[1:] if a != DRY_RUN_FLAG])]
-    if any(arg in ("--cfg", "-c") or arg.startswith("--cfg=") for arg in sys.argv[1:]):
-        _check_printed_config(sys.argv[1:])
+    check_command_line(sys.argv[1:])
     run()
 
 

@@ -6,7 +6,14 @@ import json
 
 import pytest
 
-from actguide_plugin.analysis.learning import COLUMNS, curve_rows, curves_csv, summarize, summary_markdown
+from actguide_plugin.analysis.learning import (
+    COLUMNS,
+    curve_rows,
+    curves_csv,
+    read_curves_csv,
+    summarize,
+    summary_markdown,
+)
 from actguide_plugin.analysis.plots import plot_learning
 from actguide_plugin.analysis.training import read_steps
 
@@ -75,4 +82,19 @@ def test_plot_draws_each_seed_and_mode(tmp_path):
     }
     drawn = plot_learning(runs, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 10_000
-    assert len(drawn["accuracy"]) == 4 and len(drawn["signal"]) == 8
+    assert len(drawn["accuracy"]) == 4 and len(drawn["signal"]) == 4  # one line per seed and mode in each panel
+
+
+def test_a_reports_curves_csv_reads_back_into_the_runs_it_was_written_from(tmp_path):
+    """What ``barrier_learning.py --plot-only`` redraws from: the csv with a seed column, as ``report`` writes it."""
+    runs = {(seed, mode): curve_rows(mode, _steps(tmp_path, f"{seed}{mode}", mode != "off"))
+            for seed in (1, 0) for mode in ("off", "cispo")}  # fmt: skip
+    parts = {key: curves_csv(rows).splitlines() for key, rows in runs.items()}
+    header = "seed," + next(iter(parts.values()))[0]
+    text = "\n".join([header, *(f"{seed},{line}" for (seed, _), lines in parts.items() for line in lines[1:])])
+    read = read_curves_csv(text + "\n")
+    assert list(read) == list(runs)  # file order
+    for key, rows in runs.items():
+        assert [r.step for r in read[key]] == [r.step for r in rows] and read[key][0].mode == key[1]
+        for got, want in zip(read[key], rows, strict=True):
+            assert got.values == {c: None if v is None else pytest.approx(v, abs=5e-5) for c, v in want.values.items()}

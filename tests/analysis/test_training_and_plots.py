@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.image import imread
+from matplotlib.ticker import MaxNLocator
 
+from actguide_plugin.analysis import plots
 from actguide_plugin.analysis.barrier import PrefixCurve, summarize_barrier
+from actguide_plugin.analysis.learning import CurveRow
 from actguide_plugin.analysis.levels import LevelSweep, summarize_levels
-from actguide_plugin.analysis.plots import plot_barrier, plot_levels, plot_training
+from actguide_plugin.analysis.plots import learning_figure, plot_barrier, plot_levels, plot_training
 from actguide_plugin.analysis.training import PANELS, panel_series, read_steps, training_markdown, training_summary
 
 
@@ -82,3 +86,97 @@ def test_findings_figures(tmp_path):
     }
     for name in ("levels.png", "barrier.png"):
         assert imread(tmp_path / name).ndim == 3
+
+
+def _barrier_runs() -> dict[tuple[int, str], list[CurveRow]]:
+    """Three seeds of plain GRPO and of cispo, and seed 0's paper-default arm lying exactly on GRPO (all 0.00)."""
+
+    def rows(mode: str, learns: bool) -> list[CurveRow]:
+        return [CurveRow(mode, step, {"val_acc_unguided": 0.1 * step if learns else 0.0,
+                                      "effective_signal_frac_after": 0.5 if mode != "off" else 0.0})
+                for step in range(0, 11)]  # fmt: skip
+
+    runs = {}
+    for seed in (0, 1, 2):
+        runs[(seed, "off")] = rows("off", False)
+        runs[(seed, "cispo")] = rows("cispo", True)
+    runs[(0, "fallback_adaptive")] = rows("fallback_adaptive", False)
+    return runs
+
+
+def test_learning_figure_gives_each_arm_a_colour_and_each_seed_a_style():
+    fig, drawn = learning_figure(_barrier_runs())
+    assert len(drawn["accuracy"]) == len(drawn["signal"]) == 7
+    for ax in fig.axes:
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        assert len({(line.get_color(), line.get_linestyle(), line.get_marker()) for line in lines.values()}) == 7
+        colour = {arm: {lines[f"{arm} (seed {s})"].get_color() for s in (0, 1, 2) if f"{arm} (seed {s})" in lines}
+                  for arm in ("off", "cispo", "fallback_adaptive")}  # fmt: skip
+        assert all(len(c) == 1 for c in colour.values()) and len(set.union(*colour.values())) == 3
+        cispo = [lines[f"cispo (seed {s})"] for s in (0, 1, 2)]
+        assert len({(line.get_linestyle(), line.get_marker()) for line in cispo}) == 3
+
+
+def test_an_arm_on_top_of_another_stays_visible_inside_it():
+    """The paper-default arm at 0.00 on plain GRPO: thinner, drawn above, opaque over a pale band (no offsets)."""
+    fig, _ = learning_figure(_barrier_runs())
+    accuracy = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    under, over = accuracy["off (seed 0)"], accuracy["fallback_adaptive (seed 0)"]
+    assert list(under.get_ydata()) == list(over.get_ydata())  # the data coincide, and are drawn as they are
+    assert over.get_zorder() > under.get_zorder() and over.get_linewidth() < under.get_linewidth()
+    assert under.get_alpha() < 1.0 and over.get_alpha() == 1.0 and over.get_marker() not in ("", "None")
+
+
+def test_learning_figure_counts_steps_in_integers_and_its_legend_covers_no_panel():
+    fig, _ = learning_figure(_barrier_runs())
+    canvas = FigureCanvasAgg(fig)  # lays the figure out as savefig does
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    for ax in fig.axes:
+        locator = ax.xaxis.get_major_locator()
+        assert isinstance(locator, MaxNLocator) and locator._integer
+        assert all(float(tick).is_integer() for tick in ax.get_xticks())
+        assert ax.get_legend() is None
+    (legend,) = fig.legends  # one legend for the figure, above the panels
+    box = legend.get_window_extent(renderer)
+    assert not any(box.overlaps(ax.get_window_extent(renderer)) for ax in fig.axes)
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels == ["off", "cispo", "fallback_adaptive", "seed 0", "seed 1", "seed 2"]
+
+
+def _drawn_figure(monkeypatch, plot, *args):
+    """The figure a ``plot_*`` function saves, laid out as savefig lays it out."""
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig))
+    plot(*args, "unused.png")
+    (fig,) = figures
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return fig, canvas.get_renderer()
+
+
+def test_every_panel_legend_sits_beside_its_panel_and_counts_tick_in_integers(monkeypatch, tmp_path):
+    steps = read_steps(metrics_file(tmp_path / "m.jsonl", RUN))
+    histogram = [(1, {"actguide/level_ratio_hist/0-25": 1.0, "actguide/level_ratio_hist/75-100": 2.0})]
+    levels = summarize_levels([LevelSweep("t", "b", 2, 2, (0, 1, 2), ((), (0.5, 1.5), (2.0, 2.0)))])
+    barrier = summarize_barrier([PrefixCurve("t", "b", 2, 2, True, 2, (0, 1, 2), (0.1, 0.2, 0.0))])
+    figures = [
+        _drawn_figure(monkeypatch, plots.plot_training, {"actguide": steps, "grpo": steps[:2]}),
+        _drawn_figure(monkeypatch, plots.plot_training, {"actguide": histogram}),
+        _drawn_figure(monkeypatch, plots.plot_levels, levels),
+        _drawn_figure(monkeypatch, plots.plot_barrier, barrier),
+    ]
+    legends = 0
+    for fig, renderer in figures:
+        panels = [ax.get_window_extent(renderer) for ax in fig.axes if ax.axison]
+        for ax in fig.axes:
+            if ax.get_legend() is not None:
+                legends += 1
+                box = ax.get_legend().get_window_extent(renderer)
+                assert not any(box.overlaps(panel) for panel in panels), ax.get_title()
+    assert legends == 3 + 1 + 2 + 2  # every legend drawn was checked
+    by_title = {ax.get_title(): ax for fig, _ in figures for ax in fig.axes}
+    for title in ("k*/L histogram", "Minimal sufficient level k*"):  # bars that count groups / tasks
+        locator = by_title[title].yaxis.get_major_locator()
+        assert isinstance(locator, MaxNLocator) and locator._integer
+        assert all(float(tick).is_integer() for tick in by_title[title].get_yticks())

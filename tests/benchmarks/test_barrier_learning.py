@@ -54,6 +54,20 @@ def test_report_only_rebuilds_csv_table_and_plot_for_every_seed_and_arm(bench, t
     assert (tmp_path / "curves.png").stat().st_size > 0
 
 
+def test_plot_only_redraws_the_figure_from_curves_csv_without_the_runs(bench, tmp_path, capsys):
+    """Committed results keep curves.csv and summary.md, not the runs' logs: the figure is redrawn from the csv."""
+    for seed in (0, 1):
+        _write_run(tmp_path / f"seed{seed}" / "off", 0.0)
+        _write_run(tmp_path / f"seed{seed}" / "cispo", 0.5)
+    assert bench.main(["--seeds", "0,1", "--modes", "off,cispo", "--report-only", "--out", str(tmp_path)]) == 0
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "curves.csv").write_bytes((tmp_path / "curves.csv").read_bytes())
+    assert bench.main(["--out", str(kept), "--plot-only", str(tmp_path / "redrawn.png")]) == 0
+    assert (tmp_path / "redrawn.png").stat().st_size > 0 and sorted(p.name for p in kept.iterdir()) == ["curves.csv"]
+    assert (kept / "curves.csv").read_bytes() == (tmp_path / "curves.csv").read_bytes()
+
+
 def test_report_of_a_missing_run_names_its_metrics_file(bench, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"seed3/off/metrics.jsonl"):
         bench.report(tmp_path, [3], ["off"])

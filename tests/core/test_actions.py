@@ -4,7 +4,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actguide_plugin.core.actions import Action, ActionFormatError, dumps_actions, loads_actions
+from actguide_plugin.core.actions import (
+    REFERENCE_ACTIONS_KEY,
+    Action,
+    ActionFormatError,
+    dumps_actions,
+    loads_actions,
+    row_actions,
+)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(),
@@ -77,3 +84,12 @@ def test_numpy_array_from_a_parquet_round_trip_is_accepted(tmp_path, arguments_a
 def test_reference_actions_that_are_not_a_list_are_named(bad):
     with pytest.raises(ActionFormatError, match="must be a list of actions"):
         loads_actions(bad)
+
+
+def test_row_actions_reads_the_rows_extra_info_and_tolerates_rows_without_any():
+    actions = [Action("search", {"query": "q"})]
+    row = {"extra_info": {REFERENCE_ACTIONS_KEY: dumps_actions(actions)}}
+    assert row_actions(row) == actions
+    assert row_actions({"extra_info": None}) == row_actions({}) == []
+    with pytest.raises(ActionFormatError):
+        row_actions({"extra_info": {REFERENCE_ACTIONS_KEY: "{"}})

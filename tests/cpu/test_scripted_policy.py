@@ -6,14 +6,19 @@ import json
 
 import pytest
 
-from actguide_plugin.core.actions import Action
+from actguide_plugin.core.actions import Action, row_actions
 from actguide_plugin.core.guidance import DEFAULT_TEMPLATE
 from actguide_plugin.cpu.scripted_policy import (
+    CORPUS_FILE,
+    SCRIPTED_PLAN,
     WRONG_ANSWER,
+    ScriptedTask,
     level_from_prompt,
     parse_task,
+    scripted_record,
     scripted_response,
     task_marker,
+    write_scripted_inputs,
 )
 
 ACTIONS = [Action("web_search", {"query": ["a"]}), Action("web_visit", {"url": ["b"]}), Action("web_search", {})]
@@ -100,3 +105,19 @@ def test_a_follow_task_executes_its_plan_and_needs_k_reference_actions_in_the_tr
     answers = [scripted_response(_with_calls(unguided, executed[:j])) for j in range(4)]
     assert answers == [f"<answer>{WRONG_ANSWER}</answer><|im_end|>"] * 2 + ["<answer>Ada</answer><|im_end|>"] * 2
     assert parse_task(marker).follow and not parse_task(task_marker(2, "Ada")).follow
+
+
+def test_scripted_inputs_convert_into_rows_with_the_plan_and_the_marker(tmp_path):
+    import pyarrow.parquet as pq
+
+    from data_preprocess.cli import main as preprocess
+
+    question = f"Who? {task_marker(2, 'Ada', follow=True)}"
+    corpus = [{"id": "1", "title": "Ada", "url": "https://a.example/Ada", "text": "Ada wrote it."}]
+    records = write_scripted_inputs(tmp_path, [scripted_record("t-1", question, "Ada")], corpus)
+    assert [json.loads(line)["id"] for line in (tmp_path / CORPUS_FILE).read_text().splitlines()] == ["1"]
+    argv = ["convert", str(records), "-o", str(tmp_path / "data"), "--format", "actions", "--val-ratio", "0"]
+    assert preprocess(argv) == 0
+    (row,) = pq.read_table(tmp_path / "data" / "train.parquet").to_pylist()
+    assert row_actions(row) == list(SCRIPTED_PLAN)
+    assert parse_task(row["prompt"][-1]["content"]) == ScriptedTask(2, "Ada", follow=True)

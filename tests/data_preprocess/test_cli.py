@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from data_preprocess.cli import main
+from data_preprocess.cli import build_parser, main
 
 sys.path.insert(0, str(Path(__file__).parent))
 from preprocess_samples import ACTIONS, openai_record
@@ -54,7 +54,7 @@ def test_missing_input_file_is_exit_1(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["convert", "x.jsonl"], "the following arguments are required: -o/--output-dir"),
+        (["convert", "x.jsonl"], "the following arguments are required: --out/-o/--output-dir"),
         (["convert", "x.jsonl", "-o", "o", "--val-ratio", "1"], "must be in [0, 1)"),
         (["convert", "x.jsonl", "-o", "o", "--format", "csv"], "invalid choice: 'csv'"),
         (["convert", "x.jsonl", "-o", "o", "--tools", ","], "expected a comma-separated list"),
@@ -133,3 +133,10 @@ def test_next_run_removes_what_a_killed_run_left(tmp_path, large_input, capsys):
     assert main(["convert", str(small), "-o", str(out)]) == 0
     assert f"removed {staging}, left by an interrupted run" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out", "small.jsonl"]
+
+
+@pytest.mark.parametrize("command", [["convert", "x.jsonl"], ["attach", "x.parquet", "--actions", "t.jsonl",
+                                     "--tool-config", "t.yaml"], ["build-offline"], ["build-barrier"]])  # fmt: skip
+@pytest.mark.parametrize("flag", ["--out", "-o", "--output-dir"])
+def test_every_command_writes_to_out_and_accepts_the_former_spellings(command, flag):
+    assert build_parser().parse_args([*command, flag, "DIR"]).out == Path("DIR")

@@ -19,17 +19,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from actguide_plugin.core.actions import Action
 from actguide_plugin.cpu.scripted_policy import task_marker
 from actguide_plugin.names import ROWS_DUMP_FILE
-from data_preprocess.cli import main as preprocess
 
 REPO = Path(__file__).resolve().parents[2]
-ACTIONS = [
-    Action("web_search", {"query": ["first computer program"]}),
-    Action("web_visit", {"url": ["https://en.wikipedia.org/wiki/Ada_Lovelace"]}),
-    Action("web_search", {"query": ["Analytical Engine"]}),
-]
 # task id → minimal sufficient level (L = 3; 9 = never); every other answer is right at a sufficient level
 TASKS = {"easy": 0, "needs-1": 1, "needs-2": 2, "impossible": 9}
 CORPUS = [
@@ -43,35 +36,20 @@ CORPUS = [
 ]
 
 
-def write_tasks(directory: Path, questions: dict[str, str], answer: str = "Ada Lovelace") -> Path:
-    """Tasks in our schema through ``actguide-preprocess convert`` (train.parquet = val.parquet) plus a corpus."""
-    directory.mkdir(parents=True, exist_ok=True)
-    records = directory / "records.jsonl"
-    with records.open("w", encoding="utf-8") as f:
-        for task_id, question in questions.items():
-            record = {"id": task_id, "question": question, "answer": answer, "actions": [a.to_dict() for a in ACTIONS]}
-            f.write(json.dumps(record) + "\n")
-    data = directory / "data"
-    assert preprocess(["convert", str(records), "-o", str(data), "--format", "actions", "--val-ratio", "0"]) == 0
-    shutil.copy(data / "train.parquet", data / "val.parquet")
-    (data / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in CORPUS), encoding="utf-8")
-    return data
-
-
 @pytest.fixture(scope="session")
-def task_writer():
+def task_writer(scripted_data):
     """``task_writer(directory, {task_id: question})`` → a data folder (train/val parquet, corpus)."""
-    return write_tasks
+    return lambda directory, questions: scripted_data(directory, questions, corpus=CORPUS)
 
 
 @pytest.fixture(scope="session")
-def demo_inputs(tmp_path_factory, tiny_bytes_model):
+def demo_inputs(tmp_path_factory, tiny_bytes_model, task_writer):
     root = tmp_path_factory.mktemp("e2e")
     questions = {
         task_id: f"Who wrote the first program? {task_marker(level, 'Ada Lovelace', every=2)}"
         for task_id, level in TASKS.items()
     }
-    return root, write_tasks(root, questions), tiny_bytes_model
+    return root, task_writer(root, questions), tiny_bytes_model
 
 
 def _run_demo(

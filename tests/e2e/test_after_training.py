@@ -57,7 +57,8 @@ def evaluated(trained_run, task_writer):
     questions = {task_id: f"Who wrote the first program? {marker}" for task_id, marker in EVAL_TASKS.items()}
     data = task_writer(trained_run.root / "eval_tasks", questions)
     env = dict(os.environ, ACTGUIDE_CORPUS=str(data / "corpus.jsonl"), TOKENIZERS_PARALLELISM="false")
-    args = ["--model", str(trained_run.checkpoint), "--data", str(data / "val.parquet"), "--samples", str(K), "--cpu"]
+    args = ["--model", str(trained_run.checkpoint), "--data", str(data / "val.parquet"), "--samples", str(K)]
+    args += ["--device", "cpu"]
     result = console_script("actguide-eval", *args, *SETTINGS, env=env)
     return trained_run.checkpoint / "eval", result
 
@@ -88,7 +89,7 @@ def test_export_loads_with_transformers_and_matches_the_checkpointed_actor(train
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     checkpoint, target = trained_run.checkpoint, tmp_path / "exported"
-    console_script("actguide-export", str(checkpoint), str(target))
+    console_script("actguide-export", str(checkpoint), "--out", str(target))
     names = {p.name for p in target.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja"} <= names
     run_files = {"actguide_run_config.yaml", "actguide_tool_config.yaml", "actguide_level_cache.json"}

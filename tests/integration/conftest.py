@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import verl  # noqa: F401  (loads our plugin: the actguide_path resolver, registrations)
 from hydra import compose, initialize_config_dir
 from verl.workers.rollout.replica import TokenOutput
 
-from actguide_plugin.cpu.scripted_policy import scripted_response
+from actguide_plugin.core.actions import REFERENCE_ACTIONS_KEY, dumps_actions
+from actguide_plugin.cpu.scripted_policy import SCRIPTED_PLAN, scripted_response, task_marker
 from actguide_plugin.cpu.tiny_model import load_tokenizer
+from actguide_plugin.names import AGENT_NAME
 
 RECIPE_CONFIG = Path(__file__).resolve().parents[2] / "recipe" / "actguide" / "config"
 CORPUS = [
@@ -85,6 +89,36 @@ def recipe_config():
 @pytest.fixture(scope="session")
 def scripted_server():
     return ScriptedServer
+
+
+class ScriptedTasks:
+    """Scripted tasks for the rollout workers: ``levels`` (task name → minimal level at which the scripted answer
+    is right; L = 3, 9: never) and ``prompt(name, min_level)``, a dataset row whose plan is ``SCRIPTED_PLAN``."""
+
+    levels: ClassVar[dict[str, int]] = {"easy": 0, "barrier": 2, "impossible": 9}
+
+    @staticmethod
+    def prompt(name: str, min_level: int) -> dict:
+        question = f"Who wrote the first program? {task_marker(min_level, 'Ada Lovelace')}"
+        return {
+            "uid": uuid.uuid4().hex,
+            "index": min_level,
+            "global_steps": 1,
+            "agent_name": AGENT_NAME,
+            "data_source": "unit",
+            "raw_prompt": [
+                {"role": "system", "content": "Use the tools, then answer in <answer></answer>."},
+                {"role": "user", "content": question},
+            ],
+            "reward_model": {"style": "rule", "ground_truth": json.dumps(["Ada Lovelace"])},
+            "extra_info": {"task_id": name, "index": min_level, REFERENCE_ACTIONS_KEY: dumps_actions(SCRIPTED_PLAN)},
+            "tools_kwargs": {},
+        }
+
+
+@pytest.fixture(scope="session")
+def scripted_tasks() -> ScriptedTasks:
+    return ScriptedTasks()
 
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")

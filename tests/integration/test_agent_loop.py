@@ -11,9 +11,9 @@ from verl.experimental.agent_loop.agent_loop import DictConfigWrap, ToolListWrap
 from verl.tools.tool_registry import load_all_tools
 from verl.utils.dataset.rl_dataset import RLHFDataset
 
-from actguide_plugin.core.actions import Action, dumps_actions
+from actguide_plugin.core.actions import dumps_actions
 from actguide_plugin.core.guidance import guided_messages, level_in_text
-from actguide_plugin.cpu.scripted_policy import task_marker
+from actguide_plugin.cpu.scripted_policy import SCRIPTED_PLAN, task_marker
 from actguide_plugin.names import (
     AGENT_NAME,
     ASSISTANT_TURNS_FIELD,
@@ -28,11 +28,7 @@ from actguide_plugin.verl_glue.validation import trajectory_record
 
 pytestmark = pytest.mark.integration
 
-ACTIONS = [
-    Action("web_search", {"query": ["first programmer"]}),
-    Action("web_visit", {"url": ["https://en.wikipedia.org/wiki/Ada_Lovelace"]}),
-    Action("web_search", {"query": ["Analytical Engine designer"]}),
-]
+ACTIONS = list(SCRIPTED_PLAN)
 
 
 def sample(min_level: int) -> dict:
@@ -76,7 +72,8 @@ def run_loop(make_loop, level, min_level=2, data=None):
 
     async def go():
         loop, server = make_loop()
-        output = await loop.run({"temperature": 1.0, "top_p": 1.0}, actguide_level=level, **(data or sample(min_level)))
+        fields = {**(data or sample(min_level)), LEVEL_FIELD: level}
+        output = await loop.run({"temperature": 1.0, "top_p": 1.0}, **fields)
         return output, server, loop
 
     return asyncio.run(go())

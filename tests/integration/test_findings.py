@@ -14,17 +14,10 @@ import pytest
 from matplotlib.image import imread
 
 from actguide_plugin.cli import analyze
-from actguide_plugin.core.actions import Action
 from actguide_plugin.cpu.scripted_policy import task_marker
-from data_preprocess.cli import main as preprocess
 
 pytestmark = pytest.mark.integration
 
-ACTIONS = [
-    Action("web_search", {"query": ["first computer program"]}),
-    Action("web_visit", {"url": ["https://en.wikipedia.org/wiki/Ada_Lovelace"]}),
-    Action("web_search", {"query": ["Analytical Engine"]}),
-]
 THRESHOLDS = {"easy": 0, "needs-1": 1, "needs-2": 2, "impossible": 9}
 SETTINGS = [
     "actor_rollout_ref.rollout.prompt_length=2048",
@@ -36,18 +29,12 @@ SETTINGS = [
 
 
 @pytest.fixture(scope="module")
-def follow_tasks(tmp_path_factory):
-    root = tmp_path_factory.mktemp("findings")
-    with (root / "records.jsonl").open("w", encoding="utf-8") as f:
-        for task_id, level in THRESHOLDS.items():
-            question = f"Who wrote the first program? {task_marker(level, 'Ada Lovelace', calls=0, follow=True)}"
-            actions = [a.to_dict() for a in ACTIONS]
-            f.write(json.dumps({"id": task_id, "question": question, "answer": "Ada Lovelace", "actions": actions}))
-            f.write("\n")
-    data = root / "data"
-    argv = ["convert", str(root / "records.jsonl"), "-o", str(data), "--format", "actions", "--val-ratio", "0"]
-    assert preprocess(argv) == 0
-    return data / "train.parquet"
+def follow_tasks(tmp_path_factory, scripted_data):
+    questions = {
+        task_id: f"Who wrote the first program? {task_marker(level, 'Ada Lovelace', calls=0, follow=True)}"
+        for task_id, level in THRESHOLDS.items()
+    }
+    return scripted_data(tmp_path_factory.mktemp("findings"), questions) / "train.parquet"
 
 
 def run(command: str, model, data, out, *extra: str) -> dict:

@@ -8,18 +8,15 @@ concurrently: one solved unguided, one that needs level 2 of 3, one that no leve
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import uuid
 
 import pytest
 import ray
 import transfer_queue as tq
 from verl.experimental.reward_loop.reward_loop import RewardLoopWorker
 
-from actguide_plugin.core.actions import Action, dumps_actions
 from actguide_plugin.core.guidance import guided_messages
-from actguide_plugin.cpu.scripted_policy import task_marker
+from actguide_plugin.cpu.scripted_policy import SCRIPTED_PLAN
 from actguide_plugin.names import IS_GUIDED_FIELD, LEVEL_FIELD, UNGUIDED_PROMPT_IDS_FIELD
 from actguide_plugin.verl_glue.metrics import search_metrics
 from actguide_plugin.verl_glue.rollout_v1 import ActGuideAgentLoopWorkerImpl
@@ -28,29 +25,6 @@ from actguide_plugin.verl_glue.state import state_actor
 pytestmark = pytest.mark.integration
 
 N = 4
-ACTIONS = [
-    Action("web_search", {"query": ["first programmer"]}),
-    Action("web_visit", {"url": ["https://en.wikipedia.org/wiki/Ada_Lovelace"]}),
-    Action("web_search", {"query": ["Analytical Engine"]}),
-]
-TASKS = {"easy": 0, "barrier": 2, "impossible": 9}  # minimal level at which the scripted answer is right
-
-
-def prompt_for(name: str, min_level: int) -> dict:
-    return {
-        "uid": uuid.uuid4().hex,
-        "index": min_level,
-        "global_steps": 1,
-        "agent_name": "actguide_tool_agent",
-        "data_source": "unit",
-        "raw_prompt": [
-            {"role": "system", "content": "Use the tools, then answer in <answer></answer>."},
-            {"role": "user", "content": f"Who wrote the first program? {task_marker(min_level, 'Ada Lovelace')}"},
-        ],
-        "reward_model": {"style": "rule", "ground_truth": json.dumps(["Ada Lovelace"])},
-        "extra_info": {"task_id": name, "index": min_level, "reference_actions": dumps_actions(ACTIONS)},
-        "tools_kwargs": {},
-    }
 
 
 def run_worker(model, recipe_config, server, prompts, *overrides):
@@ -74,9 +48,9 @@ def run_worker(model, recipe_config, server, prompts, *overrides):
 
 
 def test_worker_searches_each_group_and_publishes_exactly_n(
-    ray_and_tq, tiny_qwen_model, corpus_env, recipe_config, scripted_server, qwen_tokenizer
+    ray_and_tq, tiny_qwen_model, corpus_env, recipe_config, scripted_server, qwen_tokenizer, scripted_tasks
 ):
-    prompts = {name: prompt_for(name, level) for name, level in TASKS.items()}
+    prompts = {name: scripted_tasks.prompt(name, level) for name, level in scripted_tasks.levels.items()}
     worker = run_worker(tiny_qwen_model, recipe_config, scripted_server(qwen_tokenizer), prompts.values())
 
     listing = tq.kv_list("train")["train"]
@@ -112,9 +86,9 @@ def test_worker_searches_each_group_and_publishes_exactly_n(
 
 
 def test_drop_policy_publishes_no_trajectories_and_marks_the_prompt_for_verls_refill(
-    ray_and_tq, tiny_qwen_model, corpus_env, recipe_config, scripted_server, qwen_tokenizer
+    ray_and_tq, tiny_qwen_model, corpus_env, recipe_config, scripted_server, qwen_tokenizer, scripted_tasks
 ):
-    prompt = prompt_for("dropped", TASKS["impossible"])
+    prompt = scripted_tasks.prompt("dropped", scripted_tasks.levels["impossible"])
     worker = run_worker(
         tiny_qwen_model, recipe_config, scripted_server(qwen_tokenizer), [prompt], "actguide.on_full_failure=drop"
     )
@@ -148,20 +122,21 @@ def run_validation(model, recipe_config, server, prompts, *overrides):
 @pytest.mark.parametrize(
     ("overrides", "level"), [((), 0), (("actguide.val_level=2", "actguide.val_dump_dir=/unused/by/the/worker"), 2)]
 )
+@pytest.mark.usefixtures("ray_and_tq", "corpus_env")
 def test_validation_records_every_trajectory_at_the_requested_level(
-    ray_and_tq, tiny_qwen_model, corpus_env, recipe_config, scripted_server, qwen_tokenizer, overrides, level
+    tiny_qwen_model, recipe_config, scripted_server, qwen_tokenizer, overrides, level, scripted_tasks
 ):
-    prompts = [prompt_for(name, min_level) for name, min_level in TASKS.items()]
+    prompts = [scripted_tasks.prompt(name, min_level) for name, min_level in scripted_tasks.levels.items()]
     server = scripted_server(qwen_tokenizer)
     _, records = run_validation(tiny_qwen_model, recipe_config, server, prompts, *overrides)
     by_task = {}
     for record in records:
         by_task.setdefault(record["task_id"], []).append(record)
-    assert sorted(by_task) == sorted(TASKS) and all(len(rs) == 2 for rs in by_task.values())
+    assert sorted(by_task) == sorted(scripted_tasks.levels) and all(len(rs) == 2 for rs in by_task.values())
     for name, rs in by_task.items():
         assert sorted(r["sample"] for r in rs) == [0, 1]
         assert {r["level"] for r in rs} == {level}
-        right = TASKS[name] <= level  # the scripted answer is right from the task's minimal level on
+        right = scripted_tasks.levels[name] <= level  # the scripted answer is right from the task's minimal level on
         assert [r["correct"] for r in rs] == [right, right], name
         assert all(r["outcome"] == "answered" and r["stop_reason"] == "stop" for r in rs)
         assert all(r["reward_extra"]["acc"] == float(right) for r in rs)
@@ -173,11 +148,11 @@ def test_validation_records_every_trajectory_at_the_requested_level(
 
 
 def test_bad_row_fails_its_group_with_one_named_log_line_and_a_metric(
-    ray_and_tq, tiny_qwen_model, corpus_env, recipe_config, scripted_server, qwen_tokenizer, caplog
+    ray_and_tq, tiny_qwen_model, corpus_env, recipe_config, scripted_server, qwen_tokenizer, caplog, scripted_tasks
 ):
-    bad = prompt_for("bad", TASKS["barrier"])
+    bad = scripted_tasks.prompt("bad", scripted_tasks.levels["barrier"])
     bad["extra_info"] = {"index": 41, "reference_actions": "[{not json"}
-    good = prompt_for("good", TASKS["easy"])
+    good = scripted_tasks.prompt("good", scripted_tasks.levels["easy"])
     with caplog.at_level(logging.ERROR, logger="actguide_plugin"):
         worker = run_worker(tiny_qwen_model, recipe_config, scripted_server(qwen_tokenizer), [bad, good])
     listing = tq.kv_list("train")["train"]
@@ -190,15 +165,17 @@ def test_bad_row_fails_its_group_with_one_named_log_line_and_a_metric(
 
 
 def test_levels_whose_prompt_does_not_fit_are_never_sampled(
-    ray_and_tq, tiny_qwen_model, corpus_env, recipe_config, scripted_server, qwen_tokenizer, caplog
+    ray_and_tq, tiny_qwen_model, corpus_env, recipe_config, scripted_server, qwen_tokenizer, caplog, scripted_tasks
 ):
-    prompt = prompt_for("long-plan", TASKS["barrier"])  # needs level 2 of 3
+    prompt = scripted_tasks.prompt("long-plan", scripted_tasks.levels["barrier"])  # needs level 2 of 3
     probe = run_worker(tiny_qwen_model, recipe_config, scripted_server(qwen_tokenizer), [])
 
     async def guided_lengths():
         loop = probe._guided_agent_loop()  # the worker's own renderer (same builder and tool schemas as sampling)
         build = loop.continuous_token_builder.build_initial_tokens
-        return [len(build(guided_messages(prompt["raw_prompt"], ACTIONS, k), tools=loop.tool_schemas)) for k in (1, 2)]
+        return [
+            len(build(guided_messages(prompt["raw_prompt"], SCRIPTED_PLAN, k), tools=loop.tool_schemas)) for k in (1, 2)
+        ]
 
     fits_level_1, _ = asyncio.run(guided_lengths())
     budget = f"actor_rollout_ref.rollout.prompt_length={fits_level_1}"  # G_1 fits exactly, G_2 does not

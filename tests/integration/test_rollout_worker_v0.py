@@ -18,7 +18,6 @@ from verl.protocol import DataProto
 from actguide_plugin.names import IS_GUIDED_FIELD, LEVEL_FIELD, UNGUIDED_PROMPT_IDS_FIELD
 from actguide_plugin.verl_glue.metrics import search_metrics
 from actguide_plugin.verl_glue.rollout_v0 import FAILED_GROUPS_KEY, ActGuideAgentLoopWorkerV0Impl
-from tests.integration.test_rollout_worker import TASKS, prompt_for
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +37,7 @@ def repeated(prompts: list[dict]) -> DataProto:
 
 
 def test_the_classic_worker_returns_n_scored_rows_per_prompt_in_input_order(
-    ray_and_tq, tiny_qwen_model, corpus_env, recipe_config, scripted_server, qwen_tokenizer
+    ray_and_tq, tiny_qwen_model, corpus_env, recipe_config, scripted_server, qwen_tokenizer, scripted_tasks
 ):
     config = recipe_config(
         f"actor_rollout_ref.model.path={tiny_qwen_model}",
@@ -46,8 +45,8 @@ def test_the_classic_worker_returns_n_scored_rows_per_prompt_in_input_order(
         "actor_rollout_ref.rollout.name=vllm",  # only named; the scripted server stands in for it
         "trainer.use_v1=false",
     )
-    prompts = [prompt_for(name, level) for name, level in TASKS.items()]
-    bad = prompt_for("bad", TASKS["barrier"])
+    prompts = [scripted_tasks.prompt(name, level) for name, level in scripted_tasks.levels.items()]
+    bad = scripted_tasks.prompt("bad", scripted_tasks.levels["barrier"])
     bad["extra_info"] = {"index": 41, "reference_actions": "[{not json"}
     reward_worker = ray.remote(RewardLoopWorker).options(num_cpus=0).remote(config)
 
@@ -59,7 +58,7 @@ def test_the_classic_worker_returns_n_scored_rows_per_prompt_in_input_order(
     assert output.meta_info[FAILED_GROUPS_KEY] == [2]  # the bad row's group, by its position
     assert len(output) == 3 * N  # the other groups' rows, in input order (the manager fills the failed one)
     expected = {"easy": 0, "barrier": 2, "impossible": 0}  # impossible: on_full_failure=unguided
-    for group, name in enumerate(TASKS):
+    for group, name in enumerate(scripted_tasks.levels):
         rows = range(group * N, (group + 1) * N)
         assert [output.non_tensor_batch[LEVEL_FIELD][i] for i in rows] == [expected[name]] * N, name
         assert [output.non_tensor_batch[IS_GUIDED_FIELD][i] for i in rows] == [float(expected[name] > 0)] * N

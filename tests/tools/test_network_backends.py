@@ -12,8 +12,10 @@ import logging
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from pydantic import ValidationError
 
 from actguide_plugin.reward.judge import JudgeConfig
+from actguide_plugin.tools.backends import parse_backend_config
 from actguide_plugin.tools.config import ConfigError, WebApiBackendConfig
 from actguide_plugin.tools.httpclient import RetryPolicy
 from actguide_plugin.tools.search_tools import WebSearchTool, WebVisitTool
@@ -327,9 +329,12 @@ async def test_error_shaped_200_is_an_error_and_never_cached(body, serper, tmp_p
 @pytest.mark.parametrize("pasted", ["sk-live-9f8e7d6c5b4a", "0abc", "MY KEY", ""])
 def test_a_key_pasted_into_api_key_env_is_refused_without_being_echoed(pasted):
     with pytest.raises(ConfigError) as caught:
-        WebApiBackendConfig(api_key_env=pasted)
-    assert "name* of an environment variable" in str(caught.value)
+        parse_backend_config({"name": "web_api", "api_key_env": pasted})
+    assert "backend (web_api): api_key_env must be the *name* of an environment variable" in str(caught.value)
     assert not pasted or pasted not in str(caught.value)
+    with pytest.raises(ValidationError) as built_in_code:
+        WebApiBackendConfig(api_key_env=pasted)
+    assert not pasted or pasted not in str(built_in_code.value)
     with pytest.raises(ConfigError) as caught:
         JudgeConfig(base_url="http://127.0.0.1:1", model="m", retry=RetryPolicy(), api_key_env=pasted)
     assert not pasted or pasted not in str(caught.value)

@@ -122,7 +122,7 @@ async def test_local_backend_needs_no_network(corpus_path, monkeypatch, call_too
 def test_config_typos_fail_at_construction(corpus_path):
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['top_k'\]"):
         WebSearchTool(local_config(corpus_path, top_k=3), None)
-    with pytest.raises(ConfigError, match="topk must be a positive number"):
+    with pytest.raises(ConfigError, match="tool web_search config: topk: Input should be greater than 0"):
         WebSearchTool(local_config(corpus_path, topk=0), None)
 
 

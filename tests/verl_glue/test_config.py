@@ -46,6 +46,17 @@ def test_yaml_mirrors_the_dataclass_defaults_one_to_one():
 
 
 @pytest.mark.parametrize("core_type", [SearchConfig, ObjectiveConfig])
+def test_section_defaults_are_the_core_defaults(core_type):
+    """A knob's default is written once, in the pure core; the section (and the yaml mirror) only repeat it."""
+    shared = {f.name for f in dataclasses.fields(core_type)} & {f.name for f in dataclasses.fields(ActGuideConfig)}
+    core = core_type()
+    section = (
+        ActGuideConfig().search_config(n=core.n) if core_type is SearchConfig else ActGuideConfig().objective_config()
+    )
+    assert {name: getattr(section, name) for name in shared} == {name: getattr(core, name) for name in shared}
+
+
+@pytest.mark.parametrize("core_type", [SearchConfig, ObjectiveConfig])
 def test_core_configs_take_every_same_named_field(core_type):
     """No hand-written mapping: a field of the section with the core config's name reaches the core config."""
     shared = {f.name for f in dataclasses.fields(core_type)} & {f.name for f in dataclasses.fields(ActGuideConfig)}
