@@ -32,7 +32,7 @@ from verl.utils.config import omega_conf_to_dataclass
 from actguide_plugin.core.level_cache import LevelCache
 from actguide_plugin.logs import get_logger
 from actguide_plugin.names import GUIDED_PROMPT_TEXT, RUN_CONFIG_FILE, RUN_INFO, RUN_INFO_TOOLS, TOOL_CONFIG_FILE
-from actguide_plugin.outputs import StagedOutputs
+from actguide_plugin.outputs import StagedOutputs, atomic_file
 from actguide_plugin.verl_glue.loss import make_actguide_loss_fn
 from actguide_plugin.verl_glue.validation import collect_validation
 
@@ -89,8 +89,7 @@ class ActGuideTrainerMixin:
     def _write_rows(self, path: Path, rows: Iterable[dict[str, Any]], guided_prompts: dict[str, list[int]]) -> None:
         """``trainer.rollout_data_dir``'s per-row dump: one JSON line per row, with a guided row's prompt as sampled,
         as text (``guided_prompt``: the plan the policy was shown, with the user's tool names)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", encoding="utf-8") as f:
+        with atomic_file(path) as tmp, tmp.open("w", encoding="utf-8") as f:  # a reader never sees half a step
             for row in rows:
                 guided_prompt = guided_prompts.get(row["key"])
                 row[GUIDED_PROMPT_TEXT] = None if guided_prompt is None else self._decode(guided_prompt)
