@@ -109,11 +109,15 @@ def verl_imports() -> dict[str, set[str]]:
     return found
 
 
+def assert_listed(found: dict[str, object], listed: set[str], what: str) -> None:
+    """Every key of ``found`` (a symbol or name, with where it was found) is in ``listed``, else one clear list."""
+    unlisted = sorted(f"{key} ({where})" for key, where in found.items() if key not in listed)
+    assert not unlisted, f"{what} missing from {ARCHITECTURE.name}'s table:\n" + "\n".join(unlisted)
+
+
 def test_every_verl_import_is_listed():
-    listed = {t.symbol for t in touchpoints()}
-    unlisted = [f"{symbol} (in {', '.join(sorted(files))})" for symbol, files in verl_imports().items()
-                if symbol not in listed]  # fmt: skip
-    assert not unlisted, f"verl imports missing from {ARCHITECTURE.name}'s table:\n" + "\n".join(sorted(unlisted))
+    found = {symbol: "in " + ", ".join(sorted(files)) for symbol, files in verl_imports().items()}
+    assert_listed(found, {t.symbol for t in touchpoints()}, "verl imports")
 
 
 def _our_classes_on_verl() -> list[type]:
@@ -146,11 +150,8 @@ def verl_overrides() -> dict[str, str]:
 
 
 def test_every_verl_method_we_override_is_listed():
-    listed = {t.symbol for t in touchpoints() if t.kind == "override"}
-    unlisted = [f"{symbol} (by {by})" for symbol, by in verl_overrides().items() if symbol not in listed]
-    assert not unlisted, f"verl methods overridden but missing from {ARCHITECTURE.name}:\n" + "\n".join(
-        sorted(unlisted)
-    )
+    found = {symbol: f"by {by}" for symbol, by in verl_overrides().items()}
+    assert_listed(found, {t.symbol for t in touchpoints() if t.kind == "override"}, "verl methods overridden")
 
 
 @cache
@@ -190,12 +191,8 @@ def private_verl_names() -> dict[str, set[str]]:
 
 
 def test_every_private_verl_name_we_use_is_listed():
-    listed = {t.symbol.rsplit(".", 1)[1] for t in touchpoints()}
-    unlisted = [f"{name} (in {', '.join(sorted(files))})" for name, files in private_verl_names().items()
-                if name not in listed]  # fmt: skip
-    assert not unlisted, f"private verl names used but missing from {ARCHITECTURE.name}:\n" + "\n".join(
-        sorted(unlisted)
-    )
+    found = {name: "in " + ", ".join(sorted(files)) for name, files in private_verl_names().items()}
+    assert_listed(found, {t.symbol.rsplit(".", 1)[1] for t in touchpoints()}, "private verl names used")
 
 
 def verl_substitutions() -> dict[str, str]:
@@ -226,11 +223,9 @@ def verl_substitutions() -> dict[str, str]:
 
 
 def test_every_run_time_substitution_is_listed():
+    found = {symbol: f"in {file}" for symbol, file in verl_substitutions().items()}
     listed = {t.symbol for t in touchpoints() if t.kind == "substitution"}
-    unlisted = [f"{symbol} (in {file})" for symbol, file in verl_substitutions().items() if symbol not in listed]
-    assert not unlisted, f"verl attributes patched at run time but missing from {ARCHITECTURE.name}:\n" + "\n".join(
-        sorted(unlisted)
-    )
+    assert_listed(found, listed, "verl attributes patched at run time")
 
 
 def test_the_checks_would_catch_a_moved_symbol():
