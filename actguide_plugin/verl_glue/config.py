@@ -211,7 +211,9 @@ def check_verl_config(config: Any) -> ActGuideConfig:
     if manager not in (MANAGER, V1_MANAGER if v1 else V0_MANAGER):
         problems.append(f"actor_rollout_ref.rollout.agent.agent_loop_manager_class must be {MANAGER}")
     n = rollout.get("n", 1)
-    if actguide.mode.startswith("fallback_") and actguide.probe_m > n:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:  # a typo here would otherwise fail as a TypeError below
+        problems.append(f"actor_rollout_ref.rollout.n must be a positive integer (rollouts per prompt), got {n!r}")
+    elif actguide.mode.startswith("fallback_") and actguide.probe_m > n:
         problems.append(
             f"actguide.probe_m={actguide.probe_m} is larger than actor_rollout_ref.rollout.n={n}: a probe would sample "
             "more rollouts than the group it may become"

@@ -148,6 +148,8 @@ def test_what_the_classic_trainer_needs_is_checked_by_key(override, message):
         ("trainer.v1.trainer_mode=async", r"trainer\.v1\.trainer_mode must be 'sync'"),
         ("actguide.probe_m=0", r"actguide\.probe_m"),
         ("actor_rollout_ref.rollout.n=1", r"actguide\.probe_m=2 is larger than actor_rollout_ref\.rollout\.n=1"),
+        ("actor_rollout_ref.rollout.n=abc", r"actor_rollout_ref\.rollout\.n must be a positive integer.*'abc'"),
+        ("actor_rollout_ref.rollout.n=0", r"actor_rollout_ref\.rollout\.n must be a positive integer"),
         ("distillation.enabled=true", r"distillation\.enabled"),
         (
             "+actor_rollout_ref.actor.megatron.router_replay.mode=R3",
