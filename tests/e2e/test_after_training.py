@@ -11,6 +11,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -52,10 +54,16 @@ def console_script(name: str, *args: str, env: dict | None = None) -> subprocess
 
 
 @pytest.fixture(scope="module")
-def evaluated(trained_run, task_writer):
-    """``actguide-eval`` of the run's ``global_step_2`` checkpoint (exported on the fly) on the tasks above."""
+def eval_data(trained_run, task_writer) -> Path:
+    """The tasks above as a data folder (val.parquet, corpus.jsonl)."""
     questions = {task_id: f"Who wrote the first program? {marker}" for task_id, marker in EVAL_TASKS.items()}
-    data = task_writer(trained_run.root / "eval_tasks", questions)
+    return task_writer(trained_run.root / "eval_tasks", questions)
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained_run, eval_data):
+    """``actguide-eval`` of the run's ``global_step_2`` checkpoint (exported on the fly) on the tasks above."""
+    data = eval_data
     env = dict(os.environ, ACTGUIDE_CORPUS=str(data / "corpus.jsonl"), TOKENIZERS_PARALLELISM="false")
     args = ["--model", str(trained_run.checkpoint), "--data", str(data / "val.parquet"), "--samples", str(K)]
     args += ["--device", "cpu"]
@@ -83,6 +91,50 @@ def test_eval_gives_exact_unbiased_pass_at_k_and_how_each_trajectory_ended(evalu
     assert "| 0.333 | 0.444 | 0.500 |" in result.stdout  # the table, printed
     assert "correct=" in result.stderr  # the progress bar
     assert not (out / "model").exists()  # the on-the-fly export is removed afterwards
+
+
+class AlwaysRightJudge(BaseHTTPRequestHandler):
+    """A loopback OpenAI-compatible judge that grades every answer it is asked about as right (``A``)."""
+
+    requests = 0
+
+    def do_POST(self) -> None:  # http.server calls it by this name
+        self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).requests += 1
+        body = json.dumps({"choices": [{"message": {"content": "A"}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:  # keep the test output clean
+        pass
+
+
+def test_two_evaluations_that_differ_only_in_a_reward_override_score_differently(
+    trained_run, eval_data, evaluated, tmp_path
+):
+    """The logged config defines the reward: the same checkpoint and tasks as above, ``reward_mode=judge`` on the
+    command line with a loopback judge that calls every answer right, and no reward variable in the environment."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), AlwaysRightJudge)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACTGUIDE_REWARD", "ACTGUIDE_JUDGE"))}
+    env.update(ACTGUIDE_CORPUS=str(eval_data / "corpus.jsonl"), TOKENIZERS_PARALLELISM="false")
+    kwargs = "reward.custom_reward_function.reward_kwargs"
+    judge = [f"{kwargs}.reward_mode=judge", f"{kwargs}.judge_base_url=http://127.0.0.1:{server.server_port}",
+             f"{kwargs}.judge_model=loopback"]  # fmt: skip
+    args = ["--model", str(trained_run.checkpoint), "--data", str(eval_data / "val.parquet")]
+    try:
+        console_script("actguide-eval", *args, "--samples", str(K), "--device", "cpu", "--out", str(tmp_path),
+                       *SETTINGS, *judge, env=env)  # fmt: skip
+    finally:
+        server.shutdown()
+    (rule,) = json.loads((evaluated[0] / "eval.json").read_text())["sources"].values()
+    (judged,) = json.loads((tmp_path / "eval.json").read_text())["sources"].values()
+    assert rule["accuracy"] == pytest.approx(6 / 18)  # the rule: only the scripted right answers
+    # the judge: every trajectory that gave an answer (12 of 18: not the turn-limited nor the cut-off ones)
+    assert judged["accuracy"] == pytest.approx(12 / 18) and AlwaysRightJudge.requests >= 1
 
 
 def test_export_loads_with_transformers_and_matches_the_checkpointed_actor(trained_run, evaluated, tmp_path):
