@@ -159,7 +159,7 @@ def plot_levels(summary: Mapping[str, Any], path: str | Path) -> Drawn:
         _legend_beside(curves, title="task's k*", title_fontsize=7)
     names, counts = list(summary["k_star_histogram"]), list(summary["k_star_histogram"].values())
     hist.bar(range(len(names)), counts, color="tab:purple")
-    hist.set_xticks(range(len(names)), [n.replace(" in ", "\n") for n in names], fontsize=6)
+    hist.set_xticks(range(len(names)), [n.replace(" in ", "\n") for n in names], fontsize=6, rotation=30, ha="right")
     hist.set(title="Minimal sufficient level k*", ylabel="tasks")
     hist.yaxis.set_major_locator(MaxNLocator(integer=True))
     drawn["k_star"] = [n for n, c in zip(names, counts, strict=True) if c]
