@@ -1,14 +1,18 @@
-"""The barrier world's compact tokenizer: one token per word, syllable, digit, whitespace or punctuation run.
+"""The barrier world's compact tokenizer: one token per word (with the space before it), syllable, digit, line
+break (with its indent) or punctuation run (with the spaces in and around it).
 
 Why not the Qwen vocabulary: its 151k-entry logits dominate a tiny model's cost, and a prompt with the tool
-schemas is ~1,600 byte tokens; here the vocabulary has ~300 entries and an unguided prompt ~60 tokens, so a verl
+schemas is ~1,600 byte tokens; here the vocabulary has ~260 entries and an unguided prompt ~50 tokens, so a verl
 step is cheap enough for a 100-step learning run on a CPU (docs/benchmarks.md, "Step cost").
 
-Why word level, with spaces as their own tokens: an entity name (``zor bla``) is then the same token ids in the
-question, in a page, in a plan line and inside the JSON of a tool call (``["zor bla"]``), so copying a name is
-copying tokens — a skill a 2-layer model learns in the warm start and applies to names it never saw. The
-vocabulary is closed (every syllable, digit and word of :mod:`.world`, the guidance block, the tool responses
-and the chat template) and fixed: it does not depend on a world's seed. Anything else encodes as ``<unk>``.
+Why word level, with a name's syllables never taking a space: an entity name (``zor bla``) is then the same token
+ids in the question, in a page, in a plan line and inside the JSON of a tool call (``["zor bla"]``), so copying a
+name is copying tokens — a skill a 2-layer model learns in the warm start and applies to names it never saw. Every
+other word takes the space before it, and JSON punctuation its spaces (``": ["`` is one token): a warm-start
+conversation is 220 tokens instead of 297 with every space its own token, which is what brings the warm start
+under 3 minutes (docs/barrier.md). The vocabulary is closed (every syllable, digit and word of :mod:`.world`, the
+guidance block, the tool responses and the chat template) and fixed: it does not depend on a world's seed.
+Anything else encodes as ``<unk>``.
 
 The decoder concatenates tokens, so ``decode(encode(text)) == text`` for any text made of known pieces, and the
 hermes tool parser sees exactly the JSON the model wrote. The chat template is ours in Qwen's layout
@@ -35,7 +39,11 @@ from actguide_plugin.cpu.tiny_model import BYTES_ADDED_TOKENS, COMPACT_TOOLS_BLO
 from actguide_plugin.tools.backends import Failed, SearchHit
 from actguide_plugin.tools.formatting import format_search
 
-PIECE_PATTERN = r"[A-Za-z_]+|\d|\s|[^\sA-Za-z_\d]+"
+_SYLLABLE = "(?:" + "|".join(SYLLABLES) + ")(?![A-Za-z_])"
+_PUNCT = r"[^\sA-Za-z_\d]+"
+# A word takes the space before it, a punctuation run the spaces inside and around it, a line break the indent
+# after it; a syllable never takes a space, so a name is the same tokens wherever it stands.
+PIECE_PATTERN = rf" ?(?!{_SYLLABLE})[A-Za-z_]+|[A-Za-z_]+|\d| ?{_PUNCT}(?: {_PUNCT})* ?|\n +|\s"
 UNK = "<unk>"
 TEMPLATE = chat_template(COMPACT_TOOLS_BLOCK)
 # Tool schemas as verl renders them into the system turn (names and parameter names only: COMPACT_TOOLS_BLOCK).
@@ -56,9 +64,8 @@ _TOOL_MESSAGES = (
 
 def pieces(text: str) -> list[str]:
     """How the pre-tokenizer splits ``text``; the chat special tokens are not pieces (they are added tokens)."""
-    for special, _ in BYTES_ADDED_TOKENS:
-        text = text.replace(special, " ")
-    return re.findall(PIECE_PATTERN, text)
+    specials = "|".join(re.escape(special) for special, _ in BYTES_ADDED_TOKENS)
+    return [piece for segment in re.split(specials, text) for piece in re.findall(PIECE_PATTERN, segment)]
 
 
 def _sample_texts() -> Iterable[str]:

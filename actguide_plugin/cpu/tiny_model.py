@@ -9,7 +9,7 @@ builds one in well under a second (plus a one-time tokenizer conversion):
   in Qwen's order, so their ids match Qwen2.5/Qwen3 (``<|endoftext|>`` = 151643 ... ``</think>`` = 151668).
   The conversion takes ~7 s, so the converted tokenizer is cached on disk (``ACTGUIDE_CACHE_DIR``, default
   ``~/.cache/actguide-rl``) and reused.
-- ``vocab="barrier"``: the barrier world's ~220-token word-level vocabulary (:mod:`actguide_plugin.barrier.vocab`)
+- ``vocab="barrier"``: the barrier world's ~260-token word-level vocabulary (:mod:`actguide_plugin.barrier.vocab`)
   with a compact tools line in the template: prompts of ~100 tokens, for learning runs on a CPU.
 - ``vocab="bytes"``: 256 byte tokens plus the same special tokens (ids 256..). Fast, for tests that only
   need *a* tokenizer.

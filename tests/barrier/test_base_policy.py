@@ -54,7 +54,7 @@ def test_warm_start_follows_linked_plans_and_never_takes_a_hop_without_one(noisy
         assert answer.assistant == f"<answer>{target}</answer>" and target not in conversation.messages[-1]["content"]
     unguided_codes = [c for c in data if c not in plans and c not in pointers]
     shallow = [c for c in unguided_codes if "points to" in c.turns[-2].tool_response]
-    assert 25 < len(shallow) < 100  # shallow_share 0.15
+    assert 60 < len(shallow) < 140  # shallow_share 0.25
     for conversation in unguided_codes:
         assert conversation.messages[-1]["content"].startswith("What is the code of ")
         wrong, (search, answer) = _refusals_then(conversation.turns, 2)

@@ -38,9 +38,27 @@ def test_every_world_text_round_trips_without_unknown_tokens(tokenizer):
 def test_a_name_is_the_same_tokens_in_question_plan_and_tool_call(tokenizer):
     name = "zek nod"
     name_ids = tokenizer.encode(name, add_special_tokens=False)
-    for text in (f"What is the code of {name}?", f'1. web_search: {{"query":["{name}"]}}', f'{{"query": ["{name}"]}}'):
+    texts = (
+        f"What is the code of {name}?",
+        f'1. web_search: {{"query":["{name}"]}}',
+        f'{{"query": ["{name}"]}}',
+        f"{name} points to bak dor.",
+        f"dor cav points to {name}.",
+        f'Results for "{name}":\n1. {name}\n   {name} has code 417.',
+    )
+    for text in texts:
         ids = tokenizer.encode(text, add_special_tokens=False)
-        assert any(ids[i : i + len(name_ids)] == name_ids for i in range(len(ids))), text
+        assert sum(ids[i : i + len(name_ids)] == name_ids for i in range(len(ids))) == text.count(name), text
+
+
+def test_words_take_their_space_and_syllables_never_do(tokenizer):
+    def tokens(text):
+        return tokenizer.convert_ids_to_tokens(tokenizer.encode(text, add_special_tokens=False))
+
+    question = ["What", " is", " the", " code", " of", " ", "zek", " ", "nod", "?"]
+    assert tokens("What is the code of zek nod?") == question
+    assert tokens('{"query": ["zek nod"]}}') == ['{"', "query", '": ["', "zek", " ", "nod", '"]}}']
+    assert tokens("\n   zek nod points to") == ["\n   ", "zek", " ", "nod", " points", " to"]
 
 
 def test_prompts_are_short_and_the_template_lists_tools_on_one_line(tokenizer):
