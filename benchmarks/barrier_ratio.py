@@ -28,13 +28,15 @@ import argparse
 import statistics
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
 
-from actguide_plugin.barrier.base_policy import encode, reference_conversation, tool_schemas
+from actguide_plugin.barrier.base_policy import Conversation, encode, reference_conversation, tool_schemas
 from actguide_plugin.barrier.world import MAX_HOPS, MIN_HOPS, SYLLABLES, build_world
 from actguide_plugin.core.objective import ObjectiveConfig, actguide_token_losses
 
@@ -83,18 +85,25 @@ def gradient_weights(log_ratio: torch.Tensor) -> dict[str, torch.Tensor]:
     return weights
 
 
-def measure(model_dir: Path, seed: int, tasks: int, min_hops: int, max_hops: int) -> dict[str, dict[str, float]]:
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
-    model.eval()
+def load_scorer(model_dir: Path) -> tuple[Any, Callable[[Conversation], tuple[list[int], list[int]]]]:
+    """MODEL in eval mode, and ``encode(conversation) -> (ids, loss mask)`` with its tokenizer as verl's tool agent
+    loop builds a rollout's tokens."""
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     builder = create_continuous_token_builder(tokenizer, hf_model_type=model.config.model_type)
     schemas = tool_schemas()
+    return model, lambda conversation: encode(builder, tokenizer, schemas, conversation)
+
+
+def measure(model_dir: Path, seed: int, tasks: int, min_hops: int, max_hops: int) -> dict[str, dict[str, float]]:
+    model, encode_conversation = load_scorer(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
     world = build_world(seed, train=max(tasks, 1), val=1, min_hops=min_hops, max_hops=max_hops)
     log_ratios: dict[str, list[float]] = defaultdict(list)
     weights: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for task in world.train[:tasks]:
-        guided_ids, guided_mask = encode(builder, tokenizer, schemas, reference_conversation(task, len(task.chain)))
-        unguided_ids, unguided_mask = encode(builder, tokenizer, schemas, reference_conversation(task, 0))
+        guided_ids, guided_mask = encode_conversation(reference_conversation(task, len(task.chain)))
+        unguided_ids, unguided_mask = encode_conversation(reference_conversation(task, 0))
         response = [t for t, keep in zip(unguided_ids, unguided_mask, strict=True) if keep]
         log_ratio = response_logps(model, unguided_ids, unguided_mask) - response_logps(model, guided_ids, guided_mask)
         rule_weights = gradient_weights(log_ratio)

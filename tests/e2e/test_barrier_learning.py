@@ -4,7 +4,7 @@ from the warm-started policy the barrier experiment and the CPU demo start from,
 
 The model is the shipped ``actguide_plugin/barrier/base_seed0``: the base policy of seed 0 of the README's "Does it
 learn?" table, built by ``python -m actguide_plugin.barrier.base_policy actguide_plugin/barrier/base_seed0 --seed 0``
-(6 minutes on 2 cores); the first test fails, naming that command, as soon as the code would build a different one.
+(~2 minutes on 2 cores); the first test fails, naming that command, as soon as the code would build a different one.
 """
 
 from __future__ import annotations
