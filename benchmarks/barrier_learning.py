@@ -121,6 +121,8 @@ def report(out: Path, seeds: list[int], arms: list[str], skip_missing: bool = Fa
             lines = curves_csv(rows).splitlines()
             csv_parts.append([f"{seed},{line}" for line in lines[1:]])
             header = "seed," + lines[0]
+    if not runs:
+        raise FileNotFoundError(f"{out}: no run of seeds {seeds} and arms {arms} there (no seed*/*/metrics.jsonl)")
     markdown = summary_markdown(summaries)
     with StagedOutputs(out) as staged:
         staged.text("curves.csv", "\n".join([header, *(line for part in csv_parts for line in part)]) + "\n")

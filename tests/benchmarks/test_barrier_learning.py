@@ -73,6 +73,12 @@ def test_report_of_a_missing_run_names_its_metrics_file(bench, tmp_path):
         bench.report(tmp_path, [3], ["off"])
 
 
+def test_report_only_of_a_folder_without_runs_is_an_error_naming_it(bench, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no run of seeds \[0\] and arms \['off'\]"):
+        bench.main(["--seeds", "0", "--modes", "off", "--report-only", "--out", str(tmp_path)])
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
 def test_report_only_leaves_out_an_arm_a_seed_did_not_run_and_says_so(bench, tmp_path, capsys):
     for seed in (0, 1):
         _write_run(tmp_path / f"seed{seed}" / "off", 0.0)
