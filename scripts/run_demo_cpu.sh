@@ -4,7 +4,7 @@
 # (README, "Does it learn?"):
 #   1. builds the barrier world (actguide-preprocess build-barrier: multi-hop link chains, held-out entities);
 #   2. takes the warm-started tiny base policy of SEED (seed 0: the shipped one, copied; another seed: trained once
-#      on other tasks, ~6 min, then cached: python -m actguide_plugin.barrier.base_policy);
+#      on other tasks, ~2 min, then cached: python -m actguide_plugin.barrier.base_policy);
 #   3. trains STEPS steps with python -m recipe.actguide.main_actguide --config-name actguide_barrier_cpu and
 #      actguide.guided_clip=GUIDED_CLIP, validating (unguided, on unseen entities) every VAL_EVERY steps, then
 #      prints the actguide/* metrics per step and the unguided validation accuracy.
