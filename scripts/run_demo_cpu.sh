@@ -28,7 +28,7 @@ mkdir -p "$WORK_DIR"
 
 case "$WORLD" in
   barrier)
-    STEPS=${STEPS:-20}; N=${N:-8}; BATCH=${BATCH:-8}; RESPONSE_LEN=${RESPONSE_LEN:-320}; VAL_EVERY=${VAL_EVERY:-10}
+    STEPS=${STEPS:-30}; N=${N:-8}; BATCH=${BATCH:-8}; RESPONSE_LEN=${RESPONSE_LEN:-320}; VAL_EVERY=${VAL_EVERY:-10}
     GUIDED_CLIP=${GUIDED_CLIP:-cispo}  # the objective that learns here (README, "Does it learn?"); same = paper's
     CONFIG=actguide_barrier_cpu
     if [[ ! -f "$DATA_DIR/train.parquet" ]]; then
