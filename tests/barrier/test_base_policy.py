@@ -14,11 +14,13 @@ from actguide_plugin.barrier.base_policy import (
     BasePolicySettings,
     Conversation,
     Turn,
+    batch_loss,
     cached,
     conversations,
     encode,
     ensure_base_policy,
     search_turn,
+    shared_prefix_length,
     tool_call_text,
     tool_schemas,
 )
@@ -171,3 +173,40 @@ def test_the_shipped_seed_0_model_is_copied_only_for_its_own_settings(tmp_path):
     assert cached(out, BasePolicySettings(seed=0))
     assert not cached(SHIPPED, BasePolicySettings(seed=1))  # another seed is trained, not copied
     assert not cached(SHIPPED, BasePolicySettings(seed=0, steps=1000))
+
+
+def test_the_shared_prefix_run_once_gives_the_loss_and_gradient_of_a_plain_forward(tmp_path):
+    """``batch_loss`` runs the system turn every sequence shares once per batch and the LM head on scored tokens only:
+    the same cross-entropy, and the same gradient, as one forward of every full row."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model_dir = build_tiny_model(tmp_path / "model", vocab="barrier", hidden_size=32, num_layers=2, seed=0)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float64, attn_implementation="sdpa")
+    builder = create_continuous_token_builder(tokenizer, hf_model_type=model.config.model_type)
+    data = conversations(BasePolicySettings(examples=8, batch_size=8))
+    sequences = [encode(builder, tokenizer, tool_schemas(), conversation) for conversation in data]
+    prefix = shared_prefix_length(sequences)
+    assert 0 < prefix < min(mask.index(1) for _, mask in sequences)
+    shared = tokenizer.decode(sequences[0][0][:prefix])  # the system turn with the tools, up to the question
+    assert shared.startswith(f"<|im_start|>system\n{SYSTEM_PROMPT}") and "<|im_start|>user" in shared
+    width = max(len(ids) for ids, _ in sequences)
+    ids = torch.tensor([seq + [tokenizer.pad_token_id] * (width - len(seq)) for seq, _ in sequences])
+    mask = torch.tensor([m + [0] * (width - len(m)) for _, m in sequences], dtype=torch.float64)
+
+    def loss_and_grad(loss_fn):
+        model.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        return loss.item(), torch.cat([p.grad.flatten() for p in model.parameters()])
+
+    def plain():
+        logits = model(input_ids=ids).logits[:, :-1]
+        token_loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+        return (token_loss * mask[:, 1:]).sum() / mask[:, 1:].sum()
+
+    shared_loss, shared_grad = loss_and_grad(lambda: batch_loss(model, ids, mask, prefix))
+    plain_loss, plain_grad = loss_and_grad(plain)
+    assert shared_loss == pytest.approx(plain_loss, rel=1e-9)
+    assert torch.allclose(shared_grad, plain_grad, rtol=1e-6, atol=1e-9)
