@@ -31,7 +31,7 @@ EXPERIMENT_HOPS, EXPERIMENT_TRAIN, EXPERIMENT_VAL = 3, 256, 48
 
 def measure(model_dir: Path, seed: int, train: int, val: int, min_hops: int, max_hops: int) -> dict:
     """``{partition: {k: [P(solution | plan of k actions) per task]}}`` for the first tasks of each partition."""
-    model, encode_conversation = load_scorer(model_dir)
+    model, _, encode_conversation = load_scorer(model_dir)
     sizes = {"train": max(train, EXPERIMENT_TRAIN), "val": max(val, EXPERIMENT_VAL)}
     world = build_world(seed, **sizes, min_hops=min_hops, max_hops=max_hops)
     table: dict[str, dict[int, list[float]]] = {}

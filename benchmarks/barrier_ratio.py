@@ -85,19 +85,18 @@ def gradient_weights(log_ratio: torch.Tensor) -> dict[str, torch.Tensor]:
     return weights
 
 
-def load_scorer(model_dir: Path) -> tuple[Any, Callable[[Conversation], tuple[list[int], list[int]]]]:
-    """MODEL in eval mode, and ``encode(conversation) -> (ids, loss mask)`` with its tokenizer as verl's tool agent
+def load_scorer(model_dir: Path) -> tuple[Any, Any, Callable[[Conversation], tuple[list[int], list[int]]]]:
+    """MODEL in eval mode, its tokenizer, and ``encode(conversation) -> (ids, loss mask)`` as verl's tool agent
     loop builds a rollout's tokens."""
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     builder = create_continuous_token_builder(tokenizer, hf_model_type=model.config.model_type)
     schemas = tool_schemas()
-    return model, lambda conversation: encode(builder, tokenizer, schemas, conversation)
+    return model, tokenizer, lambda conversation: encode(builder, tokenizer, schemas, conversation)
 
 
 def measure(model_dir: Path, seed: int, tasks: int, min_hops: int, max_hops: int) -> dict[str, dict[str, float]]:
-    model, encode_conversation = load_scorer(model_dir)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model, tokenizer, encode_conversation = load_scorer(model_dir)
     world = build_world(seed, train=max(tasks, 1), val=1, min_hops=min_hops, max_hops=max_hops)
     log_ratios: dict[str, list[float]] = defaultdict(list)
     weights: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
